@@ -1,0 +1,1 @@
+"""worldmot's YAML configs, installed as the package data ``worldmot.configs``."""

@@ -1,0 +1,166 @@
+"""Typed configs: dataclasses filled from configs/*.yaml with OmegaConf, overridable as ``key=value``.
+
+A config group is a folder of configs/ (``configs/model/tiny.yaml``): the override ``model=tiny``
+merges that file into the ``model`` key. Every other override is a dotted key into the schema.
+Unknown keys, wrong types and missing values raise :class:`ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+from worldmot.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["MISSING", "ModelConfig", "SequenceConfig", "config_dir", "load_config", "to_yaml", "from_yaml_text"]
+
+
+@dataclass
+class SequenceConfig:
+    """The token layout of one training window (see DESIGN.md, "The sequence")."""
+
+    n_steps: int = 3  # frame steps per window: f_0..f_{n-1}, each followed by an action chunk
+    chunk: int = 4  # env actions per frame step
+    image_size: int = 64  # frames are resized/cropped to image_size x image_size
+    patch_size: int = 8  # patch tokenizer: (image_size / patch_size)^2 tokens per frame
+    frame_tokenizer: str = "patch"  # patch | latent
+    latent_path: str = ""  # a local diffusers AutoencoderKL folder when frame_tokenizer=latent
+    action_dim: int = 2
+    state_dim: int = 2
+    action_bins: int = 256
+    progress_bins: int = 20  # progress in [0, 1) -> bins; success has its own token
+    instruction_len: int = 48  # bytes of instruction (padded / truncated)
+    reasoning_len: int = 32  # bytes of reasoning text per step (padded / truncated)
+    text_tokenizer: str = ""  # optional local `tokenizers` JSON file; empty: UTF-8 bytes
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the MoT world model."""
+
+    name: str = "tiny"
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    # modality -> expert name. Modalities: text, action, state, frame.
+    # full MoT {text: text, action: action, state: action, frame: frame}; two-path {.. ar .., frame: dit};
+    # dense: all to one expert.
+    experts: dict[str, str] = field(
+        default_factory=lambda: {"text": "text", "action": "action", "state": "action", "frame": "frame"}
+    )
+    lambda_fm: float = 1.0
+    drop_instruction: float = 0.1  # condition dropout for classifier-free guidance
+    drop_reasoning: float = 0.3  # so that planning can skip writing reasoning
+    drop_state: float = 0.5  # imagined steps have no proprioceptive state
+    noisy_t_one: float = 0.25  # fraction of noisy frames trained at t=1 (pure noise: one-step generation)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+
+
+def config_dir() -> Path:
+    """The folder of the built-in YAML configs (installed as package data ``worldmot.configs``)."""
+    return Path(str(resources.files("worldmot.configs")))
+
+
+def _key_of(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or getattr(err, "key", None)
+    return str(key) if key else "?"
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return first
+
+
+def _group_file(base: Path, group: str, name: str) -> Path | None:
+    path = base / group / f"{name}.yaml"
+    return path if (base / group).is_dir() else None
+
+
+def _merge_override(conf: DictConfig, item: str, base: Path) -> DictConfig:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value")
+    key, value = item.split("=", 1)
+    group_file = _group_file(base, key, value) if "." not in key else None
+    if group_file is not None:
+        if not group_file.exists():
+            choices = sorted(p.stem for p in (base / key).glob("*.yaml"))
+            raise ConfigError(f"{key}={value}: no config {group_file.name} in {base / key} (choices: {choices})")
+        return OmegaConf.merge(conf, {key: OmegaConf.load(group_file)})
+    return OmegaConf.merge(conf, OmegaConf.from_dotlist([item]))
+
+
+def load_config(
+    schema: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = (), base: Path | None = None
+) -> T:
+    """Build a ``schema`` instance from YAML files and ``key=value`` overrides, in that order.
+
+    Raises ConfigError (one line, naming the key or file) for unknown keys, wrong types and missing values.
+    """
+    base = base or config_dir()
+    conf = OmegaConf.structured(schema)
+    try:
+        for f in files:
+            path = Path(f)
+            if not path.exists():
+                raise ConfigError(f"{path}: config file not found")
+            try:
+                loaded = OmegaConf.load(path)
+            except Exception as e:  # yaml errors carry several lines
+                raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            conf = OmegaConf.merge(conf, _resolve_groups(loaded, base))
+        for item in overrides:
+            conf = _merge_override(conf, item, base)
+        OmegaConf.resolve(conf)
+        missing = sorted(OmegaConf.missing_keys(conf))
+        if missing:
+            raise ConfigError(f"config key {missing[0]!r} is required but has no value")
+        return OmegaConf.to_object(conf)
+    except ConfigKeyError as e:
+        raise ConfigError(f"unknown config key {_key_of(e)!r}: {_one_line(e)}") from None
+    except ValidationError as e:
+        raise ConfigError(f"config key {_key_of(e)!r} has the wrong type: {_one_line(e)}") from None
+    except MissingMandatoryValue as e:
+        raise ConfigError(f"config key {_key_of(e)!r} is required but has no value") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config key {_key_of(e)!r}: {_one_line(e)}") from None
+
+
+def _resolve_groups(loaded: DictConfig, base: Path) -> DictConfig:
+    """A YAML value ``model: tiny`` where configs/model/ exists means "the file configs/model/tiny.yaml"."""
+    out = {}
+    for key, value in loaded.items():
+        if isinstance(value, str) and (base / str(key)).is_dir():
+            path = base / str(key) / f"{value}.yaml"
+            if not path.exists():
+                raise ConfigError(f"{key}: {value}: no config {path}")
+            out[key] = OmegaConf.load(path)
+        else:
+            out[key] = value
+    return OmegaConf.create(out)
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML text (what checkpoints store next to the weights)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml_text(schema: type[T], text: str, source: str = "config") -> T:
+    """Parse YAML text saved by :func:`to_yaml` back into ``schema``; errors name ``source``."""
+    try:
+        conf = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(text))
+        return OmegaConf.to_object(conf)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{source}: config key {_key_of(e)!r}: {_one_line(e)}") from None
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    """dataclasses.replace, re-exported so callers need one import."""
+    return dataclasses.replace(cfg, **changes)

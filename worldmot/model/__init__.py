@@ -1,0 +1,1 @@
+"""The MoT world model."""

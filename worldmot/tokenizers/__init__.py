@@ -1,0 +1,1 @@
+"""Frame, text and action tokenizers."""
