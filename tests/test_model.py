@@ -1,0 +1,284 @@
+"""The MoT world model: no leaks, exact routing, KV cache == full forward, dense vs MoT cost, save/load."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import worldmot
+from model_fixtures import full_inputs, make_batch, make_model, small_config
+from worldmot.checkpoint import save_model
+from worldmot.errors import WorldmotError
+from worldmot.model import imagination
+from worldmot.model.world_model import SegmentInputs
+from worldmot.sequence import MODALITIES, ROLE_FRAME, ROLE_NOISY, ROLE_STATE, attention_mask
+
+FULL = {"text": "text", "action": "action", "state": "action", "frame": "frame"}
+TWO_PATH = {"text": "ar", "action": "ar", "state": "ar", "frame": "dit"}
+DENSE = {"text": "shared", "action": "shared", "state": "shared", "frame": "shared"}
+
+
+def run_full(model, batch, inp):
+    lay = batch.layout
+    h, _ = model.run(lay.segment(0, lay.length), inp)
+    return h
+
+
+# ----------------------------------------------------------------------------------------------------
+# No leak
+# ----------------------------------------------------------------------------------------------------
+
+def test_perturbing_a_noisy_frame_changes_only_that_frame():
+    model = make_model()
+    batch = make_batch(model)
+    inp = full_inputs(batch)
+    h = run_full(model, batch, inp)
+    noisy = inp.noisy.clone()
+    noisy[:, 0] += torch.randn_like(noisy[:, 0])  # the noisy copy of f_1
+    h2 = run_full(model, batch, SegmentInputs(**{**inp.__dict__, "noisy": noisy}))
+    rows = batch.layout.noisy_frames[0]
+    others = np.setdiff1d(np.arange(batch.layout.length), rows)
+    torch.testing.assert_close(h2[:, others], h[:, others], rtol=0, atol=1e-6)
+    assert (h2[:, rows] - h[:, rows]).abs().max() > 1e-3, "the test perturbation had no effect"
+
+
+@pytest.mark.parametrize("where", ["token", "state", "frame"])
+def test_nothing_after_position_p_reaches_positions_up_to_p(where):
+    model = make_model()
+    batch = make_batch(model)
+    lay = batch.layout
+    inp = full_inputs(batch)
+    h = run_full(model, batch, inp)
+    changed = dict(inp.__dict__)
+    if where == "token":
+        p = int(lay.actions[1][0])  # first action token of step 1
+        ids = inp.token_ids.clone()
+        ids[:, p] = (ids[:, p] + 1 - model.vocab.action_offset) % model.cfg.sequence.action_bins + model.vocab.action_offset
+        changed["token_ids"] = ids
+    elif where == "state":
+        p = int(lay.states[1])
+        changed["states"] = inp.states.clone()
+        changed["states"][:, 1] += 1.0
+    else:
+        p = int(lay.frames[2][0])  # the clean f_2 block
+        changed["frames"] = inp.frames.clone()
+        changed["frames"][:, 2] += 0.5
+    h2 = run_full(model, batch, SegmentInputs(**changed))
+    before = np.arange(p)
+    before = before[~lay.noisy[before]]  # (the noisy copy of f_2 sits before f_2 and is not "before p" in time)
+    torch.testing.assert_close(h2[:, before], h[:, before], rtol=0, atol=1e-6)
+    assert (h2[:, p:] - h[:, p:]).abs().max() > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------------
+# Routing
+# ----------------------------------------------------------------------------------------------------
+
+def reference_forward(model, seg, inp):
+    """Token by token, in the original order: each token through its own expert; explicit softmax attention."""
+    trunk = model.trunk
+    x = model.embed(seg, inp)[0]  # one sample: (n, D)
+    n, D = x.shape
+    modality = seg.arr("modality")
+    names = [trunk.experts[MODALITIES[m]] for m in modality]
+    noisy = seg.arr("noisy")
+    steps = seg.arr("step")
+    noisy_steps = sorted(set(steps[noisy]))
+    clean = F.silu(model.time_embed(torch.zeros(1)))[0]
+    cond = [F.silu(model.time_embed(inp.t[0, noisy_steps.index(steps[i])][None]))[0] if noisy[i] else clean
+            for i in range(n)]
+    block = torch.as_tensor(seg.arr("block"))
+    mask = attention_mask(block, torch.as_tensor(noisy), block, torch.as_tensor(noisy))
+    H = trunk.heads
+    for layer in trunk.layers:
+        mods, q, k, v = [], [], [], []
+        for i in range(n):
+            blk = layer[names[i]]
+            mod = blk.ada(cond[i]).chunk(6)
+            qi, ki, vi = blk.qkv_of(x[i][None, None], mod[0], mod[1])
+            mods.append(mod), q.append(qi[0, :, 0]), k.append(ki[0, :, 0]), v.append(vi[0, :, 0])
+        q, k, v = torch.stack(q, 1), torch.stack(k, 1), torch.stack(v, 1)  # (H, n, dh)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(D // H)
+        attn = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v  # (H, n, dh)
+        attn = attn.transpose(0, 1).reshape(n, D)
+        x = torch.stack([layer[names[i]].finish(x[i][None, None], attn[i][None, None], tuple(m[None, None] for m in mods[i]))[0, 0]
+                         for i in range(n)])
+    return torch.stack([trunk.final[names[i]](x[i][None], trunk.final[names[i]].ada(cond[i])[None])[0] for i in range(n)])
+
+
+@pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])
+def test_mot_forward_equals_token_by_token_reference(experts):
+    model = make_model(small_config(experts))
+    batch = make_batch(model, B=1)
+    inp = full_inputs(batch)
+    with torch.no_grad():
+        fast = run_full(model, batch, inp)[0]
+        slow = reference_forward(model, batch.layout.segment(0, batch.layout.length), inp)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+def test_reference_catches_tokens_put_back_in_the_wrong_order():
+    """The reference is strict: swapping two positions' outputs is detected."""
+    model = make_model()
+    batch = make_batch(model, B=1)
+    inp = full_inputs(batch)
+    with torch.no_grad():
+        fast = run_full(model, batch, inp)[0]
+        slow = reference_forward(model, batch.layout.segment(0, batch.layout.length), inp)
+    i, j = int(batch.layout.states[0]), int(batch.layout.actions[0][0])
+    swapped = fast.clone()
+    swapped[[i, j]] = fast[[j, i]]
+    assert not torch.allclose(swapped, slow, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------------
+# KV cache
+# ----------------------------------------------------------------------------------------------------
+
+def test_kv_cache_decoding_and_cached_frame_generation_equal_full_forward():
+    model = make_model()
+    batch = make_batch(model)
+    lay = batch.layout
+    inp = full_inputs(batch)
+    with torch.no_grad():
+        full = run_full(model, batch, inp)
+
+        def sub(start, end):
+            seg = lay.segment(start, end)
+            role = seg.arr("role")
+            steps = sorted(set(seg.arr("step")[role == ROLE_FRAME]))
+            st_steps = seg.arr("step")[role == ROLE_STATE]
+            nz = sorted(set(seg.arr("step")[role == ROLE_NOISY]))
+            j = [s - 1 for s in nz]
+            return seg, SegmentInputs(
+                inp.token_ids[:, start:end],
+                inp.frames[:, steps] if steps else None,
+                inp.states[:, st_steps] if len(st_steps) else None,
+                inp.state_dropped[:, st_steps] if len(st_steps) else None,
+                inp.noisy[:, j] if j else None, inp.noisy_last[:, j] if j else None, inp.t[:, j] if j else None)
+
+        ctx_end = int(lay.progress[0])
+        seg, si = sub(0, ctx_end)
+        h, cache = model.run(seg, si, append=True)
+        torch.testing.assert_close(h, full[:, :ctx_end], rtol=1e-5, atol=1e-5)
+        for p in range(ctx_end, int(lay.eoa[0]) + 1):  # p_0, reasoning, actions: one token at a time
+            seg, si = sub(p, p + 1)
+            h, cache = model.run(seg, si, cache=cache, append=True)
+            torch.testing.assert_close(h[:, 0], full[:, p], rtol=1e-5, atol=1e-5)
+        rows = lay.noisy_frames[0]
+        seg, si = sub(int(rows[0]), int(rows[-1]) + 1)
+        h, same = model.run(seg, si, cache=cache, append=False)
+        assert same is cache and cache.length == int(lay.eoa[0]) + 1, "denoising must not extend the cache"
+        torch.testing.assert_close(h, full[:, rows], rtol=1e-5, atol=1e-5)
+        seg, si = sub(int(lay.bof[1]), int(lay.eoa[1]) + 1)  # the clean f_1 and the rest of step 1 at once
+        h, cache = model.run(seg, si, cache=cache, append=True)
+        torch.testing.assert_close(h, full[:, int(lay.bof[1]) : int(lay.eoa[1]) + 1], rtol=1e-5, atol=1e-5)
+
+
+def test_one_step_imagination_equals_the_full_forward_x0_estimate():
+    """imagination (cache, scheduler, 1 flow step) reproduces the training-time x0 estimate at t=1."""
+    from model_fixtures import make_windows
+    from worldmot.sequence import pack_windows
+
+    model = make_model()
+    batch = make_batch(model, B=2)
+    lay = model.layout(2)
+    actions = model.action_tokenizer.decode(model.action_tokenizer.encode(torch.rand(2, 1, 2, 2) * 2 - 1))
+    noise = torch.randn(2, 1, *batch.frames.shape[2:], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        im = imagination.start(model, ["reach the red target"] * 2, batch.frames[:, 0], horizon=1)
+        p0 = imagination._choose(model.lm_head(im.last_hidden), model.vocab.progress_token_ids(), 0.0, None)
+        imagination.write_step(im, actions[:, 0])
+        frame = imagination.imagine_frame(im, flow_steps=1, noise=noise)
+
+        windows, _, _ = make_windows(model.cfg, 2)
+        for w, a in zip(windows, actions.numpy()):
+            w.update(instruction="reach the red target", actions=np.concatenate([a, a]), subtasks=["", ""],
+                     progress=w["progress"][:2], success=w["success"][:2])
+        frames = torch.stack([batch.frames[:, 0], frame], 1)
+        packed = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                              action_tokenizer=model.action_tokenizer, frame_tokens=frames, drop_state=np.ones((2, 2), bool))
+        packed.token_ids[:, lay.progress[0]] = p0
+        h = run_full(model, packed, SegmentInputs(packed.token_ids, frames, packed.states, packed.state_dropped,
+                                                  noise, batch.frames[:, :1], torch.ones(2, 1)))
+        x0 = batch.frames[:, 0] + model.frame_head(h[:, lay.noisy_frames[0]])
+    torch.testing.assert_close(frame, x0, rtol=1e-4, atol=1e-5)
+
+
+def test_imagination_is_batched_over_candidates():
+    model = make_model()
+    batch = make_batch(model, B=1)
+    actions = torch.rand(5, 2, 2, 2) * 2 - 1
+    with torch.no_grad():
+        im = imagination.start(model, ["reach the red target"], batch.frames[:, 0], horizon=2).expand(5)
+        for h in range(2):
+            imagination.write_step(im, actions[:, h])
+            imagination.imagine_frame(im, flow_steps=2, generator=torch.Generator().manual_seed(0))
+        frames, progress = imagination.rollout(model, ["reach the red target"] * 5, batch.frames[:, 0].expand(5, -1, -1),
+                                               actions, flow_steps=2, generator=torch.Generator().manual_seed(0))
+    assert frames.shape == (5, 2, *batch.frames.shape[2:]) and progress.shape == (5, 3)
+    assert ((progress >= 0) & (progress <= 1)).all()
+    assert not torch.allclose(frames[0], frames[1]), "different actions must give different futures"
+
+
+def test_autoregressive_decoding_writes_reasoning_and_actions_with_guidance():
+    model = make_model()
+    batch = make_batch(model, B=2)
+    with torch.no_grad():
+        im = imagination.start(model, ["reach the red target"] * 2, batch.frames[:, 0], horizon=1, cfg_scale=2.0)
+        actions, texts = imagination.write_step(im, reason=True)
+        frame = imagination.imagine_frame(im, flow_steps=3, generator=torch.Generator().manual_seed(0))
+    assert actions.shape == (2, 2, 2) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert ((actions >= -1) & (actions <= 1)).all()
+    assert frame.shape == batch.frames[:, 0].shape and torch.isfinite(frame).all()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dense vs MoT
+# ----------------------------------------------------------------------------------------------------
+
+def test_dense_and_mot_have_equal_active_parameters_and_flops_per_token():
+    models = {name: make_model(small_config(e)) for name, e in [("full", FULL), ("two", TWO_PATH), ("dense", DENSE)]}
+    per_expert = {name: {e: sum(p.numel() for n, p in m.trunk.named_parameters() if f".{e}." in n or n.startswith(f"final.{e}."))
+                         for e in m.trunk.expert_names} for name, m in models.items()}
+    sizes = {v for d in per_expert.values() for v in d.values()}
+    assert len(sizes) == 1, f"every expert must have the same size (active parameters per token): {per_expert}"
+    assert len(per_expert["full"]) == 3 and len(per_expert["dense"]) == 1
+    flops = {}
+    for name, m in models.items():
+        batch = make_batch(m)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            m(batch)
+        flops[name] = counter.get_total_flops()
+    # per-token work is identical; each extra expert only adds its adaLN on the few distinct time vectors
+    for name in ("full", "two"):
+        assert abs(flops[name] - flops["dense"]) / flops["dense"] < 0.01, flops
+
+
+# ----------------------------------------------------------------------------------------------------
+# Save / load
+# ----------------------------------------------------------------------------------------------------
+
+def test_save_and_load_round_trip(tmp_path):
+    model = make_model()
+    batch = make_batch(model)
+    inp = full_inputs(batch)
+    save_model(model, tmp_path / "m")
+    loaded = worldmot.load(tmp_path / "m")
+    with torch.no_grad():
+        torch.testing.assert_close(run_full(loaded, batch, inp), run_full(model, batch, inp), rtol=0, atol=0)
+    assert loaded.action_tokenizer.to_dict() == model.action_tokenizer.to_dict()
+
+
+def test_load_reports_missing_and_corrupt_files(tmp_path):
+    model = make_model()
+    save_model(model, tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(WorldmotError, match="model.safetensors"):
+        worldmot.load(tmp_path / "m")
+    with pytest.raises(WorldmotError, match="model.safetensors: missing"):
+        worldmot.load(tmp_path / "nothing")

@@ -1,0 +1,106 @@
+"""The packed sequence: the attention mask against the rules, layout invariants, the batch builder."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_fixtures import make_batch, make_model, small_config
+from worldmot.sequence import FRAME, ROLE_NOISY, attention_mask
+
+
+def brute_force_mask(block, noisy, sample):
+    """The DESIGN.md rule, pair by pair."""
+    n = len(block)
+    out = np.zeros((n, n), bool)
+    for q in range(n):
+        for k in range(n):
+            same_sample = sample[q] == sample[k]
+            earlier_or_same = block[k] <= block[q]
+            hidden_noisy = noisy[k] and block[k] != block[q]
+            out[q, k] = same_sample and earlier_or_same and not hidden_noisy
+    return out
+
+
+@st.composite
+def random_layouts(draw):
+    """Random packed rows: samples of causal tokens, frame blocks and noisy blocks in any order."""
+    block, noisy, sample = [], [], []
+    b = 0
+    for s in range(draw(st.integers(1, 3))):
+        for kind, size in draw(st.lists(st.tuples(st.sampled_from(["tok", "frame", "noisy"]), st.integers(1, 4)),
+                                        min_size=1, max_size=8)):
+            n = 1 if kind == "tok" else size
+            block += [b] * n
+            noisy += [kind == "noisy"] * n
+            sample += [s] * n
+            b += 1
+    return np.array(block), np.array(noisy), np.array(sample)
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_layouts())
+def test_mask_equals_brute_force_reference(layout):
+    block, noisy, sample = layout
+    t = lambda a: torch.as_tensor(a)
+    got = attention_mask(t(block), t(noisy), t(block), t(noisy), t(sample), t(sample)).numpy()
+    np.testing.assert_array_equal(got, brute_force_mask(block, noisy, sample))
+
+
+def test_window_layout_mask_matches_reference_and_hides_noisy_frames():
+    model = make_model(randomize=False)
+    lay = model.layout()
+    t = lambda a: torch.as_tensor(a)
+    mask = attention_mask(t(lay.block), t(lay.noisy), t(lay.block), t(lay.noisy)).numpy()
+    np.testing.assert_array_equal(mask, brute_force_mask(lay.block, lay.noisy, np.zeros_like(lay.block)))
+    for j, rows in enumerate(lay.noisy_frames):  # noisy copy of f_{j+1}
+        others = np.setdiff1d(np.arange(lay.length), rows)
+        assert not mask[np.ix_(others, rows)].any(), "a token sees a noisy frame"
+        assert mask[np.ix_(rows, rows)].all(), "a noisy frame is bidirectional inside itself"
+        past = np.arange(rows[0])
+        assert mask[np.ix_(rows, past[~lay.noisy[past]])].all(), "a noisy frame sees the whole clean past"
+        assert not mask[rows][:, rows[-1] + 1 :].any(), "a noisy frame sees the future"
+        clean = lay.frames[j + 1]
+        np.testing.assert_array_equal(lay.pos[rows], lay.pos[clean])  # shares its clean copy's indices
+        np.testing.assert_array_equal(lay.patch[rows], lay.patch[clean])
+    for rows in lay.frames:
+        assert mask[np.ix_(rows, rows)].all()
+    text = np.nonzero(lay.modality != FRAME)[0]
+    sub = mask[np.ix_(text, text)]
+    np.testing.assert_array_equal(sub, np.tril(np.ones_like(sub)))  # text/action/state tokens are causal
+
+
+def test_pack_windows_places_every_field():
+    model = make_model(randomize=False)
+    batch = make_batch(model, B=2)
+    lay, cfg, vocab = batch.layout, model.cfg.sequence, model.vocab
+    ids = batch.token_ids.numpy()
+    assert ids.shape == (2, lay.length) and (ids >= 0).all() and (ids < vocab.size).all()
+    assert model.text_tokenizer.decode(ids[0, lay.instruction]) == "reach the red target"
+    assert model.text_tokenizer.decode(ids[1, lay.reasoning[0]]) == "push it"
+    bins = ids[0, lay.actions[0]] - vocab.action_offset
+    assert ((bins >= 0) & (bins < cfg.action_bins)).all()
+    assert ids[0, lay.progress[-1]] == vocab.special["<success>"]  # last step of the fixture succeeds
+    assert (ids[0, lay.progress[:-1]] >= vocab.progress_offset).all()
+    # targets: reasoning text + <eor>, action bins, progress; never the instruction or specials
+    tm = batch.target_mask.numpy()
+    assert not tm[:, lay.instruction].any()
+    assert tm[0, lay.reasoning[0]].sum() == len("move to red") + 1
+    assert tm[:, lay.actions.reshape(-1)].all() and tm[:, lay.progress].all()
+    assert not tm[:, lay.role == ROLE_NOISY].any()
+
+
+def test_condition_dropout_empties_instruction_and_reasoning():
+    from model_fixtures import make_windows
+    from worldmot.sequence import pack_windows
+
+    model = make_model(randomize=False)
+    windows, frames, _ = make_windows(model.cfg, 2)
+    batch = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                         action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames),
+                         drop_instruction=np.array([True, False]), drop_reasoning=np.array([[True, False, False]] * 2))
+    lay = batch.layout
+    assert model.text_tokenizer.decode(batch.token_ids[0, lay.instruction].tolist()) == ""
+    assert not batch.target_mask[:, lay.reasoning[0]].any()  # a dropped reasoning is not a target
+    assert batch.target_mask[:, lay.reasoning[1]].any()

@@ -1,0 +1,79 @@
+"""Saving and loading a ready world model: safetensors weights + resolved YAML config + JSON metadata.
+
+Nothing here unpickles: a model folder from someone else cannot run code when loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from worldmot.config import ModelConfig, from_yaml_text, to_yaml
+from worldmot.errors import WorldmotError
+
+WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "model_meta.json"
+FORMAT = 1
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Write ``path/`` = {model.safetensors, config.yaml, model_meta.json} atomically (temp folder, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(to_yaml(model.cfg))
+        meta = {"format": FORMAT, "action_tokenizer": model.action_tokenizer.to_dict()}
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, torch.Tensor]]:
+    """(config, meta, weights) of a saved model folder, each checked; errors name the file."""
+    path = Path(path)
+    for name in (WEIGHTS, CONFIG, META):
+        if not (path / name).is_file():
+            raise WorldmotError(f"{path / name}: missing (expected a model folder written by worldmot)")
+    cfg = from_yaml_text(ModelConfig, (path / CONFIG).read_text(), source=str(path / CONFIG))
+    try:
+        meta = json.loads((path / META).read_text())
+    except json.JSONDecodeError as e:
+        raise WorldmotError(f"{path / META}: not valid JSON ({e.msg})") from None
+    if meta.get("format") != FORMAT or "action_tokenizer" not in meta:
+        raise WorldmotError(f"{path / META}: expected format {FORMAT} with an action_tokenizer entry")
+    try:
+        weights = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise WorldmotError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from None
+    return cfg, meta, weights
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """A WorldModel in eval mode from a folder written by :func:`save_model`."""
+    from worldmot.model.world_model import WorldModel
+    from worldmot.tokenizers.actions import ActionTokenizer
+
+    cfg, meta, weights = read_model_files(path)
+    model = WorldModel(cfg, ActionTokenizer.from_dict(meta["action_tokenizer"]))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise WorldmotError(f"{Path(path) / WEIGHTS}: weights do not fit the config "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval()

@@ -1,0 +1,179 @@
+"""The world model: embeddings + MoT trunk + two heads (AR tokens, frame change), training loss, inference.
+
+Frame parametrization: the frame head predicts the change from the last clean frame, so an untrained
+model (zero head) predicts "the next frame is the last frame": x0_hat = last + head(h). The flow
+convention is diffusers' FlowMatchEulerDiscreteScheduler one: t=1 is noise, x_t = (1-t) x0 + t eps,
+v = eps - x0 = (x_t - x0) / t. The frame loss is MSE on x0 (v-MSE weighted by t^2), which is what the
+skip parametrization needs to start at the copy baseline (shared notes: naive v-prediction did not learn).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldmot.config import ModelConfig
+from worldmot.model.mot import KVCache, MoTTrunk, position_embedding, timestep_embedding
+from worldmot.sequence import (ROLE_FRAME, ROLE_NOISY, ROLE_STATE, Layout, PackedBatch, Segment, Vocab,
+                               build_layout, make_vocab)
+from worldmot.tokenizers.actions import ActionTokenizer
+from worldmot.tokenizers.frames import make_frame_tokenizer, preprocess_frames
+from worldmot.tokenizers.text import make_text_tokenizer
+
+
+@dataclass
+class SegmentInputs:
+    """What fills a segment's non-token positions. J noisy frames, F clean frames, N states."""
+
+    token_ids: torch.Tensor  # (B, n) ids (ignored at state/frame positions)
+    frames: torch.Tensor | None = None  # (B, F, P, Dp) clean frame tokens, in segment order
+    states: torch.Tensor | None = None  # (B, N, Ds) normalised states
+    state_dropped: torch.Tensor | None = None  # (B, N) bool
+    noisy: torch.Tensor | None = None  # (B, J, P, Dp) x_t
+    noisy_last: torch.Tensor | None = None  # (B, J, P, Dp) the last clean frame before each noisy frame
+    t: torch.Tensor | None = None  # (B, J) diffusion time of each noisy frame
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, action_tokenizer: ActionTokenizer,
+                 state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None):
+        super().__init__()
+        seq = cfg.sequence
+        unknown = set(cfg.experts) ^ {"text", "action", "state", "frame"}
+        if unknown:
+            from worldmot.errors import ConfigError
+            raise ConfigError(f"model.experts must map exactly text, action, state, frame (got {sorted(cfg.experts)})")
+        self.cfg = cfg
+        self.text_tokenizer = make_text_tokenizer(seq.text_tokenizer)
+        self.frame_tokenizer = make_frame_tokenizer(seq.frame_tokenizer, seq.image_size, seq.patch_size, seq.latent_path)
+        self.action_tokenizer = action_tokenizer
+        self.vocab: Vocab = make_vocab(self.text_tokenizer, seq)
+        D, Dp = cfg.width, self.frame_tokenizer.token_dim
+        self.tokens_per_frame = self.frame_tokenizer.tokens_per_frame
+        self.register_buffer("state_mean", torch.as_tensor(np.zeros(seq.state_dim) if state_mean is None else state_mean, dtype=torch.float32))
+        self.register_buffer("state_std", torch.as_tensor(np.ones(seq.state_dim) if state_std is None else state_std, dtype=torch.float32))
+
+        self.token_embed = nn.Embedding(self.vocab.size, D)
+        self.state_in = nn.Linear(seq.state_dim, D)
+        self.state_null = nn.Parameter(torch.zeros(D))
+        self.frame_in = nn.Linear(2 * Dp, D)  # [patch, last clean patch] (zeros for clean frames)
+        self.patch_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, D))
+        self.time_mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
+        self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
+        self.lm_head = nn.Linear(D, self.vocab.size)
+        self.frame_head = nn.Linear(D, Dp)
+        self.initialize()
+
+    def initialize(self) -> None:
+        nn.init.normal_(self.token_embed.weight, std=0.02)
+        nn.init.normal_(self.patch_pos, std=0.02)
+        nn.init.xavier_uniform_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
+        for lin in (self.time_mlp[0], self.time_mlp[2]):
+            nn.init.normal_(lin.weight, std=0.02), nn.init.zeros_(lin.bias)
+        self.trunk.initialize()
+        for head in (self.lm_head, self.frame_head):  # zero heads: uniform tokens, "next frame = last frame"
+            nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+
+    # ------------------------------------------------------------------------------------------------
+    # Shared pieces
+    # ------------------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.token_embed.weight.device
+
+    def layout(self, n_steps: int | None = None) -> Layout:
+        return build_layout(self.cfg.sequence, self.vocab, n_steps, self.tokens_per_frame)
+
+    def tokenize_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 frames (..., H, W, 3) of any size -> frame tokens (..., P, Dp) on the model's device."""
+        frames = torch.as_tensor(np.asarray(frames))
+        lead = frames.shape[:-3]
+        pix = preprocess_frames(frames.reshape(-1, *frames.shape[-3:]), self.cfg.sequence.image_size).to(self.device)
+        tokens = self.frame_tokenizer.encode(pix)
+        return tokens.reshape(*lead, *tokens.shape[1:])
+
+    def detokenize_frames(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Frame tokens (..., P, Dp) -> pixels (..., 3, S, S) in [-1, 1]."""
+        lead = tokens.shape[:-2]
+        pix = self.frame_tokenizer.decode(tokens.reshape(-1, *tokens.shape[-2:]))
+        return pix.reshape(*lead, *pix.shape[1:])
+
+    def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        return (state.float().to(self.device) - self.state_mean) / self.state_std
+
+    def time_embed(self, t: torch.Tensor) -> torch.Tensor:
+        return self.time_mlp(timestep_embedding(t, 256))
+
+    def embed(self, seg: Segment, inp: SegmentInputs) -> torch.Tensor:
+        """Embeddings (B, n, D) of a segment: token ids, states, clean and noisy frame patches, + positions."""
+        role = seg.arr("role")
+        x = self.token_embed(inp.token_ids.clamp(min=0))
+        B, dev = x.shape[0], x.device
+        idx = lambda r: torch.as_tensor(np.nonzero(role == r)[0], device=dev)
+        if (role == ROLE_STATE).any():
+            s = self.state_in(inp.states)
+            if inp.state_dropped is not None:
+                s = torch.where(inp.state_dropped[..., None], self.state_null.expand_as(s), s)
+            x = x.index_copy(1, idx(ROLE_STATE), s.to(x.dtype))
+        if (role == ROLE_FRAME).any():
+            f = inp.frames.reshape(B, -1, inp.frames.shape[-1])
+            x = x.index_copy(1, idx(ROLE_FRAME), self.frame_in(torch.cat([f, torch.zeros_like(f)], -1)).to(x.dtype))
+        if (role == ROLE_NOISY).any():
+            f = inp.noisy.reshape(B, -1, inp.noisy.shape[-1])
+            last = inp.noisy_last.reshape(B, -1, inp.noisy_last.shape[-1])
+            x = x.index_copy(1, idx(ROLE_NOISY), self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
+        patch = torch.as_tensor(seg.arr("patch"), device=dev)
+        pos = position_embedding(torch.as_tensor(seg.arr("pos"), device=dev), x.shape[-1])
+        pos = pos + torch.where((patch >= 0)[:, None], self.patch_pos[patch.clamp(min=0)], torch.zeros_like(pos))
+        return x + pos
+
+    def run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
+        """Hidden states (B, n, D) of a segment (and the cache extended with it when append=True)."""
+        x = self.embed(seg, inp)
+        clean = self.time_embed(torch.zeros(1, 1, device=x.device))
+        noisy = self.time_embed(inp.t) if inp.t is not None else None
+        return self.trunk.run(seg, x, clean, noisy, cache=cache, append=append)
+
+    # ------------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: PackedBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Loss on a packed batch: {loss, ce, fm}. ce: mean over AR target tokens; fm: mean over noisy frames."""
+        layout, dev = batch.layout, self.device
+        batch = batch.to(dev)
+        B, K = batch.frames.shape[:2]
+        x0, last = batch.frames[:, 1:], batch.frames[:, :-1]
+        t = torch.rand(B, K - 1, generator=generator, device="cpu").to(dev)
+        t_one = torch.rand(B, K - 1, generator=generator, device="cpu").to(dev) < self.cfg.noisy_t_one
+        t = torch.where(t_one, torch.ones_like(t), t)
+        eps = torch.randn(x0.shape, generator=generator, device="cpu").to(dev)
+        tt = t[..., None, None]
+        xt = (1 - tt) * x0 + tt * eps
+        seg = layout.segment(0, layout.length)
+        inp = SegmentInputs(batch.token_ids, batch.frames, batch.states, batch.state_dropped, xt, last, t)
+        h, _ = self.run(seg, inp)
+
+        targets = _target_positions(layout)
+        tgt = torch.as_tensor(targets, device=dev)
+        mask = batch.target_mask[:, tgt]
+        logits = self.lm_head(h[:, tgt - 1][mask])
+        ce = F.cross_entropy(logits.float(), batch.token_ids[:, tgt][mask]) if mask.any() else h.sum() * 0
+
+        noisy_pos = torch.as_tensor(layout.noisy_frames.reshape(-1), device=dev)
+        x0_hat = last + self.frame_head(h[:, noisy_pos]).float().view_as(x0)
+        per_frame = ((x0_hat - x0) ** 2).mean(dim=(-1, -2))  # (B, K-1)
+        valid = batch.frame_valid[:, 1:].float()
+        fm = (per_frame * valid).sum() / valid.sum().clamp(min=1)
+        return {"loss": ce + self.cfg.lambda_fm * fm, "ce": ce, "fm": fm}
+
+
+def _target_positions(layout: Layout) -> np.ndarray:
+    """All positions that can carry a CE target; each is predicted from the position before it."""
+    pos = np.concatenate([layout.progress, layout.reasoning.reshape(-1), layout.actions.reshape(-1)])
+    assert not layout.noisy[pos - 1].any(), "an AR target must not be predicted from a noisy token"
+    return np.sort(pos)
