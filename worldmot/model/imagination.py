@@ -184,7 +184,9 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     last = im.last_frame[:, None]
     x = noise.to(dev) if noise is not None else torch.randn(last.shape, generator=generator, device="cpu").to(dev)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-    scheduler.set_timesteps(flow_steps, device=dev)
+    # evenly spaced sigmas 1 .. 1/n: the last Euler step lands on the x0 estimate, so no evaluation is
+    # spent at t ~ 0 (the default schedule ends at sigma 1e-3, a time the model rarely trains on)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, flow_steps + 1)[:-1].tolist(), device=dev)
     ids = _ids(lay, seg.start, seg.end, B, dev)
     for i, timestep in enumerate(scheduler.timesteps):
         sigma = scheduler.sigmas[i].to(dev)

@@ -1,0 +1,61 @@
+"""Typed configs: YAML + key=value overrides; bad keys, types and missing values are one-line errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from worldmot.config import MISSING, ModelConfig, from_yaml_text, load_config, to_yaml
+from worldmot.errors import ConfigError
+
+
+@dataclass
+class Needs:
+    root: str = MISSING
+    steps: int = 10
+
+
+def test_model_sizes_and_overrides():
+    tiny = load_config(ModelConfig)
+    assert tiny.width == 128
+    for size in ("tiny", "small", "base"):
+        cfg = load_config(Wrapper, overrides=[f"model={size}"]).model
+        assert cfg.name == size
+    cfg = load_config(Wrapper, overrides=["model=small", "model.depth=3", "model.sequence.chunk=2"]).model
+    assert (cfg.width, cfg.depth, cfg.sequence.chunk) == (384, 3, 2)
+    dense = load_config(Wrapper, overrides=["model=dense"]).model
+    assert set(dense.experts.values()) == {"shared"}
+
+
+@dataclass
+class Wrapper:
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@pytest.mark.parametrize("override, match", [
+    (["model.widht=3"], r"unknown config key 'model.widht'"),
+    (["model.width=wide"], r"config key 'model.width' has the wrong type"),
+    (["model=huge"], r"model=huge: no config huge.yaml"),
+    (["model.width"], r"expected key=value"),
+])
+def test_bad_overrides_name_the_key(override, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        load_config(Wrapper, overrides=override)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_value_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="'root' is required"):
+        load_config(Needs)
+    assert load_config(Needs, overrides=["root=/data"]).root == "/data"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(Needs, files=[bad], overrides=["root=x"])
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(Needs, files=[tmp_path / "nope.yaml"])
+
+
+def test_yaml_round_trip():
+    cfg = load_config(Wrapper, overrides=["model=two_path", "model.sequence.image_size=32"]).model
+    assert from_yaml_text(ModelConfig, to_yaml(cfg)) == cfg
