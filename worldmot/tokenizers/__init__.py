@@ -1,1 +1,31 @@
 """Frame, text and action tokenizers."""
+from worldmot.tokenizers.actions import ActionTokenizer, chunk_actions, unchunk_actions
+from worldmot.tokenizers.frames import (
+    FRAME_TOKENIZERS,
+    FrameTokenizer,
+    LatentTokenizer,
+    PatchTokenizer,
+    draw_overlay,
+    make_frame_tokenizer,
+    preprocess_frames,
+    to_uint8,
+)
+from worldmot.tokenizers.text import SPECIAL_TOKENS, ByteTokenizer, TokenizersText, make_text_tokenizer
+
+__all__ = [
+    "ActionTokenizer",
+    "ByteTokenizer",
+    "FRAME_TOKENIZERS",
+    "FrameTokenizer",
+    "LatentTokenizer",
+    "PatchTokenizer",
+    "SPECIAL_TOKENS",
+    "TokenizersText",
+    "chunk_actions",
+    "draw_overlay",
+    "make_frame_tokenizer",
+    "make_text_tokenizer",
+    "preprocess_frames",
+    "to_uint8",
+    "unchunk_actions",
+]

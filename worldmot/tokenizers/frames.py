@@ -1,0 +1,437 @@
+"""Frames: resize/crop any camera to the model's square resolution, overlays for videos, frame tokenizers.
+
+Two tokenizers share one interface (``encode``, ``decode``, ``tokens_per_frame``, ``token_dim``, ``grid``):
+
+- ``PatchTokenizer``: non-overlapping pixel patches (the CPU default, exact and parameter-free);
+- ``LatentTokenizer``: patches of a diffusers ``AutoencoderKL`` latent, trained here on the dataset's
+  frames or loaded from a local diffusers folder; for larger images.
+
+Pixel frames inside the model are float32 (..., 3, S, S) in [-1, 1].
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from worldmot.errors import WorldmotError
+
+# =====================================================================================================
+# Pixels in and out
+# =====================================================================================================
+
+
+def preprocess_frames(frames, image_size: int) -> torch.Tensor:
+    """uint8 (N, H, W, C) or (H, W, C) frames of any size -> float32 (N, 3, S, S) in [-1, 1].
+
+    Takes the centred square of side min(H, W) and resizes it to S x S (the same as resizing the short
+    side to S and centre-cropping, without rounding the long side). OpenCV area interpolation when
+    shrinking (no aliasing), bilinear when enlarging. C may be 3 (RGB), 1 (grey, repeated) or 4 (alpha
+    dropped). numpy or torch in (any device); a CPU tensor out.
+    """
+    a = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
+        raise WorldmotError(f"frames: expected (N, H, W, 3) or (H, W, 3) images, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise WorldmotError(f"frames: expected uint8 pixels, got {a.dtype}")
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    a = a[..., :3]
+    n, h, w, _ = a.shape
+    s = int(image_size)
+    m = min(h, w)
+    y0, x0 = (h - m) // 2, (w - m) // 2
+    crop = a[:, y0 : y0 + m, x0 : x0 + m]
+    if m != s:
+        interp = cv2.INTER_AREA if m > s else cv2.INTER_LINEAR
+        out = np.empty((n, s, s, 3), dtype=np.uint8)
+        for i in range(n):
+            out[i] = cv2.resize(np.ascontiguousarray(crop[i]), (s, s), interpolation=interp)
+        crop = out
+    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).to(torch.float32)
+    return (x / 127.5 - 1.0).contiguous()
+
+
+def to_uint8(frames) -> np.ndarray:
+    """float (N, 3, S, S) or (3, S, S) in [-1, 1] -> uint8 (N, S, S, 3) (values outside are clipped)."""
+    x = frames.detach().cpu() if isinstance(frames, torch.Tensor) else torch.as_tensor(np.asarray(frames))
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise WorldmotError(f"frames: expected (N, 3, S, S) in [-1, 1], got shape {tuple(x.shape)}")
+    x = ((x.to(torch.float32) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def draw_overlay(frame: np.ndarray, lines: Sequence[str], min_height: int = 256) -> np.ndarray:
+    """A copy of the uint8 (H, W, 3) ``frame`` with ``lines`` of text in its top-left corner.
+
+    Frames lower than ``min_height`` are first enlarged by an integer factor (nearest neighbour, so
+    pixels stay sharp): text on a 64 px frame is unreadable, so the result can be larger than the input.
+    White text with a black outline reads on any background. OpenCV's fonts are ASCII only: other
+    characters show as "?". A line too wide for the frame is cut and ends with "..".
+    """
+    img = np.asarray(frame)
+    if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
+        raise WorldmotError(f"overlay: expected a uint8 (H, W, 3) frame, got {img.dtype} {img.shape}")
+    h, w = img.shape[:2]
+    factor = max(1, math.ceil(min_height / h))
+    img = cv2.resize(img, (w * factor, h * factor), interpolation=cv2.INTER_NEAREST) if factor > 1 else img.copy()
+    h, w = img.shape[:2]
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, h / 640)
+    margin = max(3, h // 64)
+    (_, text_h), baseline = cv2.getTextSize("Ag", font, scale, 1)
+    y = margin + text_h
+    for raw in lines:
+        text = _fit_text("".join(c if 32 <= ord(c) < 127 else "?" for c in str(raw)), w - 2 * margin, font, scale)
+        if y + baseline > h:
+            break
+        cv2.putText(img, text, (margin, y), font, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, text, (margin, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        y += text_h + baseline + margin // 2
+    return img
+
+
+def _fit_text(text: str, width: int, font: int, scale: float) -> str:
+    if cv2.getTextSize(text, font, scale, 1)[0][0] <= width:
+        return text
+    while text and cv2.getTextSize(text + "..", font, scale, 1)[0][0] > width:
+        text = text[:-1]
+    return text + ".."
+
+
+# =====================================================================================================
+# Patches
+# =====================================================================================================
+
+
+def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(..., C, H, W) -> (..., (H/p)*(W/p), p*p*C); row-major patches, each (p, p, C) flattened."""
+    *lead, c, h, w = x.shape
+    x = x.reshape(-1, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(*lead, (h // p) * (w // p), p * p * c)
+
+
+def _unpatchify(t: torch.Tensor, p: int, c: int, rows: int, cols: int) -> torch.Tensor:
+    """Inverse of ``_patchify``: (..., rows*cols, p*p*c) -> (..., c, rows*p, cols*p)."""
+    *lead, n, d = t.shape
+    if n != rows * cols or d != p * p * c:
+        raise WorldmotError(f"frame tokens: expected (..., {rows * cols}, {p * p * c}), got {tuple(t.shape)}")
+    x = t.reshape(-1, rows, cols, p, p, c).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(*lead, c, rows * p, cols * p)
+
+
+class FrameTokenizer(Protocol):
+    """What the model needs from a frame tokenizer."""
+
+    image_size: int
+
+    @property
+    def tokens_per_frame(self) -> int: ...
+
+    @property
+    def token_dim(self) -> int: ...
+
+    @property
+    def grid(self) -> tuple[int, int]: ...
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+class PatchTokenizer:
+    """Pixels to non-overlapping patches: (..., C, S, S) <-> (..., P, p*p*C), P = (S/p)^2, exact inverse."""
+
+    def __init__(self, image_size: int, patch_size: int, channels: int = 3) -> None:
+        if image_size < 1 or patch_size < 1 or image_size % patch_size:
+            raise WorldmotError(f"frames: image_size {image_size} is not divisible by patch_size {patch_size}")
+        self.image_size, self.patch_size, self.channels = int(image_size), int(patch_size), int(channels)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        n = self.image_size // self.patch_size
+        return n, n
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def token_dim(self) -> int:
+        return self.patch_size * self.patch_size * self.channels
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., C, S, S) -> (..., P, token_dim)."""
+        s, c = self.image_size, self.channels
+        if frames.ndim < 3 or tuple(frames.shape[-3:]) != (c, s, s):
+            raise WorldmotError(f"frames: expected (..., {c}, {s}, {s}), got {tuple(frames.shape)}")
+        return _patchify(frames, self.patch_size)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., P, token_dim) -> (..., C, S, S)."""
+        return _unpatchify(tokens, self.patch_size, self.channels, *self.grid)
+
+    def __repr__(self) -> str:
+        return f"PatchTokenizer(image_size={self.image_size}, patch_size={self.patch_size}, channels={self.channels})"
+
+
+# =====================================================================================================
+# Latents (diffusers AutoencoderKL)
+# =====================================================================================================
+
+_SIDECAR = "worldmot_latent.json"  # image_size and latent_patch_size next to the diffusers files
+
+
+class LatentTokenizer:
+    """Patches of a (frozen) AutoencoderKL latent, scaled to about unit standard deviation.
+
+    tokens = patchify((latent_mean - shift) * scale, latent_patch_size); shift/scale are the VAE config's
+    ``shift_factor``/``scaling_factor`` (the diffusers convention), measured on the dataset when the VAE
+    is trained here. A token covers ``down * latent_patch_size`` pixels per side (down = 2^(blocks-1)).
+    """
+
+    def __init__(self, vae, image_size: int, latent_patch_size: int = 1, batch_size: int = 64) -> None:
+        self.vae = vae.eval().requires_grad_(False)
+        self.down = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = int(vae.config.latent_channels)
+        self.image_size, self.latent_patch_size, self.batch_size = int(image_size), int(latent_patch_size), batch_size
+        footprint = self.down * self.latent_patch_size
+        if self.latent_patch_size < 1 or self.image_size % footprint:
+            raise WorldmotError(
+                f"latent tokenizer: image_size {image_size} is not divisible by {footprint} "
+                f"(VAE downsampling {self.down} x latent_patch_size {latent_patch_size})"
+            )
+        self.train_history: list[float] = []
+
+    # ---------------------------------------------------------------- geometry
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        n = self.image_size // (self.down * self.latent_patch_size)
+        return n, n
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def token_dim(self) -> int:
+        return self.latent_channels * self.latent_patch_size**2
+
+    @property
+    def shift(self) -> float:
+        return float(self.vae.config.shift_factor or 0.0)
+
+    @property
+    def scale(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def to(self, device) -> LatentTokenizer:
+        self.vae.to(device)
+        return self
+
+    # ---------------------------------------------------------------- encode / decode
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., 3, S, S) in [-1, 1] -> (..., P, token_dim), on the input's device."""
+        s = self.image_size
+        if frames.ndim < 3 or tuple(frames.shape[-3:]) != (3, s, s):
+            raise WorldmotError(f"frames: expected (..., 3, {s}, {s}), got {tuple(frames.shape)}")
+        lead, x = frames.shape[:-3], frames.reshape(-1, 3, s, s)
+        if len(x) == 0:
+            return frames.new_zeros(*lead, self.tokens_per_frame, self.token_dim)
+        z = torch.cat([self._latent_mean(b) for b in x.split(self.batch_size)])
+        tokens = _patchify((z - self.shift) * self.scale, self.latent_patch_size)
+        return tokens.reshape(*lead, *tokens.shape[1:]).to(frames.device)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., P, token_dim) -> (..., 3, S, S) in [-1, 1], on the input's device."""
+        z = _unpatchify(tokens, self.latent_patch_size, self.latent_channels, *self.grid)
+        lead = z.shape[:-3]
+        z = z.reshape(-1, *z.shape[-3:]) / self.scale + self.shift
+        dev, dt = self.device, next(self.vae.parameters()).dtype
+        out = [self.vae.decode(b.to(dev, dt)).sample.clamp(-1, 1).to(tokens.device, torch.float32) for b in z.split(self.batch_size)]
+        if not out:
+            return tokens.new_zeros(*lead, 3, self.image_size, self.image_size)
+        return torch.cat(out).reshape(*lead, 3, self.image_size, self.image_size)
+
+    def _latent_mean(self, x: torch.Tensor) -> torch.Tensor:
+        dev, dt = self.device, next(self.vae.parameters()).dtype
+        return self.vae.encode(x.to(dev, dt)).latent_dist.mean.to(torch.float32)
+
+    def reconstruction_error(self, frames: torch.Tensor) -> float:
+        """Mean squared error of decode(encode(frames)) in [-1, 1] pixel units."""
+        return float(((self.decode(self.encode(frames)) - frames) ** 2).mean())
+
+    # ---------------------------------------------------------------- save / load
+
+    def save(self, path: str) -> None:
+        """A diffusers folder (``save_pretrained``, scaling in its config) plus ``worldmot_latent.json``.
+
+        Written to a temporary folder next to ``path`` and renamed, so a failed save leaves nothing half-written.
+        """
+        path = os.path.abspath(path)
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+        try:
+            self.vae.save_pretrained(tmp)
+            with open(os.path.join(tmp, _SIDECAR), "w") as f:
+                json.dump({"image_size": self.image_size, "latent_patch_size": self.latent_patch_size}, f, indent=2)
+            if os.path.exists(path):
+                old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+                os.replace(path, os.path.join(old, "x"))
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(cls, path: str, image_size: int | None = None, latent_patch_size: int | None = None) -> LatentTokenizer:
+        """Load a local diffusers AutoencoderKL folder (or a pipeline folder with a ``vae/`` subfolder).
+
+        ``image_size``/``latent_patch_size`` default to the values saved by ``save``; a folder from
+        elsewhere needs ``image_size``.
+        """
+        if not os.path.isdir(path):
+            raise WorldmotError(f"latent tokenizer folder not found: {path}")
+        folder = path
+        if not os.path.isfile(os.path.join(folder, "config.json")) and os.path.isfile(os.path.join(path, "vae", "config.json")):
+            folder = os.path.join(path, "vae")
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise WorldmotError(f"{path}: not a diffusers AutoencoderKL folder (no config.json)")
+        saved = {}
+        if os.path.isfile(os.path.join(folder, _SIDECAR)):
+            with open(os.path.join(folder, _SIDECAR)) as f:
+                saved = json.load(f)
+        image_size = image_size or saved.get("image_size")
+        if not image_size:
+            raise WorldmotError(f"{path}: no {_SIDECAR}; pass image_size")
+        from diffusers import AutoencoderKL
+
+        try:
+            vae = AutoencoderKL.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise WorldmotError(f"{path}: cannot load AutoencoderKL ({str(e).splitlines()[0]})") from e
+        return cls(vae, image_size, latent_patch_size or saved.get("latent_patch_size", 1))
+
+    # ---------------------------------------------------------------- training
+
+    @classmethod
+    def train_on_frames(
+        cls,
+        frames,
+        steps: int = 1000,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        kl_weight: float = 1e-6,
+        latent_patch_size: int = 1,
+        block_out_channels: tuple[int, ...] = (32, 64, 64),
+        latent_channels: int = 4,
+        layers_per_block: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        progress: bool = True,
+    ) -> LatentTokenizer:
+        """Train a small AutoencoderKL on (N, 3, S, S) frames in [-1, 1] and measure its latent scale.
+
+        Loss: pixel MSE of the reconstruction from a sampled latent + ``kl_weight`` * KL (per-sample sum,
+        the Stable Diffusion recipe without the perceptual and GAN terms). Default blocks (32, 64, 64)
+        downsample 4x. ``train_history`` holds the reconstruction MSE of every step.
+        """
+        from diffusers import AutoencoderKL
+        from tqdm.auto import tqdm
+
+        x_all = torch.as_tensor(frames, dtype=torch.float32)
+        if x_all.ndim != 4 or x_all.shape[1] != 3 or x_all.shape[2] != x_all.shape[3] or len(x_all) == 0:
+            raise WorldmotError(f"latent training: expected (N, 3, S, S) frames, got {tuple(x_all.shape)}")
+        torch.manual_seed(seed)
+        n = len(block_out_channels)
+        vae = AutoencoderKL(
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            latent_channels=latent_channels,
+            norm_num_groups=math.gcd(32, *block_out_channels),
+            sample_size=x_all.shape[-1],
+        ).to(device)
+        cls(vae, x_all.shape[-1], latent_patch_size)  # fails on a bad geometry before any training
+        vae.train().requires_grad_(True)
+        opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(seed)
+        history: list[float] = []
+        bar = tqdm(range(steps), desc="latent tokenizer", disable=not progress)
+        for step in bar:
+            idx = torch.randint(len(x_all), (min(batch_size, len(x_all)),), generator=gen)
+            x = x_all[idx].to(device)
+            posterior = vae.encode(x).latent_dist
+            recon = vae.decode(posterior.sample()).sample
+            rec = torch.nn.functional.mse_loss(recon, x)
+            loss = rec + kl_weight * posterior.kl().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            history.append(rec.item())
+            if step % 10 == 0:
+                bar.set_postfix(mse=f"{history[-1]:.4f}")
+        tok = cls(vae, x_all.shape[-1], latent_patch_size)  # eval mode, frozen
+        tok.calibrate(x_all)
+        tok.train_history = history
+        return tok
+
+    @torch.no_grad()
+    def calibrate(self, frames: torch.Tensor, max_frames: int = 1024) -> None:
+        """Set shift/scale so the dataset's tokens have mean 0 and standard deviation 1."""
+        x = frames[:max_frames]
+        z = torch.cat([self._latent_mean(b) for b in x.split(self.batch_size)])
+        self.vae.register_to_config(shift_factor=float(z.mean()), scaling_factor=float(1.0 / z.std().clamp_min(1e-6)))
+
+    def __repr__(self) -> str:
+        return (
+            f"LatentTokenizer(image_size={self.image_size}, down={self.down}, latent_channels={self.latent_channels}, "
+            f"latent_patch_size={self.latent_patch_size})"
+        )
+
+
+# =====================================================================================================
+# Factory
+# =====================================================================================================
+
+FRAME_TOKENIZERS = ("patch", "latent")
+
+
+def make_frame_tokenizer(kind: str, image_size: int, patch_size: int, latent_path: str = "") -> PatchTokenizer | LatentTokenizer:
+    """"patch" or "latent". ``patch_size`` is a token's footprint in pixels for both kinds, so switching
+    kind keeps the number of tokens per frame: the latent kind uses latent_patch_size = patch_size / down.
+    """
+    if kind == "patch":
+        return PatchTokenizer(image_size, patch_size)
+    if kind == "latent":
+        if not latent_path:
+            raise WorldmotError("frame tokenizer 'latent' needs latent_path: a local diffusers AutoencoderKL folder")
+        tok = LatentTokenizer.from_pretrained(latent_path, image_size=image_size)
+        if patch_size % tok.down:
+            raise WorldmotError(
+                f"frame tokenizer 'latent': patch_size {patch_size} is not a multiple of the VAE downsampling {tok.down}"
+            )
+        return LatentTokenizer(tok.vae, image_size, patch_size // tok.down)
+    raise WorldmotError(f"unknown frame tokenizer {kind!r}; choices: {', '.join(FRAME_TOKENIZERS)}")
