@@ -300,7 +300,7 @@ class LeRobotWriter:
         fmt.atomic_write(self.root / rel, lambda p: df.to_parquet(p))
 
     def _write_meta_row(self, row: dict[str, Any]) -> None:
-        if len(self._meta_rows) >= self.info["chunks_size"]:  # bound the rewrite of the episodes file
+        if len(self._meta_rows) >= self.episodes_per_file:  # bounds the rewrite of the episodes file
             self._meta_rows = []
             self._meta_file = fmt.next_file(*self._meta_file, self.info["chunks_size"])
             row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._meta_file

@@ -1,0 +1,195 @@
+"""Record policy rollouts in a Gymnasium env into a LeRobot v3.0 dataset.
+
+Row t of an episode holds the observation before step t, the action taken, and the step's outcome
+(next.reward, next.done, next.success), the instruction as the task and the policy's reasoning as the subtask.
+Episode i is reset with seed ``seed + i`` whichever worker runs it, and episodes are saved in index order,
+so a resumed recording continues the same sequence of seeds.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from worldmot.datasets.writer import LeRobotWriter
+from worldmot.errors import WorldmotError
+
+
+@dataclass
+class RecordResult:
+    root: Path
+    episodes: int  # recorded by this call
+    total_episodes: int
+    steps: int  # env steps recorded by this call
+    seconds: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / max(self.seconds, 1e-9)
+
+
+def features_for(observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> dict[str, dict]:
+    """LeRobot features of worldmot's env contract (pixels/agent_pos/environment_state, Box actions)."""
+    feats: dict[str, dict] = {}
+    for cam, space in observation_space["pixels"].spaces.items():
+        feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": list(space.shape),
+                                              "names": ["height", "width", "channels"]}
+    feats["observation.state"] = _vector(observation_space["agent_pos"].shape)
+    if "environment_state" in observation_space.spaces:
+        feats["observation.environment_state"] = _vector(observation_space["environment_state"].shape)
+    feats["action"] = _vector(action_space.shape)
+    feats["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
+    feats["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
+    feats["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
+    return feats
+
+
+def _vector(shape: tuple[int, ...]) -> dict:
+    return {"dtype": "float32", "shape": [int(np.prod(shape))], "names": None}
+
+
+def _frame(obs: dict, k: int | None, action: np.ndarray, reward: float, done: bool, success: bool,
+           feats: dict) -> dict[str, Any]:
+    pick = (lambda x: x) if k is None else (lambda x: x[k])
+    frame = {f"observation.images.{cam}": pick(img) for cam, img in obs["pixels"].items()}
+    frame["observation.state"] = np.asarray(pick(obs["agent_pos"]), np.float32).reshape(-1)
+    if "observation.environment_state" in feats:
+        frame["observation.environment_state"] = np.asarray(pick(obs["environment_state"]), np.float32).reshape(-1)
+    frame["action"] = np.asarray(action, np.float32).reshape(-1)
+    frame.update({"next.reward": float(reward), "next.done": bool(done), "next.success": bool(success)})
+    return frame
+
+
+def make_env(env_id: str, num_envs: int, image_size: int) -> gym.Env | gym.vector.VectorEnv:
+    import worldmot.envs  # noqa: F401  registers the worldmot/* ids
+
+    if env_id not in gym.registry:
+        known = ", ".join(i for i in sorted(gym.registry) if i.startswith("worldmot/"))
+        raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot ids: {known})")
+    if num_envs == 1:
+        return gym.make(env_id, image_size=image_size)
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="async",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED}, image_size=image_size)
+
+
+def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: int = 0, num_envs: int = 1,
+           resume: bool = False, image_size: int = 64, codec: str = "libsvtav1", progress: bool = True,
+           make_policy: Callable[..., Any] | None = None) -> RecordResult:
+    """Record ``episodes`` episodes (in total, counting what a resumed dataset already holds)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WorldmotError(f"--out {out}: is a file (expected a dataset folder)")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise WorldmotError(f"--out {out}: exists and is not empty (expected a new folder, or --resume)")
+    if num_envs < 1 or episodes < 1:
+        raise WorldmotError(f"--episodes {episodes} --num-envs {num_envs} (expected both >= 1)")
+    if make_policy is None:
+        from worldmot.policies.factory import make_policy
+    env = make_env(env_id, num_envs, image_size)
+    try:
+        obs_space = env.single_observation_space if num_envs > 1 else env.observation_space
+        act_space = env.single_action_space if num_envs > 1 else env.action_space
+        feats = features_for(obs_space, act_space)
+        fps = _metadata_fps(env)
+        writer = LeRobotWriter(out, fps=fps, features=feats, robot_type=env_id, codec=codec, resume=resume)
+        policy = make_policy(policy_name, env)
+        run = _record_vector if num_envs > 1 else _record_single
+        start = writer.info["total_episodes"]
+        t0 = time.perf_counter()
+        with tqdm(total=episodes, initial=min(start, episodes), unit="ep", disable=not progress,
+                  desc=f"record {env_id}") as bar:
+            steps = run(env, policy, writer, feats, start, episodes, seed, bar) if start < episodes else 0
+        writer.close()
+        return RecordResult(out, max(episodes - start, 0), writer.info["total_episodes"], steps,
+                            time.perf_counter() - t0)
+    finally:
+        env.close()
+
+
+def _metadata_fps(env: Any) -> int:
+    meta = env.get_attr("metadata")[0] if isinstance(env, gym.vector.VectorEnv) else env.metadata
+    fps = meta.get("render_fps")
+    if not fps:
+        raise WorldmotError("env metadata has no render_fps (expected the env's control rate)")
+    return int(fps)
+
+
+def _record_single(env, policy, writer, feats, start, episodes, seed, bar) -> int:
+    steps = 0
+    for i in range(start, episodes):
+        obs, info = env.reset(seed=seed + i)
+        policy.reset(seed=seed + i)
+        task = str(info["instruction"])
+        done = False
+        while not done:
+            action = policy.act({**obs, "task": task})
+            subtask = policy.reasoning or ""
+            nobs, reward, term, trunc, ninfo = env.step(action)
+            done = bool(term or trunc)
+            writer.add_frame(_frame(obs, None, action, reward, done, ninfo["is_success"], feats), task, subtask)
+            obs = nobs
+            steps += 1
+        writer.save_episode()
+        bar.update(1)
+        bar.set_postfix(steps=steps)
+    return steps
+
+
+def _record_vector(env, policy, writer, feats, start, episodes, seed, bar) -> int:
+    """K workers; worker k runs episode ``running[k]`` (or idles once all are launched). Finished
+    episodes wait in writer slots (keyed by episode index) until every earlier one is saved."""
+    k_envs = env.num_envs
+    running: list[int | None] = [None] * k_envs
+    next_launch, next_save, steps = start, start, 0
+    finished: set[int] = set()
+
+    def launch(mask: np.ndarray) -> tuple[dict, dict]:
+        nonlocal next_launch
+        seeds: list[int | None] = [None] * k_envs
+        for k in np.flatnonzero(mask):
+            if next_launch < episodes:
+                running[k], seeds[k] = next_launch, seed + next_launch
+                next_launch += 1
+            else:
+                running[k] = None
+        if mask.all():
+            return env.reset(seed=seeds)
+        return env.reset(seed=seeds, options={"reset_mask": mask})
+
+    obs, info = launch(np.ones(k_envs, bool))
+    tasks = [str(t) for t in info["instruction"]]
+    while next_save < episodes:
+        actions = policy.act({**obs, "task": tasks})
+        reasoning = policy.reasoning if isinstance(policy.reasoning, list) else [policy.reasoning or ""] * k_envs
+        nobs, reward, term, trunc, ninfo = env.step(actions)
+        done = np.logical_or(term, trunc)
+        for k in range(k_envs):
+            if running[k] is None:
+                continue
+            writer.add_frame(_frame(obs, k, actions[k], reward[k], done[k], ninfo["is_success"][k], feats),
+                             tasks[k], reasoning[k] or "", slot=running[k])
+            steps += 1
+            if done[k]:
+                finished.add(running[k])
+        while next_save in finished:
+            writer.save_episode(slot=next_save)
+            finished.discard(next_save)
+            next_save += 1
+            bar.update(1)
+            bar.set_postfix(steps=steps)
+        if done.any():
+            rob, rinfo = launch(done)
+            for key in nobs["pixels"]:
+                nobs["pixels"][key][done] = rob["pixels"][key][done]
+            for key in ("agent_pos", "environment_state"):
+                if key in nobs:
+                    nobs[key][done] = rob[key][done]
+            for k in np.flatnonzero(done):
+                tasks[k] = str(rinfo["instruction"][k])
+        obs = nobs
+    return steps

@@ -1,0 +1,26 @@
+"""``worldmot record``: roll a policy out in a Gymnasium env and write a LeRobot v3.0 dataset."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="Gymnasium id, e.g. worldmot/Reach-v0")
+    parser.add_argument("--policy", default="scripted", help="policy name (scripted, random, ...)")
+    parser.add_argument("--episodes", type=int, required=True, help="episodes the dataset should hold in total")
+    parser.add_argument("--out", required=True, help="dataset folder (new, or existing with --resume)")
+    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    parser.add_argument("--num-envs", type=int, default=1, help="parallel env workers (async vector env)")
+    parser.add_argument("--resume", action="store_true", help="append to an existing dataset")
+    parser.add_argument("--image-size", type=int, default=64, help="camera height and width")
+    parser.add_argument("--codec", default="libsvtav1", help="video encoder (libsvtav1, libx264)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from worldmot.datasets.record import record
+
+    res = record(args.env, args.policy, args.episodes, args.out, seed=args.seed, num_envs=args.num_envs,
+                 resume=args.resume, image_size=args.image_size, codec=args.codec)
+    print(f"{res.root}: {res.total_episodes} episodes ({res.episodes} new, {res.steps} steps, "
+          f"{res.steps_per_s:.0f} steps/s)")
+    return 0
