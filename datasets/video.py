@@ -58,27 +58,33 @@ def encode_segment(frames: list[np.ndarray] | np.ndarray, fps: int, codec: str =
     return buf.getvalue()
 
 
-def concat_segments(segments: list[bytes], lengths: list[int], fps: int, path: Path) -> None:
-    """Remux MP4 segments (each ``lengths[i]`` frames) into one MP4 at ``path``, shifted back to back."""
-    first = av.open(io.BytesIO(segments[0]))
-    try:
-        with av.open(str(path), "w", format="mp4") as out:
-            ost = out.add_stream_from_template(first.streams.video[0], opaque=True)
-            offset = 0
-            for seg, n in zip(segments, lengths):
-                with av.open(io.BytesIO(seg)) as src:
-                    ist = src.streams.video[0]
-                    shift = int(round(Fraction(offset, fps) / ist.time_base))
-                    for pkt in src.demux(ist):
-                        if pkt.size == 0:  # the demuxer's end-of-stream marker
-                            continue
-                        pkt.pts += shift
-                        pkt.dts += shift
-                        pkt.stream = ost
-                        out.mux(pkt)
-                offset += n
-    finally:
-        first.close()
+def segment_packets(segment: bytes) -> list[tuple[bytes, int, int, bool]]:
+    """The encoded packets of an MP4 segment as (data, pts, dts, is_keyframe), in the segment's time base."""
+    with av.open(io.BytesIO(segment)) as src:
+        ist = src.streams.video[0]
+        return [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in src.demux(ist) if p.size]
+
+
+def concat_segments(segments: list[bytes], lengths: list[int], fps: int, path: Path,
+                    packets: list[list[tuple[bytes, int, int, bool]]] | None = None) -> None:
+    """Remux MP4 segments (each ``lengths[i]`` frames) into one MP4 at ``path``, shifted back to back.
+
+    ``packets`` (from segment_packets, one list per segment) saves demuxing the segments again.
+    """
+    packets = packets or [segment_packets(s) for s in segments]
+    with av.open(io.BytesIO(segments[0])) as first, av.open(str(path), "w", format="mp4") as out:
+        ist = first.streams.video[0]
+        tb = ist.time_base
+        ost = out.add_stream_from_template(ist, opaque=True)
+        offset = 0
+        for seg_packets, n in zip(packets, lengths):
+            shift = int(round(Fraction(offset, fps) / tb))
+            for data, pts, dts, key in seg_packets:
+                pkt = av.Packet(data)
+                pkt.pts, pkt.dts, pkt.is_keyframe, pkt.time_base = pts + shift, dts + shift, key, tb
+                pkt.stream = ost
+                out.mux(pkt)
+            offset += n
 
 
 class VideoFile:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from worldmot.datasets import format as fmt
 from worldmot.datasets.stats import aggregate, image_stats, numeric_stats, sample_indices
-from worldmot.datasets.video import CODEC_NAMES, available_codec, concat_segments, encode_segment
+from worldmot.datasets.video import CODEC_NAMES, available_codec, concat_segments, encode_segment, segment_packets
 from worldmot.errors import WorldmotError
 
 
@@ -51,6 +51,7 @@ class _OpenFile:
     file_index: int
     tables: list[pa.Table] = field(default_factory=list)
     segments: dict[str, list[bytes]] = field(default_factory=dict)
+    packets: dict[str, list[list]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
 
 
@@ -79,7 +80,7 @@ class LeRobotWriter:
         self.episodes_per_file = episodes_per_file
         self._slots: dict[int, _Episode] = {}
         self._episode_stats: list[dict] = []  # per finished episode, plus one entry for resumed stats
-        self._meta_rows: list[dict] = []  # rows of the current meta/episodes file
+        self._meta_table: pa.Table | None = None  # rows of the current meta/episodes file
         if resume and (self.root / fmt.INFO_PATH).exists():
             self._open_existing()
         else:
@@ -220,6 +221,7 @@ class LeRobotWriter:
         f.lengths.append(n)
         for k, seg in segments.items():
             f.segments.setdefault(k, []).append(seg)
+            f.packets.setdefault(k, []).append(segment_packets(seg))
 
         # 1. data and videos (complete files, renamed into place)
         data_path = self.root / self.info["data_path"].format(chunk_index=f.chunk_index, file_index=f.file_index)
@@ -227,7 +229,8 @@ class LeRobotWriter:
         for k in self.video_keys:
             vpath = self.root / self.info["video_path"].format(video_key=k, chunk_index=f.chunk_index,
                                                                file_index=f.file_index)
-            fmt.atomic_write(vpath, lambda p, k=k: concat_segments(f.segments[k], f.lengths, self.fps, p))
+            fmt.atomic_write(vpath, lambda p, k=k: concat_segments(f.segments[k], f.lengths, self.fps, p,
+                                                                           f.packets[k]))
 
         # 2. meta: tasks, subtasks, episodes, stats; info.json last (the commit point)
         ep_stats = self._episode_stats_of(ep, columns)
@@ -300,12 +303,18 @@ class LeRobotWriter:
         fmt.atomic_write(self.root / rel, lambda p: df.to_parquet(p))
 
     def _write_meta_row(self, row: dict[str, Any]) -> None:
-        if len(self._meta_rows) >= self.episodes_per_file:  # bounds the rewrite of the episodes file
-            self._meta_rows = []
+        if self._meta_table is not None and self._meta_table.num_rows >= self.episodes_per_file:
+            self._meta_table = None  # roll: bounds the rewrite of the episodes file
             self._meta_file = fmt.next_file(*self._meta_file, self.info["chunks_size"])
             row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._meta_file
-        self._meta_rows.append(row)
-        table = pa.Table.from_pylist(self._meta_rows)
+        new = pa.Table.from_pylist([row])
+        if self._meta_table is not None and new.schema.equals(self._meta_table.schema):
+            table = pa.concat_tables([self._meta_table, new])
+        elif self._meta_table is not None:  # e.g. a first episode with a null-typed column
+            table = pa.Table.from_pylist(self._meta_table.to_pylist() + [row])
+        else:
+            table = new
+        self._meta_table = table
         path = self.root / fmt.EPISODES_PATH.format(chunk_index=self._meta_file[0], file_index=self._meta_file[1])
         fmt.atomic_write(path, lambda p: pq.write_table(table, p))
 
