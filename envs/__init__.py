@@ -1,1 +1,31 @@
-"""worldmot.envs"""
+"""worldmot.envs: the built-in MuJoCo tasks, wrappers for Gymnasium's own MuJoCo envs, scripted experts.
+
+Importing this package registers with Gymnasium (entry points are strings, so vector-env workers can
+import them):
+
+    worldmot/Reach-v0    move the effector onto the named coloured target      (50 steps)
+    worldmot/Push-v0     push the named coloured block onto the named pad        (100 steps)
+    worldmot/Reacher-v5  Gymnasium's Reacher-v5 with the same contract          (50 steps)
+    worldmot/Pusher-v5   Gymnasium's Pusher-v5 with the same contract           (100 steps)
+
+make kwargs: ``image_size`` (default 64), ``held_out_instructions`` (built-in tasks: evaluation wordings).
+"""
+import os
+
+# must happen before the first `import mujoco` anywhere: a headless machine has no display for GLFW
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+
+
+def _register(env_id: str, entry_point: str, max_episode_steps: int) -> None:
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
+
+
+_register("worldmot/Reach-v0", "worldmot.envs.reach:ReachEnv", 50)
+_register("worldmot/Push-v0", "worldmot.envs.push:PushEnv", 100)
+_register("worldmot/Reacher-v5", "worldmot.envs.gym_wrapper:make_reacher", 50)
+_register("worldmot/Pusher-v5", "worldmot.envs.gym_wrapper:make_pusher", 100)
+
+TASK_IDS = ("worldmot/Reach-v0", "worldmot/Push-v0", "worldmot/Reacher-v5", "worldmot/Pusher-v5")

@@ -1,0 +1,139 @@
+"""Scripted experts: controllers that work from the observation alone, batched.
+
+An expert is called as ``expert(agent_pos (B, S), environment_state (B, E), tasks list[str])`` and returns
+``(actions (B, A) float32 in [-1, 1], subtasks list[str])``. It reads nothing from the simulator, so it
+runs the same on a single env (B = 1) and on vector-env observations. Colour names for the subtask text
+come from the instruction (``parse_colours``: every wording names the object before the goal); an
+instruction without colour names gives generic text ("the block").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worldmot.envs.instructions import parse_colours
+from worldmot.errors import WorldmotError
+
+
+def _limit(delta: np.ndarray, max_step: float) -> np.ndarray:
+    """Action that moves by ``delta`` metres, shortened (same direction) to at most one full step."""
+    norm = float(np.linalg.norm(delta))
+    if norm > max_step:
+        delta = delta * (max_step / norm)
+    return (delta / max_step).astype(np.float32)
+
+
+def _name(colours: list[str], i: int) -> str:
+    return f"the {colours[i]}" if len(colours) > i else "the"
+
+
+@dataclass
+class ReachExpert:
+    """Straight to the named target (environment_state[:2]) at full speed, then stay."""
+
+    max_step: float = 0.04
+
+    def __call__(self, agent_pos, environment_state, tasks):
+        actions, subtasks = [], []
+        for p, s, task in zip(agent_pos, environment_state, tasks):
+            target = _name(parse_colours(task), 0)
+            delta = np.asarray(s[:2], np.float64) - np.asarray(p[:2], np.float64)
+            actions.append(_limit(delta, self.max_step))
+            done = np.linalg.norm(delta) < 0.01
+            subtasks.append(f"stay on {target} target" if done else f"move to {target} target")
+        return np.stack(actions), subtasks
+
+
+def _segment_distance(p, a, b) -> float:
+    ab = b - a
+    t = float(np.clip(np.dot(p - a, ab) / max(np.dot(ab, ab), 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + t * ab)))
+
+
+@dataclass
+class PushExpert:
+    """Go behind the named block (on the far side from its pad, around the block if needed), then push.
+
+    While pushing, the effector aims at the contact point on the line from the block to the pad, one
+    step further along: the block follows the effector through the contact, and recomputing the line
+    from the block's current position every step corrects any drift.
+    """
+
+    max_step: float = 0.04
+    contact: float = 0.08  # block collision radius + effector radius
+    workspace: float = 0.45
+
+    def act_one(self, p, b, g, colours: list[str]) -> tuple[np.ndarray, str]:
+        block, pad = f"{_name(colours, 0)} block", f"{_name(colours, 1)} pad"
+        d = g - b
+        dist = float(np.linalg.norm(d))
+        if dist < 0.015:
+            return np.zeros(2, np.float32), f"{block} is on {pad}"
+        u = d / dist
+        rel = p - b
+        along = float(np.dot(rel, u))
+        lateral = rel - along * u
+        if along < -0.6 * self.contact and np.linalg.norm(lateral) < 0.025:
+            target = b - u * self.contact + u * min(self.max_step, dist)
+            return _limit(target - p, self.max_step), f"push {block} toward {pad}"
+        behind = np.clip(b - u * (self.contact + 0.02), -self.workspace, self.workspace)
+        if along > -0.02 and _segment_distance(b, p, behind) < self.contact + 0.01:
+            # the straight way would hit the block: go around its flank first, to a point from which
+            # the straight way to the pushing position is clear
+            perp = np.array([-u[1], u[0]])
+            side = 1.0 if np.dot(lateral, perp) >= 0 else -1.0
+            flank = b + perp * side * (self.contact + 0.04) - u * 0.04
+            behind = np.clip(flank, -self.workspace, self.workspace)
+        return _limit(behind - p, self.max_step), f"move behind {block}"
+
+    def __call__(self, agent_pos, environment_state, tasks):
+        actions, subtasks = [], []
+        for p, s, task in zip(agent_pos, environment_state, tasks):
+            s = np.asarray(s, np.float64)
+            a, text = self.act_one(np.asarray(p[:2], np.float64), s[0:2], s[2:4], parse_colours(task))
+            actions.append(a)
+            subtasks.append(text)
+        return np.stack(actions), subtasks
+
+
+@dataclass
+class ReacherExpert:
+    """Jacobian-transpose PD control of Gymnasium's Reacher (torque control), from the wrapper's observation.
+
+    agent_pos = [cos q0, cos q1, sin q0, sin q1, dq0, dq1], environment_state = [target xy, fingertip xy].
+    The tip force ``kp * error - kd * tip velocity`` maps to joint torques through J^T.
+    """
+
+    kp: float = 15.0
+    kd: float = 0.8
+    link1: float = 0.1
+    link2: float = 0.11
+
+    def __call__(self, agent_pos, environment_state, tasks):
+        actions, subtasks = [], []
+        for p, s in zip(agent_pos, environment_state):
+            q0 = np.arctan2(p[2], p[0])
+            q01 = q0 + np.arctan2(p[3], p[1])
+            jac = np.array(
+                [
+                    [-self.link1 * np.sin(q0) - self.link2 * np.sin(q01), -self.link2 * np.sin(q01)],
+                    [self.link1 * np.cos(q0) + self.link2 * np.cos(q01), self.link2 * np.cos(q01)],
+                ]
+            )
+            qd = np.asarray(p[4:6], np.float64)
+            error = np.asarray(s[0:2], np.float64) - np.asarray(s[2:4], np.float64)
+            force = self.kp * error - self.kd * (jac @ qd)
+            actions.append(np.clip(jac.T @ force, -1.0, 1.0).astype(np.float32))
+            subtasks.append("hold the fingertip on the target" if np.linalg.norm(error) < 0.02 else "move the fingertip to the target")
+        return np.stack(actions), subtasks
+
+
+EXPERTS = {"reach": ReachExpert, "push": PushExpert, "reacher": ReacherExpert}
+
+
+def make_expert(name: str, **kwargs):
+    """The expert registered under ``name`` (an env's ``expert_spec``)."""
+    if name not in EXPERTS:
+        raise WorldmotError(f"no scripted expert for task {name!r}; experts exist for: {', '.join(sorted(EXPERTS))}")
+    return EXPERTS[name](**kwargs)

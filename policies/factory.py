@@ -1,0 +1,59 @@
+"""``make_policy(name, env)``: build a policy by name for an env (single or vector)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+
+from worldmot.errors import WorldmotError
+from worldmot.policies.base import Policy
+
+# name -> builder(env, **kwargs); other modules add theirs with register_policy
+_BUILDERS: dict[str, Callable[..., Policy]] = {}
+
+
+def register_policy(name: str, builder: Callable[..., Policy]) -> None:
+    _BUILDERS[name] = builder
+
+
+def policy_names() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def single_action_space(env: gym.Env | gym.vector.VectorEnv) -> gym.spaces.Space:
+    return env.single_action_space if isinstance(env, gym.vector.VectorEnv) else env.action_space
+
+
+def env_attr(env: gym.Env | gym.vector.VectorEnv, name: str) -> Any:
+    """Attribute of the (first sub-)env, looked up through wrappers."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env.get_attr(name)[0]
+    return env.get_wrapper_attr(name)
+
+
+def make_policy(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) -> Policy:
+    """A policy called ``name`` ("random", "scripted", ...) for ``env``; kwargs go to its builder."""
+    if name not in _BUILDERS:
+        raise WorldmotError(f"unknown policy {name!r}; choices: {', '.join(policy_names())}")
+    return _BUILDERS[name](env, **kwargs)
+
+
+def _random(env, seed: int | None = None) -> Policy:
+    from worldmot.policies.random import RandomPolicy
+
+    return RandomPolicy(single_action_space(env), seed=seed)
+
+
+def _scripted(env, **_ignored) -> Policy:
+    from worldmot.envs.experts import make_expert
+    from worldmot.policies.scripted import ScriptedPolicy
+
+    try:
+        expert_name, expert_kwargs = env_attr(env, "expert_spec")
+    except AttributeError:
+        raise WorldmotError("policy 'scripted': this env has no scripted expert (no expert_spec attribute)") from None
+    return ScriptedPolicy(make_expert(expert_name, **expert_kwargs))
+
+
+register_policy("random", _random)
+register_policy("scripted", _scripted)
