@@ -92,7 +92,9 @@ class LeRobotDatasetReader:
             t = _read_parquet(f)
             cols = [c for c in t.column_names if not c.startswith("stats/")]
             rows.extend(t.select(cols).to_pylist())
-        self.episode_rows = sorted(rows, key=lambda r: r["episode_index"])
+        # a row repeated in a later file (an episode re-recorded after a crash) replaces the earlier one
+        by_index = {int(r["episode_index"]): r for r in rows}
+        self.episode_rows = [by_index[i] for i in sorted(by_index)]
         stats_path = self.root / fmt.STATS_PATH
         self.stats = _to_numpy(_load_json(stats_path)) if stats_path.exists() else {}
 

@@ -58,15 +58,16 @@ def encode_segment(frames: list[np.ndarray] | np.ndarray, fps: int, codec: str =
     return buf.getvalue()
 
 
-def segment_packets(segment: bytes) -> list[tuple[bytes, int, int, bool]]:
-    """The encoded packets of an MP4 segment as (data, pts, dts, is_keyframe), in the segment's time base."""
+def segment_packets(segment: bytes) -> list[tuple]:
+    """The encoded packets of an MP4 segment as (data, pts, dts, is_keyframe, duration), in the segment's
+    time base."""
     with av.open(io.BytesIO(segment)) as src:
         ist = src.streams.video[0]
-        return [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in src.demux(ist) if p.size]
+        return [(bytes(p), p.pts, p.dts, p.is_keyframe, p.duration) for p in src.demux(ist) if p.size]
 
 
 def concat_segments(segments: list[bytes], lengths: list[int], fps: int, path: Path,
-                    packets: list[list[tuple[bytes, int, int, bool]]] | None = None) -> None:
+                    packets: list[list[tuple]] | None = None) -> None:
     """Remux MP4 segments (each ``lengths[i]`` frames) into one MP4 at ``path``, shifted back to back.
 
     ``packets`` (from segment_packets, one list per segment) saves demuxing the segments again.
@@ -79,9 +80,11 @@ def concat_segments(segments: list[bytes], lengths: list[int], fps: int, path: P
         offset = 0
         for seg_packets, n in zip(packets, lengths):
             shift = int(round(Fraction(offset, fps) / tb))
-            for data, pts, dts, key in seg_packets:
+            for data, pts, dts, key, duration in seg_packets:
                 pkt = av.Packet(data)
                 pkt.pts, pkt.dts, pkt.is_keyframe, pkt.time_base = pts + shift, dts + shift, key, tb
+                # without a duration the last sample of a file gets none, and a 1-frame file decodes empty
+                pkt.duration = duration or int(round(Fraction(1, fps) / tb))
                 pkt.stream = ost
                 out.mux(pkt)
             offset += n

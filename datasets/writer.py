@@ -146,6 +146,7 @@ class LeRobotWriter:
             self._file, self._meta_file = _OpenFile(0, 0), (0, 0)
             return
         self._truncate_data_file(reader)
+        self._truncate_meta_files(reader.num_episodes)
         cs = self.info["chunks_size"]
         self._file = _OpenFile(*fmt.next_file(int(last["data/chunk_index"]), int(last["data/file_index"]), cs))
         for key in [k for k, v in self.info["features"].items() if v["dtype"] == "video"]:
@@ -164,6 +165,18 @@ class LeRobotWriter:
         keep = pa.compute.less(table["episode_index"], reader.num_episodes)
         if not pa.compute.all(keep).as_py():
             fmt.atomic_write(path, lambda p: pq.write_table(table.filter(keep), p))
+
+    def _truncate_meta_files(self, committed: int) -> None:
+        """Drop episode rows written before a crash hit info.json (they would shadow the re-recorded ones)."""
+        for path in sorted((self.root / "meta/episodes").glob("*/*.parquet")):
+            table = pq.read_table(path)
+            keep = pa.compute.less(table["episode_index"], committed)
+            if pa.compute.all(keep).as_py():
+                continue
+            if pa.compute.any(keep).as_py():
+                fmt.atomic_write(path, lambda p, t=table.filter(keep): pq.write_table(t, p))
+            else:
+                path.unlink()
 
     # ---------------------------------------------------------------- recording
     def add_frame(self, frame: dict[str, Any], task: str, subtask: str = "", slot: int = 0) -> None:
