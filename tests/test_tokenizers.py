@@ -95,7 +95,9 @@ def _tiny_bpe_file() -> str:
     tok = tokenizers.Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["[UNK]"])
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["[UNK]"]
+    )
     corpus = ["pick up the red block", "move above the blue block", "push the cube to the goal", "grüße, 世界"] * 20
     tok.train_from_iterator(corpus, trainer)
     path = os.path.join(tempfile.mkdtemp(prefix="worldmot-bpe-"), "tokenizer.json")
@@ -392,3 +394,13 @@ def test_latent_default_architecture_learns_32px():
     trained = LatentTokenizer.train_on_frames(frames, steps=200, batch_size=8, lr=2e-3, progress=False)
     before, after = untrained.reconstruction_error(frames), trained.reconstruction_error(frames)
     assert after < 0.05 * before, (before, after)
+
+
+def test_tokenizers_file_without_the_package_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+
+    from worldmot.tokenizers import TokenizersText
+
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import fails as if not installed
+    with pytest.raises(WorldmotError, match=r"worldmot\[tokenizers\]"):
+        TokenizersText(str(tmp_path / "t.json"))

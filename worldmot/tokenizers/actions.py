@@ -47,7 +47,7 @@ class ActionTokenizer:
         low = np.asarray(low, dtype=np.float64).reshape(-1)
         high = np.asarray(high, dtype=np.float64).reshape(-1)
         if low.shape != high.shape or low.size == 0:
-            raise WorldmotError(f"action range: low {low.shape} and high {high.shape} must be equal non-empty (D,) arrays")
+            raise WorldmotError(f"action range: low {low.shape} and high {high.shape} must be equal non-empty (D,)")
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise WorldmotError("action range: low and high must be finite")
         if int(n_bins) < 1:
@@ -160,22 +160,24 @@ class ActionTokenizer:
     # ---------------------------------------------------------------- continuous normalisation
 
     def normalize(self, x, clip: bool = False):
-        """Map ``[low, high]`` to ``[-1, 1]`` per dimension (outside values land outside unless ``clip``)."""
-        low, _, high = self._range_like(x if isinstance(x, torch.Tensor) else np.asarray(x))
-        if isinstance(x, torch.Tensor):
-            y = (2 * (x.to(torch.float64) - low) / (high - low) - 1).to(x.dtype if x.is_floating_point() else torch.float32)
-            return y.clamp(-1, 1) if clip else y
-        y = 2 * (np.asarray(x, dtype=np.float64) - low) / (high - low) - 1
-        return np.clip(y, -1, 1) if clip else y
+        """Map ``[low, high]`` to ``[-1, 1]`` per dimension (outside values land outside unless ``clip``).
 
-    def unnormalize(self, y, clip: bool = False):
-        """Inverse of ``normalize``: ``[-1, 1]`` back to ``[low, high]``."""
+        torch in -> torch out (its float dtype, float32 for integer input), otherwise numpy float64.
+        """
+        v, back = _as_float64(x)
+        low, _, high = self._range_like(v)
+        y = 2 * (v - low) / (high - low) - 1
         if clip:
             y = y.clamp(-1, 1) if isinstance(y, torch.Tensor) else np.clip(y, -1, 1)
-        low, _, high = self._range_like(y if isinstance(y, torch.Tensor) else np.asarray(y))
-        if isinstance(y, torch.Tensor):
-            return (low + (y.to(torch.float64) + 1) / 2 * (high - low)).to(y.dtype if y.is_floating_point() else torch.float32)
-        return low + (np.asarray(y, dtype=np.float64) + 1) / 2 * (high - low)
+        return back(y)
+
+    def unnormalize(self, y, clip: bool = False):
+        """Inverse of ``normalize``: ``[-1, 1]`` back to ``[low, high]`` (``clip`` first clips y to [-1, 1])."""
+        v, back = _as_float64(y)
+        if clip:
+            v = v.clamp(-1, 1) if isinstance(v, torch.Tensor) else np.clip(v, -1, 1)
+        low, _, high = self._range_like(v)
+        return back(low + (v + 1) / 2 * (high - low))
 
     # ---------------------------------------------------------------- clip accounting
 
@@ -193,10 +195,21 @@ class ActionTokenizer:
             return "actions: none encoded yet"
         pct = 100.0 * self.n_clipped / self.n_seen
         per_dim = ", ".join(str(int(n)) for n in self.n_clipped_per_dim)
-        return f"actions: {self.n_clipped} of {self.n_seen} values clipped to [q01, q99] ({pct:.2f}%); per dim: [{per_dim}]"
+        return (
+            f"actions: {self.n_clipped} of {self.n_seen} values clipped to [q01, q99] ({pct:.2f}%); "
+            f"per dim: [{per_dim}]"
+        )
 
     def __repr__(self) -> str:
         return f"ActionTokenizer(dim={self.dim}, n_bins={self.n_bins})"
+
+
+def _as_float64(x):
+    """(x as float64, a function that converts a result back to x's kind): exact arithmetic on the range."""
+    if isinstance(x, torch.Tensor):
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return x.to(torch.float64), lambda y: y.to(dtype)
+    return np.asarray(x, dtype=np.float64), lambda y: y
 
 
 def chunk_actions(actions, chunk: int):

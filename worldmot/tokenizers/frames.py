@@ -266,7 +266,8 @@ class LatentTokenizer:
         lead = z.shape[:-3]
         z = z.reshape(-1, *z.shape[-3:]) / self.scale + self.shift
         dev, dt = self.device, next(self.vae.parameters()).dtype
-        out = [self.vae.decode(b.to(dev, dt)).sample.clamp(-1, 1).to(tokens.device, torch.float32) for b in z.split(self.batch_size)]
+        out = [self.vae.decode(b.to(dev, dt)).sample.clamp(-1, 1) for b in z.split(self.batch_size)]
+        out = [b.to(tokens.device, torch.float32) for b in out]
         if not out:
             return tokens.new_zeros(*lead, 3, self.image_size, self.image_size)
         return torch.cat(out).reshape(*lead, 3, self.image_size, self.image_size)
@@ -305,7 +306,9 @@ class LatentTokenizer:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
-    def from_pretrained(cls, path: str, image_size: int | None = None, latent_patch_size: int | None = None) -> LatentTokenizer:
+    def from_pretrained(
+        cls, path: str, image_size: int | None = None, latent_patch_size: int | None = None
+    ) -> LatentTokenizer:
         """Load a local diffusers AutoencoderKL folder (or a pipeline folder with a ``vae/`` subfolder).
 
         ``image_size``/``latent_patch_size`` default to the values saved by ``save``; a folder from
@@ -314,8 +317,8 @@ class LatentTokenizer:
         if not os.path.isdir(path):
             raise WorldmotError(f"latent tokenizer folder not found: {path}")
         folder = path
-        if not os.path.isfile(os.path.join(folder, "config.json")) and os.path.isfile(os.path.join(path, "vae", "config.json")):
-            folder = os.path.join(path, "vae")
+        if not os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(os.path.join(path, "vae")):
+            folder = os.path.join(path, "vae")  # a diffusers pipeline folder
         if not os.path.isfile(os.path.join(folder, "config.json")):
             raise WorldmotError(f"{path}: not a diffusers AutoencoderKL folder (no config.json)")
         saved = {}
@@ -420,7 +423,9 @@ class LatentTokenizer:
 FRAME_TOKENIZERS = ("patch", "latent")
 
 
-def make_frame_tokenizer(kind: str, image_size: int, patch_size: int, latent_path: str = "") -> PatchTokenizer | LatentTokenizer:
+def make_frame_tokenizer(
+    kind: str, image_size: int, patch_size: int, latent_path: str = ""
+) -> PatchTokenizer | LatentTokenizer:
     """"patch" or "latent". ``patch_size`` is a token's footprint in pixels for both kinds, so switching
     kind keeps the number of tokens per frame: the latent kind uses latent_patch_size = patch_size / down.
     """
@@ -432,7 +437,8 @@ def make_frame_tokenizer(kind: str, image_size: int, patch_size: int, latent_pat
         tok = LatentTokenizer.from_pretrained(latent_path, image_size=image_size)
         if patch_size % tok.down:
             raise WorldmotError(
-                f"frame tokenizer 'latent': patch_size {patch_size} is not a multiple of the VAE downsampling {tok.down}"
+                f"frame tokenizer 'latent': patch_size {patch_size} is not a multiple of "
+                f"the VAE downsampling {tok.down}"
             )
         return LatentTokenizer(tok.vae, image_size, patch_size // tok.down)
     raise WorldmotError(f"unknown frame tokenizer {kind!r}; choices: {', '.join(FRAME_TOKENIZERS)}")
