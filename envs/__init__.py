@@ -25,7 +25,7 @@ def _register(env_id: str, entry_point: str, max_episode_steps: int) -> None:
 
 _register("worldmot/Reach-v0", "worldmot.envs.reach:ReachEnv", 50)
 _register("worldmot/Push-v0", "worldmot.envs.push:PushEnv", 100)
-_register("worldmot/Reacher-v5", "worldmot.envs.gym_wrapper:make_reacher", 50)
-_register("worldmot/Pusher-v5", "worldmot.envs.gym_wrapper:make_pusher", 100)
+_register("worldmot/Reacher-v5", "worldmot.envs.gym_wrapper:ReacherTask", 50)
+_register("worldmot/Pusher-v5", "worldmot.envs.gym_wrapper:PusherTask", 100)
 
 TASK_IDS = ("worldmot/Reach-v0", "worldmot/Push-v0", "worldmot/Reacher-v5", "worldmot/Pusher-v5")

@@ -97,35 +97,39 @@ class PushExpert:
         return np.stack(actions), subtasks
 
 
+def two_link_ik(x: float, y: float, l1: float, l2: float, elbow_sign: float) -> tuple[float, float]:
+    """Joint angles (q0, q1) that put a 2-link arm's tip at (x, y); ``elbow_sign`` picks the branch."""
+    cos_q1 = np.clip((x * x + y * y - l1 * l1 - l2 * l2) / (2 * l1 * l2), -1.0, 1.0)
+    q1 = float(np.arccos(cos_q1)) * (1.0 if elbow_sign >= 0 else -1.0)
+    q0 = float(np.arctan2(y, x) - np.arctan2(l2 * np.sin(q1), l1 + l2 * np.cos(q1)))
+    return q0, q1
+
+
 @dataclass
 class ReacherExpert:
-    """Jacobian-transpose PD control of Gymnasium's Reacher (torque control), from the wrapper's observation.
+    """Inverse kinematics plus joint-space PD for Gymnasium's Reacher (torque control), from the observation.
 
     agent_pos = [cos q0, cos q1, sin q0, sin q1, dq0, dq1], environment_state = [target xy, fingertip xy].
-    The tip force ``kp * error - kd * tip velocity`` maps to joint torques through J^T.
+    The joints' dynamics are dominated by their armature (1) and gear (200), so
+    ``u = kp * (q* - q) - kd * dq`` with omega = sqrt(200 kp) ~ 25 rad/s is about critically damped.
+    The elbow keeps the side it is on (no flip through the singular straight arm).
     """
 
-    kp: float = 15.0
-    kd: float = 0.8
+    kp: float = 3.0
+    kd: float = 0.25
     link1: float = 0.1
     link2: float = 0.11
 
     def __call__(self, agent_pos, environment_state, tasks):
         actions, subtasks = [], []
         for p, s in zip(agent_pos, environment_state):
-            q0 = np.arctan2(p[2], p[0])
-            q01 = q0 + np.arctan2(p[3], p[1])
-            jac = np.array(
-                [
-                    [-self.link1 * np.sin(q0) - self.link2 * np.sin(q01), -self.link2 * np.sin(q01)],
-                    [self.link1 * np.cos(q0) + self.link2 * np.cos(q01), self.link2 * np.cos(q01)],
-                ]
-            )
+            q = np.array([np.arctan2(p[2], p[0]), np.arctan2(p[3], p[1])])
             qd = np.asarray(p[4:6], np.float64)
-            error = np.asarray(s[0:2], np.float64) - np.asarray(s[2:4], np.float64)
-            force = self.kp * error - self.kd * (jac @ qd)
-            actions.append(np.clip(jac.T @ force, -1.0, 1.0).astype(np.float32))
-            subtasks.append("hold the fingertip on the target" if np.linalg.norm(error) < 0.02 else "move the fingertip to the target")
+            q_goal = np.array(two_link_ik(float(s[0]), float(s[1]), self.link1, self.link2, q[1]))
+            error = (q_goal - q + np.pi) % (2 * np.pi) - np.pi  # the shorter way round
+            actions.append(np.clip(self.kp * error - self.kd * qd, -1.0, 1.0).astype(np.float32))
+            near = np.linalg.norm(np.asarray(s[0:2]) - np.asarray(s[2:4])) < 0.02
+            subtasks.append("hold the fingertip on the target" if near else "move the fingertip to the target")
         return np.stack(actions), subtasks
 
 

@@ -1,0 +1,199 @@
+"""Gymnasium's own MuJoCo envs (Reacher-v5, Pusher-v5) with the contract of the built-in tasks.
+
+The wrapped env runs the physics; this class adds what the built-in tasks have: a fixed top camera at
+``image_size`` (our fast renderer on the wrapped model, shadows off), LeRobot-style observations, an
+instruction, a success test, a dense progress in [0, 1] that is also the reward (the original reward is
+kept in ``info["env_reward"]``), ``terminated`` on success and ``render_goal()``.
+
+Reacher-v5 (torque control of a 2-link arm, action (2,) in [-1, 1]):
+    agent_pos (6,)          [cos q0, cos q1, sin q0, sin q1, dq0, dq1]
+    environment_state (4,)  [target xy, fingertip xy]
+    success                 fingertip within 0.02 m of the target
+    progress                1 at success, linear in the distance, 0 at 0.22 m
+Pusher-v5 (torque control of a 7-DoF arm, action (7,) in [-2, 2]):
+    agent_pos (14,)         [qpos of the 7 arm joints, their qvel]
+    environment_state (6,)  [object xy, goal xy, arm tip xy]
+    success                 object centre within 0.05 m of the goal centre (xy)
+    progress                1 at success, else 0.2 * (tip close to the object) + 0.8 * (object close to goal)
+The target (Reacher) and fingertip are drawn larger than in the original model (visual geoms only; the
+physics is unchanged) so that they are visible at 64x64.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from worldmot.envs.experts import two_link_ik
+from worldmot.envs.render import FastCamera
+from worldmot.envs.tabletop import linear_progress
+
+REACHER_TEMPLATES = ["reach the target", "move the fingertip to the target", "touch the red target", "go to the target"]
+REACHER_HELD_OUT = ["bring the arm's tip onto the red dot", "put the fingertip on the target"]
+PUSHER_TEMPLATES = ["push the object to the goal", "push the cylinder onto the goal", "move the object to the goal"]
+PUSHER_HELD_OUT = ["slide the puck over to the goal", "get the object onto the target"]
+
+
+class WrappedMujocoTask(gym.Env):
+    """Base class: ``gym_id`` names the Gymnasium env, subclasses define state, success and goal."""
+
+    gym_id = ""
+    templates: list[str] = []
+    held_out: list[str] = []
+    camera_lookat = (0.0, 0.0, 0.0)
+    camera_distance = 1.0
+
+    def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.image_size = int(image_size)
+        self.held_out_instructions = bool(held_out_instructions)
+        self.inner = gym.make(self.gym_id).unwrapped  # our registration carries the time limit
+        self.model, self.data = self.inner.model, self.inner.data
+        self._enlarge_visuals()
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+        cam.lookat[:] = self.camera_lookat
+        cam.distance, cam.azimuth, cam.elevation = self.camera_distance, 90.0, -90.0
+        self.camera = FastCamera(self.model, self.image_size, cam)
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / self.inner.dt))}
+        self.action_space = self.inner.action_space
+        s = self.image_size
+        state_dim, env_dim = len(self._agent_pos()), len(self._environment_state())
+        self.observation_space = gym.spaces.Dict(
+            {
+                "pixels": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (s, s, 3), np.uint8)}),
+                "agent_pos": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
+                "environment_state": gym.spaces.Box(-np.inf, np.inf, (env_dim,), np.float32),
+            }
+        )
+        self.instruction = ""
+        self._frame: np.ndarray | None = None
+
+    # ---- what a task defines -------------------------------------------------------------------
+    def _enlarge_visuals(self) -> None:
+        pass
+
+    def _agent_pos(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _environment_state(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _progress(self) -> tuple[float, bool]:
+        raise NotImplementedError
+
+    def _set_goal_configuration(self) -> None:
+        raise NotImplementedError
+
+    # ---- Gymnasium API -------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.inner.reset(seed=seed)
+        options = self.held_out if self.held_out_instructions else self.templates
+        self.instruction = options[int(self.np_random.integers(len(options)))]
+        progress, success = self._progress()
+        return self._observation(), self._info(progress, success, 0.0)
+
+    def step(self, action):
+        _, env_reward, _, _, _ = self.inner.step(np.asarray(action, dtype=np.float64))
+        progress, success = self._progress()
+        return self._observation(), float(progress), bool(success), False, self._info(progress, success, env_reward)
+
+    def render(self):
+        if self._frame is None:
+            self._frame = self.camera.render(self.data)
+        return self._frame.copy()
+
+    def render_goal(self) -> np.ndarray:
+        """(H, W, 3) uint8 image of the goal configuration; the state is left unchanged."""
+        qpos, qvel = self.data.qpos.copy(), self.data.qvel.copy()
+        self._set_goal_configuration()
+        mujoco.mj_forward(self.model, self.data)
+        image = self.camera.render(self.data)
+        self.data.qpos[:], self.data.qvel[:] = qpos, qvel
+        mujoco.mj_forward(self.model, self.data)
+        return image
+
+    def close(self):
+        self.camera.close()
+        self.inner.close()
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _observation(self) -> dict:
+        self._frame = self.camera.render(self.data)
+        return {
+            "pixels": {"top": self._frame.copy()},
+            "agent_pos": self._agent_pos().astype(np.float32),
+            "environment_state": self._environment_state().astype(np.float32),
+        }
+
+    def _info(self, progress: float, success: bool, env_reward: float) -> dict:
+        return {"instruction": self.instruction, "is_success": bool(success), "progress": float(progress),
+                "env_reward": float(env_reward)}
+
+    def _xy(self, body: str) -> np.ndarray:
+        return self.data.body(body).xpos[:2].copy()
+
+
+class ReacherTask(WrappedMujocoTask):
+    gym_id = "Reacher-v5"
+    templates, held_out = REACHER_TEMPLATES, REACHER_HELD_OUT
+    camera_distance = 0.75  # the arena's walls at +-0.3 m fill the view
+    success_distance = 0.02
+    links = (0.1, 0.11)
+
+    @property
+    def expert_spec(self) -> tuple[str, dict]:
+        return "reacher", {"link1": self.links[0], "link2": self.links[1]}
+
+    def _enlarge_visuals(self) -> None:
+        self.model.geom("target").size[0] = 0.02
+        self.model.geom("fingertip").size[0] = 0.015
+
+    def _agent_pos(self) -> np.ndarray:
+        q, qd = self.data.qpos[:2], self.data.qvel[:2]
+        return np.concatenate([np.cos(q), np.sin(q), qd])
+
+    def _environment_state(self) -> np.ndarray:
+        return np.concatenate([self._xy("target"), self._xy("fingertip")])
+
+    def _progress(self) -> tuple[float, bool]:
+        d = float(np.linalg.norm(self._xy("target") - self._xy("fingertip")))
+        success = d <= self.success_distance
+        return (1.0 if success else linear_progress(d, self.success_distance, 0.2)), success
+
+    def _set_goal_configuration(self) -> None:
+        # inverse kinematics of the 2-link arm (elbow on the side it is now): the fingertip on the target
+        x, y = self._xy("target")
+        self.data.qpos[:2] = two_link_ik(float(x), float(y), *self.links, elbow_sign=self.data.qpos[1])
+        self.data.qvel[:2] = 0.0
+
+
+class PusherTask(WrappedMujocoTask):
+    gym_id = "Pusher-v5"
+    templates, held_out = PUSHER_TEMPLATES, PUSHER_HELD_OUT
+    camera_lookat = (0.4, -0.2, -0.3)  # the table area where the object, the goal and the arm move
+    camera_distance = 1.5
+    success_distance = 0.05
+
+    def _agent_pos(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos[:7], self.data.qvel[:7]])
+
+    def _environment_state(self) -> np.ndarray:
+        return np.concatenate([self._xy("object"), self._xy("goal"), self._xy("tips_arm")])
+
+    def _progress(self) -> tuple[float, bool]:
+        obj, goal, tip = self._xy("object"), self._xy("goal"), self._xy("tips_arm")
+        d_goal = float(np.linalg.norm(obj - goal))
+        if d_goal <= self.success_distance:
+            return 1.0, True
+        near = linear_progress(float(np.linalg.norm(tip - obj)), 0.08, 0.6)
+        moved = linear_progress(d_goal, self.success_distance, 0.4)
+        return 0.2 * near + 0.8 * moved, False
+
+    def _set_goal_configuration(self) -> None:
+        # object and goal bodies sit at the same xy in the model, so equal slide positions overlay them
+        self.data.qpos[-4:-2] = self.data.qpos[-2:]
+        self.data.qvel[-4:-2] = 0.0
