@@ -7,6 +7,7 @@ to DataLoader workers. Every bad input becomes a one-line WorldmotError naming t
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ class LeRobotDatasetReader:
                          for r in self.episode_rows]
         self._tables: OrderedDict[Path, dict[str, np.ndarray]] = OrderedDict()
         self._videos: OrderedDict[Path, VideoFile] = OrderedDict()
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -216,6 +218,10 @@ class LeRobotDatasetReader:
         return frames
 
     def _video(self, path: Path) -> VideoFile:
+        if self._pid != os.getpid():
+            # a forked DataLoader worker inherits the parent's open decoders, whose threads did not come
+            # along: using them deadlocks. Forget them (never close them here) and open fresh ones.
+            self._videos, self._pid = OrderedDict(), os.getpid()
         if path in self._videos:
             self._videos.move_to_end(path)
             return self._videos[path]

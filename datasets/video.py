@@ -107,6 +107,9 @@ class VideoFile:
     def _stream(self):
         if self._container is None:
             self._container = av.open(str(self.path))
+            # one decoding thread: small frames gain nothing from more, and decoder threads alive in a
+            # process that forks DataLoader workers can leave a lock held in the child
+            self._container.streams.video[0].codec_context.thread_count = 1
         return self._container, self._container.streams.video[0]
 
     def close(self) -> None:
