@@ -73,8 +73,11 @@ def make_env(env_id: str, num_envs: int, image_size: int) -> gym.Env | gym.vecto
         raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot ids: {known})")
     if num_envs == 1:
         return gym.make(env_id, image_size=image_size)
+    # spawn, not fork: a process that already rendered (EGL) or encoded (SVT threads) can hand a held lock
+    # to a forked worker, which then hangs in its first reset
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="async",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED}, image_size=image_size)
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED, "context": "spawn"},
+                        image_size=image_size)
 
 
 def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: int = 0, num_envs: int = 1,
