@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from worldmot.datasets.video import DEFAULT_CODEC
 from worldmot.datasets.writer import LeRobotWriter
 from worldmot.errors import WorldmotError
 
@@ -81,7 +82,7 @@ def make_env(env_id: str, num_envs: int, image_size: int) -> gym.Env | gym.vecto
 
 
 def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: int = 0, num_envs: int = 1,
-           resume: bool = False, image_size: int = 64, codec: str = "libsvtav1", progress: bool = True,
+           resume: bool = False, image_size: int = 64, codec: str = DEFAULT_CODEC, progress: bool = True,
            make_policy: Callable[..., Any] | None = None) -> RecordResult:
     """Record ``episodes`` episodes (in total, counting what a resumed dataset already holds)."""
     out = Path(out)

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from worldmot.datasets import format as fmt
 from worldmot.datasets.stats import aggregate, image_stats, numeric_stats, sample_indices
-from worldmot.datasets.video import CODEC_NAMES, available_codec, concat_segments, encode_segment, segment_packets
+from worldmot.datasets.video import (CODEC_NAMES, DEFAULT_CODEC, available_codec, concat_segments, encode_segment,
+                                     segment_packets)
 from worldmot.errors import WorldmotError
 
 
@@ -71,7 +72,7 @@ class LeRobotWriter:
     """
 
     def __init__(self, root: str | Path, fps: int, features: dict[str, dict], robot_type: str | None = None,
-                 codec: str = "libsvtav1", subtasks: bool = True,
+                 codec: str = DEFAULT_CODEC, subtasks: bool = True,
                  data_files_size_in_mb: int = fmt.DATA_FILES_SIZE_IN_MB,
                  video_files_size_in_mb: int = fmt.VIDEO_FILES_SIZE_IN_MB,
                  episodes_per_file: int = 100, chunks_size: int = fmt.CHUNKS_SIZE, resume: bool = False):

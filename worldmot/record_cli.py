@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-envs", type=int, default=1, help="parallel env workers (async vector env)")
     parser.add_argument("--resume", action="store_true", help="append to an existing dataset")
     parser.add_argument("--image-size", type=int, default=64, help="camera height and width")
-    parser.add_argument("--codec", default="libsvtav1", help="video encoder (libsvtav1, libx264)")
+    parser.add_argument("--codec", default="libx264", help="video encoder: libx264 (default, faster) or libsvtav1 "
+                        "(LeRobot's default, smaller files)")
 
 
 def main(args: argparse.Namespace) -> int:
