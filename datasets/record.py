@@ -101,6 +101,9 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
         feats = features_for(obs_space, act_space)
         fps = _metadata_fps(env)
         writer = LeRobotWriter(out, fps=fps, features=feats, robot_type=env_id, codec=codec, resume=resume)
+        if writer.info.get("robot_type") != env_id or writer.fps != fps:
+            raise WorldmotError(f"{out}/meta/info.json: recorded from {writer.info.get('robot_type')!r} at "
+                                f"{writer.fps} fps (expected --env {env_id!r} at {fps} fps to resume)")
         policy = make_policy(policy_name, env)
         run = _record_vector if num_envs > 1 else _record_single
         start = writer.info["total_episodes"]
