@@ -8,7 +8,11 @@ import them):
     worldmot/Reacher-v5  Gymnasium's Reacher-v5 with the same contract          (50 steps)
     worldmot/Pusher-v5   Gymnasium's Pusher-v5 with the same contract           (100 steps)
 
-make kwargs: ``image_size`` (default 64), ``held_out_instructions`` (built-in tasks: evaluation wordings).
+make kwargs: ``image_size`` (default 64), ``held_out_instructions`` (evaluation wordings).
+
+Vector envs: ``make_vec(env_id, num_envs)`` below starts async workers with the "spawn" context. With
+the default "fork", a worker forked after the parent process rendered anything hangs (Mesa's EGL does
+not survive fork); the renderer raises a WorldmotError in that case rather than hanging.
 """
 import os
 
@@ -27,5 +31,13 @@ _register("worldmot/Reach-v0", "worldmot.envs.reach:ReachEnv", 50)
 _register("worldmot/Push-v0", "worldmot.envs.push:PushEnv", 100)
 _register("worldmot/Reacher-v5", "worldmot.envs.gym_wrapper:ReacherTask", 50)
 _register("worldmot/Pusher-v5", "worldmot.envs.gym_wrapper:PusherTask", 100)
+
+def make_vec(env_id: str, num_envs: int, vectorization_mode: str = "async", vector_kwargs: dict | None = None, **kwargs):
+    """``gymnasium.make_vec`` with a "spawn" context for async workers (safe after the parent rendered)."""
+    vector_kwargs = dict(vector_kwargs or {})
+    if vectorization_mode == "async":
+        vector_kwargs.setdefault("context", "spawn")
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization_mode, vector_kwargs=vector_kwargs, **kwargs)
+
 
 TASK_IDS = ("worldmot/Reach-v0", "worldmot/Push-v0", "worldmot/Reacher-v5", "worldmot/Pusher-v5")

@@ -38,6 +38,7 @@ class WrappedMujocoTask(gym.Env):
     """Base class: ``gym_id`` names the Gymnasium env, subclasses define state, success and goal."""
 
     gym_id = ""
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # fps: 1 / the wrapped env's dt, set per task
     templates: list[str] = []
     held_out: list[str] = []
     camera_lookat = (0.0, 0.0, 0.0)
@@ -57,7 +58,7 @@ class WrappedMujocoTask(gym.Env):
         cam.lookat[:] = self.camera_lookat
         cam.distance, cam.azimuth, cam.elevation = self.camera_distance, 90.0, -90.0
         self.camera = FastCamera(self.model, self.image_size, cam)
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / self.inner.dt))}
+        assert self.metadata["render_fps"] == int(round(1.0 / self.inner.dt)), "render_fps out of date"
         self.action_space = self.inner.action_space
         s = self.image_size
         state_dim, env_dim = len(self._agent_pos()), len(self._environment_state())
@@ -139,6 +140,7 @@ class WrappedMujocoTask(gym.Env):
 
 class ReacherTask(WrappedMujocoTask):
     gym_id = "Reacher-v5"
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     templates, held_out = REACHER_TEMPLATES, REACHER_HELD_OUT
     camera_distance = 0.75  # the arena's walls at +-0.3 m fill the view
     success_distance = 0.02
@@ -173,6 +175,7 @@ class ReacherTask(WrappedMujocoTask):
 
 class PusherTask(WrappedMujocoTask):
     gym_id = "Pusher-v5"
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     templates, held_out = PUSHER_TEMPLATES, PUSHER_HELD_OUT
     camera_lookat = (0.4, -0.2, -0.3)  # the table area where the object, the goal and the arm move
     camera_distance = 1.5

@@ -7,8 +7,16 @@ before any rendering happens.
 """
 from __future__ import annotations
 
+import os
+
 import mujoco
 import numpy as np
+
+from worldmot.errors import WorldmotError
+
+# pid of the process that made the first GL context. Mesa's EGL does not survive fork(): a child forked
+# after its parent rendered hangs on its first render. Fail loudly instead.
+_GL_PID: int | None = None
 
 
 def make_fast(model: mujoco.MjModel, size: int) -> None:
@@ -41,7 +49,14 @@ class FastCamera:
         self._option: mujoco.MjvOption | None = None
 
     def _ensure(self) -> mujoco.Renderer:
+        global _GL_PID
         if self._renderer is None:
+            if _GL_PID is not None and _GL_PID != os.getpid() and os.environ.get("MUJOCO_GL") == "egl":
+                raise WorldmotError(
+                    "rendering in a process forked after its parent rendered hangs with EGL; make vector envs "
+                    "with worldmot.envs.make_vec or vector_kwargs={'context': 'spawn'}"
+                )
+            _GL_PID = _GL_PID or os.getpid()
             r = mujoco.Renderer(self.model, self.image_size, self.image_size)
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0

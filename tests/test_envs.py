@@ -1,0 +1,153 @@
+"""The built-in tasks, the wrapped Gymnasium envs, the experts and the rollout helper."""
+from __future__ import annotations
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import worldmot.envs  # noqa: F401  (registers the ids)
+from worldmot.envs import instructions, make_vec
+from worldmot.envs.rollout import rollout
+from worldmot.policies import make_policy
+
+BUILT_IN = ["worldmot/Reach-v0", "worldmot/Push-v0"]
+
+
+@pytest.fixture(scope="module", params=BUILT_IN)
+def env(request):
+    e = gym.make(request.param)
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("env_id", BUILT_IN + ["worldmot/Reacher-v5"])
+def test_check_env(env_id):
+    e = gym.make(env_id)
+    check_env(e.unwrapped)
+    assert e.unwrapped.metadata["render_modes"] == ["rgb_array"]
+    e.close()
+
+
+def test_observation_contract(env):
+    obs, info = env.reset(seed=1)
+    assert obs["pixels"]["top"].shape == (64, 64, 3) and obs["pixels"]["top"].dtype == np.uint8
+    assert obs["agent_pos"].shape == (2,) and obs["agent_pos"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    assert info["instruction"] == env.unwrapped.instruction and not info["is_success"]
+    obs, reward, terminated, truncated, info = env.step(np.ones(2, np.float32))
+    assert reward == pytest.approx(info["progress"]) and 0.0 <= reward <= 1.0
+    # a full-speed step moves the effector by max_step in each axis (or stops at the workspace edge)
+    assert np.abs(obs["agent_pos"]).max() <= 0.45 + 1e-6
+
+
+def test_seeded_reset_is_deterministic(env):
+    a, ia = env.reset(seed=7)
+    env.step(env.action_space.sample())
+    b, ib = env.reset(seed=7)
+    assert ia["instruction"] == ib["instruction"]
+    np.testing.assert_array_equal(a["pixels"]["top"], b["pixels"]["top"])
+    np.testing.assert_array_equal(a["environment_state"], b["environment_state"])
+    c, _ = env.reset(seed=8)
+    assert not np.array_equal(a["environment_state"], c["environment_state"])
+
+
+def _wording(text: str) -> str:
+    return re.sub(r"\b(" + "|".join(instructions.COLOURS) + r")\b", "<c>", text)
+
+
+@pytest.mark.parametrize("env_id", BUILT_IN)
+def test_instructions_vary_and_held_out_is_disjoint(env_id):
+    train, held = gym.make(env_id), gym.make(env_id, held_out_instructions=True)
+    seen = {_wording(train.reset(seed=s)[1]["instruction"]) for s in range(30)}
+    seen_held = {_wording(held.reset(seed=s)[1]["instruction"]) for s in range(30)}
+    assert len(seen) >= 3 and len(seen_held) >= 2
+    assert not seen & seen_held
+    colours = {tuple(instructions.parse_colours(train.reset(seed=s)[1]["instruction"])) for s in range(30)}
+    assert len(colours) >= 3  # which object is named varies too
+
+
+def test_render_goal(env):
+    obs, _ = env.reset(seed=3)
+    goal = env.unwrapped.render_goal()
+    assert goal.shape == (64, 64, 3) and goal.dtype == np.uint8
+    assert np.abs(goal.astype(int) - obs["pixels"]["top"]).sum() > 0
+    # the state is restored
+    np.testing.assert_array_equal(env.render(), obs["pixels"]["top"])
+    np.testing.assert_array_equal(env.unwrapped._observation()["pixels"]["top"], obs["pixels"]["top"])
+
+
+def test_image_size_kwarg():
+    e = gym.make("worldmot/Reach-v0", image_size=96)
+    obs, _ = e.reset(seed=0)
+    assert obs["pixels"]["top"].shape == (96, 96, 3) and e.unwrapped.render_goal().shape == (96, 96, 3)
+
+
+@pytest.mark.parametrize("env_id", BUILT_IN)
+def test_expert_succeeds(env_id):
+    e = gym.make(env_id)
+    policy = make_policy("scripted", e)
+    episodes = [rollout(e, policy, seed=1000 + s) for s in range(20)]
+    assert np.mean([ep.success for ep in episodes]) >= 0.95
+    ep = episodes[0]
+    assert ep.terminated and ep.progress[-1] == 1.0 and ep.progress[0] < 1.0
+    assert np.all((ep.rewards >= 0) & (ep.rewards <= 1))
+    colour = instructions.parse_colours(ep.instruction)[0]
+    assert all(isinstance(t, str) and colour in t for t in ep.subtasks)
+    assert ep.frames.shape == (len(ep), 64, 64, 3) and ep.actions.shape == (len(ep), 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", BUILT_IN + ["worldmot/Reacher-v5"])
+def test_expert_succeeds_100_seeds(env_id):
+    e = gym.make(env_id)
+    policy = make_policy("scripted", e)
+    assert np.mean([rollout(e, policy, seed=s).success for s in range(100)]) >= 0.95
+
+
+def test_random_policy_rarely_succeeds_push():
+    e = gym.make("worldmot/Push-v0")
+    policy = make_policy("random", e, seed=0)
+    assert sum(rollout(e, policy, seed=s, max_steps=40).success for s in range(3)) <= 1
+
+
+def test_async_vector_env_and_vector_rollout():
+    env = make_vec("worldmot/Reach-v0", num_envs=2)
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs["pixels"]["top"].shape == (2, 64, 64, 3) and len(info["instruction"]) == 2
+        obs, reward, terminated, truncated, info = env.step(np.zeros((2, 2), np.float32))
+        assert reward.shape == (2,) and info["is_success"].shape == (2,)
+        episodes = rollout(env, make_policy("scripted", env), seed=10, goal_frame=True)
+        assert len(episodes) == 2 and all(ep.success for ep in episodes)
+        assert all(ep.goal_frame.shape == (64, 64, 3) for ep in episodes)
+        single = rollout(gym.make("worldmot/Reach-v0"), make_policy("scripted", env), seed=11)
+        np.testing.assert_allclose(single.actions, episodes[1].actions, atol=1e-6)  # sub-env 1 got seed 11
+    finally:
+        env.close()
+
+
+def test_reacher_wrapper_contract():
+    e = gym.make("worldmot/Reacher-v5")
+    obs, info = e.reset(seed=0)
+    assert obs["pixels"]["top"].shape == (64, 64, 3)
+    assert obs["agent_pos"].shape == (6,) and obs["environment_state"].shape == (4,)
+    assert info["instruction"] and not info["is_success"] and 0.0 <= info["progress"] < 1.0
+    goal = e.unwrapped.render_goal()
+    assert goal.shape == (64, 64, 3) and np.abs(goal.astype(int) - obs["pixels"]["top"]).sum() > 0
+    assert e.spec.max_episode_steps == 50
+    policy = make_policy("scripted", e)
+    results = [rollout(e, policy, seed=s) for s in range(10)]
+    assert np.mean([ep.success for ep in results]) >= 0.9
+    assert all(ep.terminated for ep in results if ep.success)
+
+
+def test_pusher_wrapper_contract():
+    e = gym.make("worldmot/Pusher-v5")
+    obs, info = e.reset(seed=0)
+    assert obs["agent_pos"].shape == (14,) and obs["environment_state"].shape == (6,)
+    obs, reward, *_ = e.step(e.action_space.sample())
+    assert 0.0 <= reward <= 1.0 and e.observation_space.contains(obs)
+    assert e.unwrapped.render_goal().shape == (64, 64, 3)

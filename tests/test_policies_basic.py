@@ -1,0 +1,64 @@
+"""The Policy protocol: random and scripted policies, single and batched, and the factory."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import worldmot.envs  # noqa: F401
+from worldmot.errors import WorldmotError
+from worldmot.policies import Policy, make_policy, policy_names
+
+
+@pytest.fixture(scope="module")
+def push_env():
+    e = gym.make("worldmot/Push-v0")
+    yield e
+    e.close()
+
+
+def test_random_policy_in_bounds_seeded_and_batched(push_env):
+    obs, info = push_env.reset(seed=0)
+    p = make_policy("random", push_env, seed=3)
+    assert isinstance(p, Policy)
+    actions = np.stack([p.act({**obs, "task": info["instruction"]}) for _ in range(200)])
+    assert actions.shape == (200, 2) and push_env.action_space.contains(actions[0])
+    assert actions.min() >= -1 and actions.max() <= 1 and actions.std() > 0.3
+    p.reset(seed=3)
+    again = p.act({**obs, "task": info["instruction"]})
+    np.testing.assert_array_equal(again, actions[0])
+    batched = {"agent_pos": np.zeros((5, 2), np.float32), "task": ["x"] * 5}
+    assert p.act(batched).shape == (5, 2) and p.reasoning is None
+
+
+def test_scripted_policy_single_and_batched_agree(push_env):
+    p = make_policy("scripted", push_env)
+    observations = []
+    for seed in range(3):
+        obs, info = push_env.reset(seed=seed)
+        observations.append({**obs, "task": info["instruction"]})
+    singles = []
+    for o in observations:
+        singles.append(p.act(o))
+        assert singles[-1].shape == (2,) and isinstance(p.reasoning, str)
+        block = o["task"].split(" block")[0].split()[-1]
+        assert block in p.reasoning
+    batch = {
+        "agent_pos": np.stack([o["agent_pos"] for o in observations]),
+        "environment_state": np.stack([o["environment_state"] for o in observations]),
+        "task": [o["task"] for o in observations],
+    }
+    actions = p.act(batch)
+    assert actions.shape == (3, 2) and isinstance(p.reasoning, list) and len(p.reasoning) == 3
+    np.testing.assert_allclose(actions, np.stack(singles))
+
+
+def test_unknown_policy_name_lists_choices(push_env):
+    with pytest.raises(WorldmotError, match="unknown policy 'nope'.*random.*scripted"):
+        make_policy("nope", push_env)
+    assert {"random", "scripted"} <= set(policy_names())
+
+
+def test_scripted_policy_without_expert_is_an_error():
+    with pytest.raises(WorldmotError, match="no scripted expert"):
+        make_policy("scripted", gym.make("worldmot/Pusher-v5"))
