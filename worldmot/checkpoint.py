@@ -48,6 +48,8 @@ def save_model(model, path: str | Path) -> Path:
 def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, torch.Tensor]]:
     """(config, meta, weights) of a saved model folder, each checked; errors name the file."""
     path = Path(path)
+    if not (path / WEIGHTS).exists() and (path / "model" / WEIGHTS).exists():
+        path = path / "model"  # a training run folder: its exported model
     for name in (WEIGHTS, CONFIG, META):
         if not (path / name).is_file():
             raise WorldmotError(f"{path / name}: missing (expected a model folder written by worldmot)")

@@ -142,16 +142,25 @@ class WorldModel(nn.Module):
     # Training
     # ------------------------------------------------------------------------------------------------
 
-    def forward(self, batch: PackedBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Loss on a packed batch: {loss, ce, fm}. ce: mean over AR target tokens; fm: mean over noisy frames."""
+    def sample_noise(self, batch_size: int, n_steps: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Diffusion times t (B, K-1) -- uniform, a fraction ``noisy_t_one`` at t=1 so that one-step generation
+        from pure noise is trained directly -- and noise (B, K-1, P, Dp), drawn on the CPU for repeatability."""
+        t = torch.rand(batch_size, n_steps - 1, generator=generator)
+        t_one = torch.rand(batch_size, n_steps - 1, generator=generator) < self.cfg.noisy_t_one
+        eps = torch.randn(batch_size, n_steps - 1, self.tokens_per_frame, self.frame_tokenizer.token_dim, generator=generator)
+        return torch.where(t_one, torch.ones_like(t), t), eps
+
+    def forward(self, batch: PackedBatch, generator: torch.Generator | None = None,
+                t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss on a packed batch: {loss, ce, fm}. ce: mean over AR target tokens; fm: mean over noisy frames.
+        t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``."""
         layout, dev = batch.layout, self.device
         batch = batch.to(dev)
         B, K = batch.frames.shape[:2]
         x0, last = batch.frames[:, 1:], batch.frames[:, :-1]
-        t = torch.rand(B, K - 1, generator=generator, device="cpu").to(dev)
-        t_one = torch.rand(B, K - 1, generator=generator, device="cpu").to(dev) < self.cfg.noisy_t_one
-        t = torch.where(t_one, torch.ones_like(t), t)
-        eps = torch.randn(x0.shape, generator=generator, device="cpu").to(dev)
+        if t is None or noise is None:
+            t, noise = self.sample_noise(B, K, generator)
+        t, eps = t.to(dev), noise.to(dev)
         tt = t[..., None, None]
         xt = (1 - tt) * x0 + tt * eps
         seg = layout.segment(0, layout.length)
@@ -170,6 +179,32 @@ class WorldModel(nn.Module):
         valid = batch.frame_valid[:, 1:].float()
         fm = (per_frame * valid).sum() / valid.sum().clamp(min=1)
         return {"loss": ce + self.cfg.lambda_fm * fm, "ce": ce, "fm": fm}
+
+    @torch.no_grad()
+    def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Teacher-forced argmax predictions of the AR targets, by kind: {reasoning, action, progress} ->
+        (predicted ids, target ids), each (n,) over the valid targets. Noisy frames are pure noise here
+        (nothing else sees them, so they cannot change these predictions)."""
+        layout, dev = batch.layout, self.device
+        batch = batch.to(dev)
+        B, K = batch.frames.shape[:2]
+        t, eps = torch.ones(B, K - 1), torch.zeros(B, K - 1, *batch.frames.shape[2:])
+        inp = SegmentInputs(batch.token_ids, batch.frames, batch.states, batch.state_dropped, eps.to(dev),
+                            batch.frames[:, :-1], t.to(dev))
+        h, _ = self.run(layout.segment(0, layout.length), inp)
+        vocab = self.vocab
+        ranges = {"reasoning": torch.tensor(list(range(256)) + [vocab.special["<eor>"]]),
+                  "action": torch.arange(vocab.action_bins) + vocab.action_offset,
+                  "progress": vocab.progress_token_ids()}
+        slots = {"reasoning": layout.reasoning, "action": layout.actions, "progress": layout.progress}
+        out = {}
+        for kind, slot in slots.items():
+            pos = torch.as_tensor(np.asarray(slot).reshape(-1), device=dev)
+            mask = batch.target_mask[:, pos]
+            allowed = ranges[kind].to(dev)
+            pred = allowed[self.lm_head(h[:, pos - 1])[..., allowed].argmax(-1)]
+            out[kind] = (pred[mask], batch.token_ids[:, pos][mask])
+        return out
 
 
 def _target_positions(layout: Layout) -> np.ndarray:

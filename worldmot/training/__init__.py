@@ -1,0 +1,1 @@
+"""Training world models on recorded episodes."""

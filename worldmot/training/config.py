@@ -1,0 +1,56 @@
+"""The training run's typed config (``worldmot train CONFIG key=value ...``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worldmot.config import MISSING, ModelConfig
+
+
+@dataclass
+class DataConfig:
+    root: str = MISSING  # a local LeRobot v3.0 / v2.1 dataset folder
+    camera: str = ""  # feature key of the camera; empty: the dataset's first camera
+    state_key: str = "observation.state"
+    action_key: str = "action"
+    val_fraction: float = 0.1  # held-out episodes for validation
+    num_workers: int = 2
+    stride: int = 1  # window start every `stride` env steps
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+
+
+@dataclass
+class ValConfig:
+    every: int = 500  # steps between validations (and at the end)
+    batches: int = 2  # validation batches of `batch_size` windows
+    horizons: list[int] = field(default_factory=lambda: [1, 2, 4])  # open-loop frames ahead
+    flow_steps: int = 1
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = MISSING
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 32  # global batch (split over DDP ranks)
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool = False  # torch.compile the model (GPU)
+    threads: int = 0  # CPU threads per process; 0: all cores / ranks
+    log_every: int = 10
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    rerun: bool = False  # also log validation samples and curves to RUN/train.rrd
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    val: ValConfig = field(default_factory=ValConfig)

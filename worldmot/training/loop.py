@@ -1,0 +1,306 @@
+"""``worldmot train``: the training loop (AdamW, warm-up + cosine, clipping, EMA, checkpoints, validation, DDP).
+
+Repeatability: everything random in a step -- which windows, condition dropout, diffusion times and noise --
+is drawn from generators seeded by (seed, step), for the GLOBAL batch, and each rank takes its rows. So a
+resumed run (or a run on more processes) sees exactly what an uninterrupted single-process run sees.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from worldmot.checkpoint import save_model
+from worldmot.config import from_yaml_text
+from worldmot.datasets.reader import LeRobotDatasetReader
+from worldmot.datasets.windows import WindowDataset, collate_windows, split_episodes
+from worldmot.errors import WorldmotError
+from worldmot.model.world_model import WorldModel
+from worldmot.sequence import pack_windows
+from worldmot.tokenizers.actions import ActionTokenizer
+from worldmot.training import checkpoints as ckpt
+from worldmot.training.config import TrainConfig
+from worldmot.training.metrics import validate
+
+
+# ----------------------------------------------------------------------------------------------------
+# Processes
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_processes(cfg: TrainConfig) -> Dist:
+    """torchrun sets RANK/WORLD_SIZE: gloo on the CPU, NCCL on GPUs. One process otherwise."""
+    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    if want_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
+        torch.set_num_threads(threads)
+    if cfg.batch_size % world:
+        raise WorldmotError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
+    return Dist(rank, world, device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------
+
+class StepBatches(Sampler[list[int]]):
+    """Window indices of steps [start, end): epoch permutations seeded by (seed, epoch); rank r of w takes
+    rows r, r+w, ... of the global batch. A function of the step alone, so resuming is exact."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.start, self.end = n, batch_size, seed, start, end
+        self.rank, self.world = rank, world
+        self._perms: dict[int, np.ndarray] = {}
+
+    def global_indices(self, step: int) -> np.ndarray:
+        pos = step * self.batch_size + np.arange(self.batch_size)
+        epochs, offsets = pos // self.n, pos % self.n
+        return np.array([self._perm(int(e))[o] for e, o in zip(epochs, offsets)])
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._perms[epoch]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.end):
+            yield self.global_indices(step)[self.rank :: self.world].tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+
+def dataset_dims(reader: LeRobotDatasetReader, cfg: TrainConfig) -> tuple[int, int]:
+    """(action_dim, state_dim) from info.json, with errors naming the feature."""
+    dims = []
+    for key in (cfg.data.action_key, cfg.data.state_key):
+        if key not in reader.features:
+            raise WorldmotError(f"{reader.root}/meta/info.json: no feature {key!r} "
+                                f"(set data.action_key / data.state_key; features: {sorted(reader.features)})")
+        shape = reader.features[key]["shape"]
+        dims.append(int(np.prod(shape)))
+    return dims[0], dims[1]
+
+
+def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader) -> WorldModel:
+    action_dim, state_dim = dataset_dims(reader, cfg)
+    cfg.model.sequence.action_dim, cfg.model.sequence.state_dim = action_dim, state_dim
+    tok = ActionTokenizer.from_stats(reader.stats, key=cfg.data.action_key, n_bins=cfg.model.sequence.action_bins)
+    st = reader.stats.get(cfg.data.state_key, {})
+    mean = np.asarray(st.get("mean", np.zeros(state_dim)), np.float32).reshape(-1)
+    std = np.maximum(np.asarray(st.get("std", np.ones(state_dim)), np.float32).reshape(-1), 1e-3)
+    return WorldModel(cfg.model, tok, state_mean=mean, state_std=std)
+
+
+def step_randomness(model: WorldModel, cfg: TrainConfig, step: int, rows: slice) -> dict:
+    """Condition dropout masks, diffusion times and noise of the global batch at ``step``, this rank's rows."""
+    B, K, m = cfg.batch_size, cfg.model.sequence.n_steps, cfg.model
+    rng = np.random.default_rng([cfg.seed, step, 1])
+    drops = {"drop_instruction": rng.random(B) < m.drop_instruction,
+             "drop_reasoning": rng.random((B, K)) < m.drop_reasoning,
+             "drop_state": rng.random((B, K)) < m.drop_state}
+    t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+    return {**{k: v[rows] for k, v in drops.items()}, "t": t[rows], "noise": noise[rows]}
+
+
+def pack(model: WorldModel, windows: dict, drops: dict):
+    frames = model.tokenize_frames(windows["frames"].numpy())
+    states = model.normalize_state(windows["states"])
+    return pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                        action_tokenizer=model.action_tokenizer, frame_tokens=frames, states=states, **drops)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimisation
+# ----------------------------------------------------------------------------------------------------
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Weight decay on matrices only (not on biases, norms, embeddings of positions)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n and "patch_pos" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n and "patch_pos" not in n)]
+    o = cfg.optim
+    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                             lr=o.lr, betas=(o.beta1, o.beta2))
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps))
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------
+
+class MetricsLog:
+    """RUN/metrics.jsonl: one JSON object per line; a resumed run first drops lines past its checkpoint."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            keep = []
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if row.get("step", 0) <= resume_step:
+                    keep.append(line)
+            path.write_text("".join(l + "\n" for l in keep))
+        elif resume_step is None and path.exists():
+            path.unlink()
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train; returns the run folder (RUN/model holds the exported EMA model)."""
+    proc = setup_processes(cfg)
+    run_dir = Path(cfg.run_dir)
+    reader = LeRobotDatasetReader(cfg.data.root)
+    start_step, state = 0, None
+    if resume:
+        ckpt.clean_partial(run_dir)
+        latest = ckpt.latest_checkpoint(run_dir)
+        if latest is None:
+            raise WorldmotError(f"{run_dir}/checkpoints: no checkpoint to resume from")
+        state = ckpt.load_checkpoint(latest)
+        saved = from_yaml_text(TrainConfig, state["config_yaml"], source=str(latest / "config.yaml"))
+        saved.steps, saved.val, saved.checkpoint_every, saved.log_every = cfg.steps, cfg.val, cfg.checkpoint_every, cfg.log_every
+        cfg = saved  # the run continues with the config it was started with (a longer run is allowed)
+        start_step = state["step"]
+    elif proc.main and ckpt.list_checkpoints(run_dir):
+        raise WorldmotError(f"{run_dir}: already holds checkpoints (use --resume, or another run_dir)")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, reader).to(proc.device)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+    opt = make_optimizer(model, cfg)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optim"])
+        if state["rng"] is not None:
+            torch.set_rng_state(state["rng"])
+
+    train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
+    seq = cfg.model.sequence
+    kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key)
+    train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
+    sampler = StepBatches(len(train_set), cfg.batch_size, cfg.seed, start_step, cfg.steps, proc.rank, proc.world)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate_windows,
+                        persistent_workers=False, prefetch_factor=4 if cfg.data.num_workers else None)
+    val_batch = _validation_batch(reader, val_eps or train_eps[:1], cfg, kw) if proc.main else None
+
+    net = model
+    if proc.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None) if proc.main else None
+    if proc.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    rows = slice(proc.rank, None, proc.world)
+    tokens_per_sample = model.layout().length
+    bar = tqdm(total=cfg.steps, initial=start_step, desc="train", disable=not proc.main, dynamic_ncols=True)
+    t_last, tokens_since = time.perf_counter(), 0
+    step = start_step
+    last_good = ckpt.latest_checkpoint(run_dir)
+    for step, windows in enumerate(loader, start=start_step):
+        rnd = step_randomness(model, cfg, step, rows)
+        batch = pack(model, windows, {k: v for k, v in rnd.items() if k.startswith("drop")})
+        lr = cfg.optim.lr * lr_factor(step, cfg)  # a function of the step: nothing to restore on resume
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=proc.device.type == "cuda"):
+            out = net(batch, t=rnd["t"], noise=rnd["noise"])
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        parts = torch.stack([out["loss"].detach(), out["ce"].detach(), out["fm"].detach()]).float()
+        if proc.world > 1:
+            dist.all_reduce(parts)
+            parts /= proc.world
+        if not torch.isfinite(parts).all():
+            name = ["loss", "ce", "fm"][int((~torch.isfinite(parts)).nonzero()[0])]
+            raise WorldmotError(f"step {step}: non-finite {name} loss ({parts.tolist()}); stopped. "
+                                f"The last good checkpoint is {last_good or 'none (no checkpoint written yet)'}")
+        opt.step()
+        ema.update_parameters(model)
+        tokens_since += tokens_per_sample * cfg.batch_size
+        done = step + 1
+        if proc.main and (done % cfg.log_every == 0 or done == cfg.steps):
+            now = time.perf_counter()
+            tps = tokens_since / (now - t_last)
+            t_last, tokens_since = now, 0
+            loss, ce, fm = parts.tolist()
+            log.write({"step": done, "loss": loss, "ce": ce, "fm": fm, "lr": lr,
+                       "grad_norm": float(grad_norm), "tokens_per_s": tps})
+            bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", fm=f"{fm:.4f}", tok_s=f"{tps:,.0f}")
+        bar.update(1)
+        if proc.main and (done % cfg.val.every == 0 or done == cfg.steps):
+            row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed)
+            log.write({"step": done, "split": "val", **row})
+            bar.write(f"step {done}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if proc.main:
+                last_good = ckpt.save_checkpoint(run_dir, done, model, ema, opt, cfg, keep=cfg.keep_checkpoints)
+                save_model(ema.module, run_dir / "model")
+            if proc.world > 1:
+                dist.barrier()
+    bar.close()
+    if proc.main:
+        from worldmot.training.plots import plot_curves
+
+        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+    if proc.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run_dir
+
+
+def _validation_batch(reader, episodes: list[int], cfg: TrainConfig, kw: dict) -> dict:
+    """A fixed set of validation windows with 1 + max(horizons) frame steps (the same at every validation)."""
+    n_steps = 1 + max(cfg.val.horizons)
+    ds = WindowDataset(reader, n_steps=n_steps, episodes=episodes, stride=cfg.model.sequence.chunk, **kw)
+    n = min(len(ds), cfg.val.batches * cfg.batch_size)
+    pick = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), n, replace=False))
+    return collate_windows([ds[int(i)] for i in pick])

@@ -1,0 +1,84 @@
+"""Validation metrics: next-frame and open-loop PSNR/SSIM against copying, AR token accuracy, action error."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldmot.model import imagination
+from worldmot.model.world_model import WorldModel
+from worldmot.sequence import pack_windows
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (N,) of images (N, 3, H, W) in [-1, 1] (peak = the full range)."""
+    mse = ((pred.clamp(-1, 1) - target.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (N,) of images (N, 3, H, W) in [-1, 1], Gaussian window, channels averaged.
+    (Wang et al. 2004 constants; a 7-px window because the frames are small.)"""
+    x, y = (pred.clamp(-1, 1) + 1) / 2, (target.clamp(-1, 1) + 1) / 2
+    coords = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
+    g = torch.exp(-coords**2 / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).expand(x.shape[1], 1, window, window)
+    blur = lambda z: F.conv2d(z, kernel, groups=x.shape[1])
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+@torch.no_grad()
+def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: int = 1, seed: int = 0) -> dict[str, float]:
+    """Metrics on a collated batch of validation windows with 1 + max(horizons) frame steps.
+
+    Open loop: from f_0 and the instruction, imagine f_1..f_H with the true actions, compare f_k (k in
+    horizons) with the truth, beside copying f_0. Tokens: teacher-forced argmax accuracy of reasoning,
+    action and progress tokens on the first n_steps (the training window), and the action error after
+    de-tokenising (mean |a_pred - a_true| in action units).
+    """
+    was_training = model.training
+    model.eval()
+    seq = model.cfg.sequence
+    frames = model.tokenize_frames(windows["frames"].numpy())  # (B, 1+H, P, Dp)
+    B, H = frames.shape[0], max(horizons)
+    actions = windows["actions"][:, :H]
+    gen = torch.Generator().manual_seed(seed)
+    imagined, _ = imagination.rollout(model, windows["instruction"], frames[:, 0], actions, flow_steps=flow_steps, generator=gen)
+    out: dict[str, float] = {}
+    valid = ~windows["frame_is_pad"]
+    truth = model.detokenize_frames(frames)
+    for k in horizons:
+        ok = valid[:, k]
+        if not ok.any():
+            continue
+        pred = model.detokenize_frames(imagined[:, k - 1])
+        out[f"psnr_{k}"] = float(psnr(pred, truth[:, k])[ok].mean())
+        out[f"ssim_{k}"] = float(ssim(pred, truth[:, k])[ok].mean())
+        out[f"copy_psnr_{k}"] = float(psnr(truth[:, 0], truth[:, k])[ok].mean())
+        out[f"copy_ssim_{k}"] = float(ssim(truth[:, 0], truth[:, k])[ok].mean())
+
+    K = seq.n_steps
+    short = {key: (v[:, :K] if isinstance(v, torch.Tensor) and v.ndim >= 2 else v) for key, v in windows.items()}
+    short["subtasks"] = [s[:K] for s in windows["subtasks"]]
+    states = model.normalize_state(short["states"]).cpu()
+    batch = pack_windows(short, cfg=seq, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                         action_tokenizer=model.action_tokenizer, frame_tokens=frames[:, :K].cpu(), states=states)
+    preds = model.token_predictions(batch)
+    for kind, (pred, target) in preds.items():
+        if len(target):
+            out[f"{kind}_acc"] = float((pred == target).float().mean())
+    pred, target = preds["action"]
+    if len(target):
+        mask = batch.target_mask[:, torch.as_tensor(batch.layout.actions.reshape(-1))]
+        true = short["actions"].reshape(B, -1)[mask]
+        bins = (pred.cpu() - model.vocab.action_offset).reshape(-1, 1).expand(-1, seq.action_dim)
+        dims = torch.arange(len(true)) % seq.action_dim
+        decoded = model.action_tokenizer.decode(bins)[torch.arange(len(true)), dims]
+        out["action_mae"] = float((decoded - true).abs().mean())
+    model.train(was_training)
+    return out
