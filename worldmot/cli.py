@@ -29,6 +29,16 @@ def build_parser(commands: dict[str, tuple[str, str]] = COMMANDS) -> argparse.Ar
     return parser
 
 
+def one_line(err: WorldmotError) -> str:
+    """The error's own line. An error raised in a DataLoader worker comes back as "Caught WorldmotError in
+    DataLoader worker process 0." plus the worker's traceback; its last line is the original message."""
+    text = str(err).strip()
+    if text.startswith("Caught ") and "\n" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith(("worldmot.errors.", "WorldmotError")) else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -44,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(args) or 0)
     except WorldmotError as e:
-        print(f"worldmot {name}: error: {e}", file=sys.stderr)
+        print(f"worldmot {name}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"worldmot {name}: interrupted", file=sys.stderr)

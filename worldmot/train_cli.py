@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from worldmot.config import config_dir, load_config
@@ -44,5 +45,6 @@ def main(args: argparse.Namespace) -> int:
 
     cfg = parse(args.args)
     run = train(cfg, resume=args.resume)
-    print(f"trained: {run}  (model: {run / 'model'}, curves: {run / 'curves.png'})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
+        print(f"trained: {run}  (model: {run / 'model'}, curves: {run / 'curves.png'})")
     return 0

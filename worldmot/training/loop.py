@@ -260,8 +260,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             dist.all_reduce(parts)
             parts /= proc.world
         if not torch.isfinite(parts).all():
-            name = ["loss", "ce", "fm"][int((~torch.isfinite(parts)).nonzero()[0])]
-            raise WorldmotError(f"step {step}: non-finite {name} loss ({parts.tolist()}); stopped. "
+            bad = [n for n, v in zip(("ce", "fm"), parts[1:].tolist()) if not math.isfinite(v)] or ["total"]
+            raise WorldmotError(f"step {step + 1}: non-finite {'+'.join(bad)} loss ({parts.tolist()}); stopped. "
                                 f"The last good checkpoint is {last_good or 'none (no checkpoint written yet)'}")
         opt.step()
         ema.update_parameters(model)

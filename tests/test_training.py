@@ -1,0 +1,215 @@
+"""``worldmot train``: exact resume after SIGKILL, DDP on 2 CPU processes, non-finite loss, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import worldmot
+from datasets_helpers import features, write_dataset
+from worldmot.cli import main as cli_main
+from worldmot.errors import WorldmotError
+from worldmot.model.world_model import WorldModel
+from worldmot.train_cli import parse
+from worldmot.training import checkpoints as ckpt
+from worldmot.training.loop import train
+
+# A model small enough that a step takes milliseconds; everything else is the default tiny run.
+SMALL = ["model.width=32", "model.depth=2", "model.heads=2", "model.mlp_ratio=2.0", "model.sequence.image_size=16",
+         "model.sequence.patch_size=4", "model.sequence.instruction_len=16", "model.sequence.reasoning_len=8",
+         "model.sequence.action_bins=32", "model.sequence.chunk=2", "batch_size=4", "data.num_workers=0",
+         "log_every=1", "val.batches=1", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train") / "ds"
+    write_dataset(root, [14, 11, 16, 9, 12], features(size=(16, 16)))
+    return root
+
+
+def overrides(dataset: Path, run: Path, *extra: str) -> list[str]:
+    return [f"data.root={dataset}", f"run_dir={run}", *SMALL, *extra]
+
+
+def train_losses(run: Path) -> list[tuple[int, float, float, float]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"], r["ce"], r["fm"]) for r in rows if "loss" in r]
+
+
+def cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "worldmot", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> None:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-2000:]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resume
+# ----------------------------------------------------------------------------------------------------
+
+def test_sigkill_then_resume_gives_the_uninterrupted_loss_sequence(dataset, tmp_path):
+    steps = ["steps=24", "checkpoint_every=3", "val.every=12"]
+    full = tmp_path / "full"
+    finish(cli(*overrides(dataset, full, *steps)))
+
+    run = tmp_path / "killed"
+    for kill_after in (4, 13):  # two kills, at different points of the run
+        proc = cli(*overrides(dataset, run, *steps), *(["--resume"] if ckpt.list_checkpoints(run) else []))
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "metrics.jsonl").exists() and len(train_losses(run)) >= kill_after:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert ckpt.list_checkpoints(run), "no complete checkpoint after the kill"
+    finish(cli(*overrides(dataset, run, *steps), "--resume"))
+
+    assert train_losses(run) == train_losses(full)  # bit for bit: same windows, noise, RNG and optimiser state
+    a, b = load_file(str(full / "model/model.safetensors")), load_file(str(run / "model/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((run / "checkpoints").glob(".partial-*"))
+
+
+def test_corrupt_checkpoint_is_reported_not_loaded(dataset, tmp_path):
+    run = tmp_path / "run"
+    train(parse(overrides(dataset, run, "steps=4", "checkpoint_every=2", "val.every=4")))
+    newest = ckpt.latest_checkpoint(run)
+    data = bytearray((newest / "optim.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (newest / "optim.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WorldmotError, match=r"optim\.safetensors: checksum mismatch"):
+        train(parse(overrides(dataset, run, "steps=6", "checkpoint_every=2")), resume=True)
+    (newest / "state.json").unlink()  # a folder without its state is incomplete: also reported
+    with pytest.raises(WorldmotError, match=r"state\.json: missing"):
+        ckpt.load_checkpoint(newest)
+
+
+def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_path):
+    run = tmp_path / "run"
+    train(parse(overrides(dataset, run, "steps=6", "checkpoint_every=3", "val.every=3")))
+    model = worldmot.load(run)
+    assert isinstance(model, WorldModel) and model.cfg.sequence.action_dim == 2 and model.cfg.sequence.state_dim == 3
+    assert (run / "curves.png").stat().st_size > 1000
+    val = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in l]
+    assert [r["step"] for r in val] == [3, 6]
+    for key in ("psnr_1", "ssim_1", "copy_psnr_1", "psnr_2", "psnr_4", "action_acc", "action_mae", "reasoning_acc"):
+        assert key in val[-1]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000003", "step_00000006"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# More than one process
+# ----------------------------------------------------------------------------------------------------
+
+def test_ddp_two_processes_match_one_process(dataset, tmp_path):
+    steps = ["steps=6", "checkpoint_every=6", "val.every=6", "optim.ema_decay=0.0"]
+    one = tmp_path / "one"
+    finish(cli(*overrides(dataset, one, *steps)))
+    two = tmp_path / "two"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "worldmot", "train", *overrides(dataset, two, *steps)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    l1, l2 = train_losses(one), train_losses(two)
+    assert [r[0] for r in l1] == [r[0] for r in l2]
+    for r1, r2 in zip(l1, l2):  # per-rank token means averaged vs one global mean: close, not equal
+        assert r2[1] == pytest.approx(r1[1], rel=2e-2)
+    w1, w2 = load_file(str(one / "model/model.safetensors")), load_file(str(two / "model/model.safetensors"))
+    diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
+    assert diff < 2e-3, f"2-process weights differ from 1-process weights by {diff}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Failures
+# ----------------------------------------------------------------------------------------------------
+
+def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    forward = WorldModel.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:  # the fifth step
+            out = {**out, "fm": out["fm"] * float("nan")}
+            out["loss"] = out["ce"] + out["fm"]
+        return out
+
+    monkeypatch.setattr(WorldModel, "forward", poisoned)
+    with pytest.raises(WorldmotError, match=r"step 5: non-finite fm loss.*step_00000004"):
+        train(parse(overrides(dataset, run, "steps=8", "checkpoint_every=2", "val.every=100")))
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000002", "step_00000004"]
+    ckpt.load_checkpoint(ckpt.latest_checkpoint(run))  # the last good checkpoint is intact
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run_dir=/tmp/x"], "data.root"),
+    (["data.root=/nonexistent/ds", "run_dir=/tmp/x"], "/nonexistent/ds"),
+    (["steps=ten"], "steps"),
+    (["no_such_key=1"], "no_such_key"),
+    (["optim.nope=1"], "optim.nope"),
+])
+def test_cli_bad_input_is_one_line_and_non_zero(args, message, capsys):
+    assert cli_main(["train", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_dataset_without_the_action_feature(dataset, tmp_path):
+    with pytest.raises(WorldmotError, match=r"info\.json: no feature 'actions'"):
+        train(parse(overrides(dataset, tmp_path / "run", "data.action_key=actions")))
+    assert not (tmp_path / "run").exists()  # nothing written for a run that could not start
+
+
+def test_resume_without_checkpoint_and_reuse_of_a_run_folder(dataset, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(WorldmotError, match="no checkpoint to resume from"):
+        train(parse(overrides(dataset, run, "steps=2")), resume=True)
+    train(parse(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2")))
+    with pytest.raises(WorldmotError, match="already holds checkpoints"):
+        train(parse(overrides(dataset, run, "steps=2")))
+
+
+def test_corrupt_video_met_in_a_loader_worker_is_one_line(dataset, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    video = next(root.glob("videos/**/*.mp4"))
+    video.write_bytes(video.read_bytes()[:200] + b"\0" * 4000)
+    args = overrides(root, tmp_path / "run", "steps=2", "data.num_workers=2")
+    assert cli_main(["train", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and video.name in err and "Traceback" not in err, err
+
+
+def test_error_from_a_loader_worker_prints_its_own_line():
+    from torch._utils import ExceptionWrapper
+
+    from worldmot.cli import one_line
+
+    try:
+        raise WorldmotError("ds/videos/file-000.mp4: not a readable MP4")
+    except WorldmotError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(WorldmotError) as info:
+        wrapped.reraise()
+    assert "Traceback" in str(info.value)
+    assert one_line(info.value) == "ds/videos/file-000.mp4: not a readable MP4"
