@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.errors import WorldmotError
+from worldmot.tokenizers.actions import ActionTokenizer
 
 
 def split_episodes(n_episodes: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -65,12 +66,14 @@ class WindowDataset(Dataset):
     (n_steps, state_dim), actions float32 (n_steps, chunk, action_dim), action_is_pad bool (n_steps, chunk),
     instruction str, subtasks list[str] (n_steps), progress float32 (n_steps,), success bool (n_steps,),
     episode_index int, frame_index int (t0). Padded positions repeat the episode's last row (as LeRobot).
+    Actions are raw unless ``normalize_actions``: then q01..q99 of stats.json map to [-1, 1] (values outside
+    stay outside). The world model bins raw actions itself with the same q01/q99 (ActionTokenizer).
     """
 
     def __init__(self, reader: LeRobotDatasetReader | str, camera: str | None = None, n_steps: int = 3,
                  chunk: int = 4, episodes: list[int] | None = None, stride: int = 1,
                  state_key: str = "observation.state", action_key: str = "action",
-                 reward_key: str = "next.reward", success_key: str = "next.success"):
+                 reward_key: str = "next.reward", success_key: str = "next.success", normalize_actions: bool = False):
         self.reader = reader if isinstance(reader, LeRobotDatasetReader) else LeRobotDatasetReader(reader)
         r = self.reader
         if not r.camera_keys:
@@ -98,12 +101,24 @@ class WindowDataset(Dataset):
             for k in keys:
                 self._cols[k].append(table[k])
         self.state_key, self.action_key = state_key, action_key
+        # the action tokenizer's own map (q01/q99 of stats.json to [-1, 1]), so both agree on the range
+        self.action_norm = ActionTokenizer.from_stats(r.stats, key=action_key) if normalize_actions else None
         self._lo, self._hi = _reward_range(r, reward_key)
         self._index = [(i, t0) for i, e in enumerate(self.episode_ids)
                        for t0 in range(0, r.episodes[e].length, stride)]
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def column(self, key: str) -> np.ndarray:
+        """One tabular column (state, action, reward, ...) over the selected episodes, (N, ...) in episode order."""
+        if key not in self._cols:
+            raise WorldmotError(f"windows: column {key!r} is not loaded (loaded: {sorted(self._cols)})")
+        return np.concatenate(self._cols[key])
+
+    def _actions(self, rows: np.ndarray) -> torch.Tensor:
+        actions = torch.from_numpy(np.asarray(rows, dtype=np.float32))
+        return actions if self.action_norm is None else self.action_norm.normalize(actions)
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         i, t0 = self._index[idx]
@@ -133,8 +148,7 @@ class WindowDataset(Dataset):
             "frames": torch.from_numpy(frames),
             "frame_is_pad": torch.from_numpy(frame_is_pad),
             "states": torch.from_numpy(np.asarray(col[self.state_key][f], dtype=np.float32)),
-            "actions": torch.from_numpy(np.asarray(col[self.action_key][np.minimum(act_idx, length - 1)],
-                                                   dtype=np.float32)),
+            "actions": self._actions(col[self.action_key][np.minimum(act_idx, length - 1)]),
             "action_is_pad": torch.from_numpy(action_is_pad),
             "instruction": self.reader.tasks[int(col["task_index"][t0])],
             "subtasks": subtasks,

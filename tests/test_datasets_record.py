@@ -54,3 +54,53 @@ def test_record_errors(tmp_path, capsys):
     assert cli_main(["record", "--env", "worldmot/Nope-v0", "--episodes", "1", "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("worldmot record: error:") and "\n" not in err
+
+
+@pytest.mark.parametrize("env_id, policy", [("worldmot/Reacher-v5", "scripted"), ("worldmot/Pusher-v5", "random")])
+def test_wrapped_gymnasium_envs_record_and_window_like_built_in_tasks(tmp_path, env_id, policy):
+    from worldmot.datasets.windows import WindowDataset
+
+    res = record(env_id, policy, 2, tmp_path / "ds", seed=1, image_size=32, progress=False)
+    r = LeRobotDatasetReader(res.root)
+    assert r.num_episodes == 2 and r.camera_keys == ["observation.images.top"]
+    assert r.tasks[r.episode_table(0)["task_index"][0]]  # the wrapper's instruction
+    ds = WindowDataset(r, n_steps=3, chunk=4)
+    item = ds[0]
+    assert item["frames"].shape == (3, 32, 32, 3) and item["actions"].shape[1:] == (4, r.features["action"]["shape"][0])
+    assert item["instruction"] and len(item["subtasks"]) == 3
+
+
+def test_killed_worldmot_record_with_workers_loads_and_resumes(tmp_path):
+    """SIGKILL to the whole `worldmot record --num-envs 2` process group mid-recording, then --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "worldmot", "record", "--env", ENV, "--episodes", "40", "--out", str(out),
+           "--seed", "3", "--num-envs", "2", "--image-size", "32"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if LeRobotDatasetReader(out).num_episodes >= 3:
+                    break
+            except WorldmotError:
+                pass  # no episode committed yet
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    r = LeRobotDatasetReader(out)
+    kept = r.num_episodes
+    assert 3 <= kept < 40
+    for ep in range(kept):
+        n = r.episode(ep).length
+        assert r.episode_frames(ep, "observation.images.top", [0, n - 1]).shape == (2, 32, 32, 3)
+    total = kept + 1
+    assert cli_main(["record", "--env", ENV, "--episodes", str(total), "--out", str(out), "--seed", "3",
+                     "--image-size", "32", "--resume"]) == 0
+    assert LeRobotDatasetReader(out).num_episodes == total

@@ -188,3 +188,12 @@ def test_writer_rejects_bad_frames(tmp_path):
         w.add_frame({k: v for k, v in good.items() if k != "action"}, task="t")
     with pytest.raises(WorldmotError, match="even H, even W"):
         LeRobotWriter(tmp_path / "odd", FPS, features(size=(15, 24)))
+
+
+def test_normalized_actions_use_the_quantiles_of_stats_json(root):
+    raw, norm = WindowDataset(root, n_steps=3, chunk=4), WindowDataset(root, n_steps=3, chunk=4, normalize_actions=True)
+    st = LeRobotDatasetReader(root).stats["action"]
+    q01, q99 = np.asarray(st["q01"], np.float32), np.asarray(st["q99"], np.float32)
+    a, b = raw[5]["actions"].numpy(), norm[5]["actions"].numpy()
+    np.testing.assert_allclose(b, 2 * (a - q01) / (q99 - q01) - 1, rtol=1e-5, atol=1e-5)
+    assert norm[5]["actions"].dtype == torch.float32

@@ -23,7 +23,7 @@ def env(request):
     e.close()
 
 
-@pytest.mark.parametrize("env_id", BUILT_IN + ["worldmot/Reacher-v5"])
+@pytest.mark.parametrize("env_id", BUILT_IN + ["worldmot/Reacher-v5", "worldmot/Pusher-v5"])
 def test_check_env(env_id):
     e = gym.make(env_id)
     check_env(e.unwrapped)
@@ -151,3 +151,19 @@ def test_pusher_wrapper_contract():
     obs, reward, *_ = e.step(e.action_space.sample())
     assert 0.0 <= reward <= 1.0 and e.observation_space.contains(obs)
     assert e.unwrapped.render_goal().shape == (64, 64, 3)
+
+
+def test_plain_gymnasium_make_vec_async_in_a_fresh_process():
+    """What a Gymnasium user types, with the default start method, in a process that has not rendered."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, numpy as np, worldmot.envs\n"
+            "env = gym.make_vec('worldmot/Push-v0', num_envs=2, vectorization_mode='async')\n"
+            "obs, info = env.reset(seed=[3, 4])\n"
+            "obs, r, term, trunc, info = env.step(env.action_space.sample())\n"
+            "assert obs['pixels']['top'].shape == (2, 64, 64, 3) and obs['pixels']['top'].std() > 0\n"
+            "assert len(info['instruction']) == 2 and r.shape == (2,)\n"
+            "env.close(); print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

@@ -122,10 +122,17 @@ def test_ddp_two_processes_match_one_process(dataset, tmp_path):
     finish(cli(*overrides(dataset, one, *steps)))
     two = tmp_path / "two"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "worldmot", "train", *overrides(dataset, two, *steps)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # its own session, so that a hang kills torchrun's workers too, not only the launcher
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "worldmot", "train", *overrides(dataset, two, *steps)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
     l1, l2 = train_losses(one), train_losses(two)
     assert [r[0] for r in l1] == [r[0] for r in l2]
     for r1, r2 in zip(l1, l2):  # per-rank token means averaged vs one global mean: close, not equal

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
+from worldmot.errors import WorldmotError
 from worldmot.model.mot import KVCache
 from worldmot.model.world_model import SegmentInputs, WorldModel
 from worldmot.sequence import Layout
@@ -136,7 +137,7 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
     ids[:, 0] = progress_id
     _append(im, int(lay.progress[k]), int(lay.progress[k]) + 2, [SegmentInputs(ids)] * len(im.caches))
     eor, pad = vocab.special["<eor>"], tok.pad_id
-    text_ids = torch.tensor(list(range(256)) + [eor], device=dev)
+    text_ids = torch.tensor(list(range(tok.base_vocab_size)) + [eor], device=dev)
     written = torch.full((B, len(slot)), pad, dtype=torch.long, device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     for i, pos in enumerate(slot):
@@ -178,6 +179,8 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     model, lay, k, B = im.model, im.layout, im.step, im.batch_size
     if k + 1 >= lay.n_steps:
         raise ValueError(f"imagination horizon exhausted: the layout holds {lay.n_steps - 1} imagined frames")
+    if not 1 <= flow_steps <= 50:
+        raise WorldmotError(f"flow_steps={flow_steps}: expected 1 to 50")
     dev = model.device
     noisy_pos = lay.noisy_frames[k]
     seg = lay.segment(int(noisy_pos[0]), int(noisy_pos[-1]) + 1)

@@ -123,7 +123,9 @@ class WorldModel(nn.Module):
             f = inp.frames.reshape(B, -1, inp.frames.shape[-1])
             x = x.index_copy(1, idx(ROLE_FRAME), self.frame_in(torch.cat([f, torch.zeros_like(f)], -1)).to(x.dtype))
         if (role == ROLE_NOISY).any():
-            f = inp.noisy.reshape(B, -1, inp.noisy.shape[-1])
+            # input scaling c_in(t) = 1 - t: at t = 1 x_t is pure noise and carries nothing about x0, so the
+            # network sees zeros there and one-step generation is deterministic instead of speckled
+            f = (inp.noisy * (1 - inp.t)[..., None, None]).reshape(B, -1, inp.noisy.shape[-1])
             last = inp.noisy_last.reshape(B, -1, inp.noisy_last.shape[-1])
             x = x.index_copy(1, idx(ROLE_NOISY), self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
         patch = torch.as_tensor(seg.arr("patch"), device=dev)
@@ -152,7 +154,8 @@ class WorldModel(nn.Module):
 
     def forward(self, batch: PackedBatch, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Loss on a packed batch: {loss, ce, fm}. ce: mean over AR target tokens; fm: mean over noisy frames.
+        """Loss on a packed batch: {loss, ce, fm}. ce: mean over the kinds of AR targets (reasoning, action,
+        progress) of each kind's mean over its tokens; fm: mean over noisy frames.
         t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``."""
         layout, dev = batch.layout, self.device
         batch = batch.to(dev)
@@ -167,11 +170,16 @@ class WorldModel(nn.Module):
         inp = SegmentInputs(batch.token_ids, batch.frames, batch.states, batch.state_dropped, xt, last, t)
         h, _ = self.run(seg, inp)
 
-        targets = _target_positions(layout)
+        targets, kinds = _target_positions(layout)
         tgt = torch.as_tensor(targets, device=dev)
         mask = batch.target_mask[:, tgt]
         logits = self.lm_head(h[:, tgt - 1][mask])
-        ce = F.cross_entropy(logits.float(), batch.token_ids[:, tgt][mask]) if mask.any() else h.sum() * 0
+        per_token = F.cross_entropy(logits.float(), batch.token_ids[:, tgt][mask], reduction="none")
+        kind = torch.as_tensor(kinds, device=dev).expand(B, -1)[mask]
+        # each kind (reasoning, action, progress) averaged over its own tokens, then the kinds averaged:
+        # reasoning has ~10x more tokens than actions and ~30x more than progress, which the planner reads
+        per_kind = [per_token[kind == k].mean() for k in range(3) if bool((kind == k).any())]
+        ce = torch.stack(per_kind).mean() if per_kind else h.sum() * 0
 
         noisy_pos = torch.as_tensor(layout.noisy_frames.reshape(-1), device=dev)
         x0_hat = last + self.frame_head(h[:, noisy_pos]).float().view_as(x0)
@@ -193,7 +201,7 @@ class WorldModel(nn.Module):
                             batch.frames[:, :-1], t.to(dev))
         h, _ = self.run(layout.segment(0, layout.length), inp)
         vocab = self.vocab
-        ranges = {"reasoning": torch.tensor(list(range(256)) + [vocab.special["<eor>"]]),
+        ranges = {"reasoning": torch.tensor(list(range(self.text_tokenizer.base_vocab_size)) + [vocab.special["<eor>"]]),
                   "action": torch.arange(vocab.action_bins) + vocab.action_offset,
                   "progress": vocab.progress_token_ids()}
         slots = {"reasoning": layout.reasoning, "action": layout.actions, "progress": layout.progress}
@@ -207,8 +215,11 @@ class WorldModel(nn.Module):
         return out
 
 
-def _target_positions(layout: Layout) -> np.ndarray:
-    """All positions that can carry a CE target; each is predicted from the position before it."""
-    pos = np.concatenate([layout.progress, layout.reasoning.reshape(-1), layout.actions.reshape(-1)])
+def _target_positions(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """All positions that can carry a CE target (sorted; each predicted from the position before it) and
+    their kind: 0 reasoning, 1 action, 2 progress."""
+    pos = np.concatenate([layout.reasoning.reshape(-1), layout.actions.reshape(-1), layout.progress])
+    kind = np.concatenate([np.zeros(layout.reasoning.size), np.ones(layout.actions.size), np.full(len(layout.progress), 2)])
     assert not layout.noisy[pos - 1].any(), "an AR target must not be predicted from a noisy token"
-    return np.sort(pos)
+    order = np.argsort(pos)
+    return pos[order], kind[order].astype(np.int64)

@@ -80,6 +80,21 @@ class ActionTokenizer:
                 return cls(entry[lo], entry[hi], n_bins)
         raise WorldmotError(f"stats[{key!r}] has neither q01/q99 nor min/max")
 
+    @classmethod
+    def from_data(cls, actions, n_bins: int = 256) -> ActionTokenizer:
+        """Between the exact q01/q99 of ``actions`` (N, A) per dimension.
+
+        LeRobot's stats.json aggregates quantiles as count-weighted means of per-episode quantiles; when each
+        episode's actions are nearly constant (a scripted expert moving straight to its goal) those collapse
+        to the mean, and every action would land in the first or last bin. Training therefore bins between
+        the quantiles of the training episodes' own actions.
+        """
+        a = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+        if len(a) == 0:
+            raise WorldmotError("actions: no rows to compute the binning range from")
+        low, high = np.quantile(a, 0.01, axis=0), np.quantile(a, 0.99, axis=0)
+        return cls(low, high, n_bins)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly description; ``from_dict(to_dict())`` rebuilds the same tokenizer."""
         return {"low": self.low.tolist(), "high": self.high.tolist(), "n_bins": self.n_bins}

@@ -112,10 +112,12 @@ def dataset_dims(reader: LeRobotDatasetReader, cfg: TrainConfig) -> tuple[int, i
     return dims[0], dims[1]
 
 
-def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader) -> WorldModel:
+def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: WindowDataset) -> WorldModel:
+    """A fresh model for the dataset: action/state sizes from info.json, action bins between the training
+    episodes' q01/q99 (see ActionTokenizer.from_data), state normalisation from stats.json."""
     action_dim, state_dim = dataset_dims(reader, cfg)
     cfg.model.sequence.action_dim, cfg.model.sequence.state_dim = action_dim, state_dim
-    tok = ActionTokenizer.from_stats(reader.stats, key=cfg.data.action_key, n_bins=cfg.model.sequence.action_bins)
+    tok = ActionTokenizer.from_data(train_set.column(cfg.data.action_key), n_bins=cfg.model.sequence.action_bins)
     st = reader.stats.get(cfg.data.state_key, {})
     mean = np.asarray(st.get("mean", np.zeros(state_dim)), np.float32).reshape(-1)
     std = np.maximum(np.asarray(st.get("std", np.ones(state_dim)), np.float32).reshape(-1), 1e-3)
@@ -209,8 +211,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     elif proc.main and ckpt.list_checkpoints(run_dir):
         raise WorldmotError(f"{run_dir}: already holds checkpoints (use --resume, or another run_dir)")
 
+    dataset_dims(reader, cfg)  # a dataset without the features fails before anything is built
+    train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
+    seq = cfg.model.sequence
+    kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key)
+    train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, reader).to(proc.device)
+    model = build_model(cfg, reader, train_set).to(proc.device)
+    if state is not None and "action_tokenizer" in state["extra"]:  # the run's bins, even if the data grew since
+        model.action_tokenizer = ActionTokenizer.from_dict(state["extra"]["action_tokenizer"])
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
     opt = make_optimizer(model, cfg)
     if state is not None:
@@ -220,10 +229,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if state["rng"] is not None:
             torch.set_rng_state(state["rng"])
 
-    train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
-    seq = cfg.model.sequence
-    kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key)
-    train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     sampler = StepBatches(len(train_set), cfg.batch_size, cfg.seed, start_step, cfg.steps, proc.rank, proc.world)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate_windows,
                         persistent_workers=False, prefetch_factor=4 if cfg.data.num_workers else None)
@@ -282,7 +287,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             bar.write(f"step {done}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if proc.main:
-                last_good = ckpt.save_checkpoint(run_dir, done, model, ema, opt, cfg, keep=cfg.keep_checkpoints)
+                last_good = ckpt.save_checkpoint(run_dir, done, model, ema, opt, cfg, keep=cfg.keep_checkpoints,
+                                                 extra={"action_tokenizer": model.action_tokenizer.to_dict()})
                 save_model(ema.module, run_dir / "model")
             if proc.world > 1:
                 dist.barrier()

@@ -39,7 +39,7 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     Open loop: from f_0 and the instruction, imagine f_1..f_H with the true actions, compare f_k (k in
     horizons) with the truth, beside copying f_0. Tokens: teacher-forced argmax accuracy of reasoning,
     action and progress tokens on the first n_steps (the training window), and the action error after
-    de-tokenising (mean |a_pred - a_true| in action units).
+    de-tokenising (mean |a_pred - a_true| in action units) beside a constant action's error.
     """
     was_training = model.training
     model.eval()
@@ -72,6 +72,11 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     for kind, (pred, target) in preds.items():
         if len(target):
             out[f"{kind}_acc"] = float((pred == target).float().mean())
+    pred, target = preds["progress"]
+    if len(target):
+        ids, values = model.vocab.progress_token_ids().tolist(), model.vocab.progress_values()
+        value = lambda x: values[torch.as_tensor([ids.index(int(i)) for i in x])]
+        out["progress_mae"] = float((value(pred) - value(target)).abs().mean())
     pred, target = preds["action"]
     if len(target):
         mask = batch.target_mask[:, torch.as_tensor(batch.layout.actions.reshape(-1))]
@@ -80,5 +85,8 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
         dims = torch.arange(len(true)) % seq.action_dim
         decoded = model.action_tokenizer.decode(bins)[torch.arange(len(true)), dims]
         out["action_mae"] = float((decoded - true).abs().mean())
+        # the reference: one constant action per dimension (the batch median), what ignoring the frames gives
+        const = true.reshape(-1, seq.action_dim).median(0).values.repeat(len(true) // seq.action_dim)
+        out["action_mae_const"] = float((const - true).abs().mean())
     model.train(was_training)
     return out

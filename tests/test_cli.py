@@ -1,0 +1,32 @@
+"""The ``worldmot`` command line and the installed package layout."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from worldmot.cli import COMMANDS
+
+
+def test_help_lists_every_command():
+    res = subprocess.run([sys.executable, "-m", "worldmot", "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0
+    for name in COMMANDS:
+        assert f"    {name} " in res.stdout, name
+
+
+def test_unknown_command_fails():
+    res = subprocess.run([sys.executable, "-m", "worldmot", "fly"], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "invalid choice" in res.stderr
+
+
+def test_envs_datasets_policies_live_inside_worldmot_only(tmp_path):
+    """A top-level ``datasets`` package would shadow Hugging Face's for every user: none is installed."""
+    code = ("import importlib.util, worldmot.envs, worldmot.datasets, worldmot.policies\n"
+            "spec = importlib.util.find_spec('datasets')\n"
+            "print('none' if spec is None else spec.origin)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    origin = res.stdout.strip()
+    repo = Path(__file__).resolve().parents[1]
+    assert origin == "none" or not Path(origin).resolve().is_relative_to(repo), origin

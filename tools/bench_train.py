@@ -1,0 +1,122 @@
+"""Training throughput: tokens/s of a training step and its fraction of the machine's matmul rate, in one run.
+
+1. the machine's fp32 (CPU) or bf16 (CUDA) matmul rate on square matrices (median of --repeats);
+2. one training step (forward, backward, AdamW) of a model config on a synthetic batch: median step time,
+   tokens/s, FLOPs counted by torch's FlopCounterMode (matmuls and attention), and achieved/measured rate;
+3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
+   --loop-steps steps, tokens/s as the loop reports it.
+
+    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda]
+                                [--peak-tflops 989]   # CUDA: the GPU's dense bf16 peak, for MFU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_model import EXPERTS, build, random_batch, sync  # noqa: E402
+
+
+def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
+    """Median FLOP/s of n x n matmuls (fp32 on the CPU, bf16 on CUDA)."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    inner = 50 if device == "cuda" else 4
+    rates = []
+    for _ in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            a @ b
+        sync(device)
+        rates.append(inner * 2 * n**3 / (time.perf_counter() - t0))
+    return statistics.median(rates[1:])
+
+
+def step_rate(args) -> dict:
+    model = build(args.model, EXPERTS[args.experts], args.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = random_batch(model, args.batch).to(args.device)
+    autocast = dict(device_type=args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
+
+    def step() -> None:
+        with torch.autocast(**autocast):
+            loss = model(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    times = []
+    for _ in range(args.repeats + 1):  # the first is a warm-up
+        sync(args.device)
+        t0 = time.perf_counter()
+        step()
+        sync(args.device)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times[1:])
+    tokens = batch.token_ids.numel()
+    return {"step_s": t, "tokens_per_step": tokens, "tokens_per_s": tokens / t, "flops_per_step": counter.get_total_flops(),
+            "achieved_flops": counter.get_total_flops() / t,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def loop_rate(args) -> float:
+    """Median tokens/s the training loop itself reports over --loop-steps steps (the first rows dropped)."""
+    from worldmot.train_cli import parse
+    from worldmot.training.loop import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = parse([f"data.root={args.dataset}", f"run_dir={tmp}/run", f"model={args.model}",
+                     f"batch_size={args.batch}", f"steps={args.loop_steps}", "log_every=5"])
+        cfg.val.every = cfg.checkpoint_every = 10**9  # validation and a checkpoint only after the last step
+        train(cfg)
+        rows = [json.loads(l) for l in Path(tmp, "run", "metrics.jsonl").read_text().splitlines()]
+    rates = [r["tokens_per_s"] for r in rows if "tokens_per_s" in r][2:]
+    return statistics.median(rates)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--experts", default="full MoT", choices=list(EXPERTS))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="the accelerator's dense peak, for MFU")
+    p.add_argument("--dataset", default="", help="also time the whole training loop on this dataset")
+    p.add_argument("--loop-steps", type=int, default=40)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    peak = matmul_rate(args.device, args.repeats)
+    s = step_rate(args)
+    kind = "bf16" if args.device == "cuda" else "fp32"
+    print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
+    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters), batch {args.batch} x "
+          f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
+          f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
+          f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")
+    if args.peak_tflops:
+        print(f"MFU against the {args.peak_tflops:g} TFLOP/s peak: {s['achieved_flops'] / (args.peak_tflops * 1e12):.1%}")
+    if args.dataset:
+        tps = loop_rate(args)
+        print(f"whole training loop on {args.dataset}: {tps:,.0f} tokens/s "
+              f"({tps / s['tokens_per_s']:.0%} of the bare step)")
+
+
+if __name__ == "__main__":
+    main()
