@@ -282,3 +282,19 @@ def test_load_reports_missing_and_corrupt_files(tmp_path):
         worldmot.load(tmp_path / "m")
     with pytest.raises(WorldmotError, match="model.safetensors: missing"):
         worldmot.load(tmp_path / "nothing")
+
+
+def test_rollout_past_the_training_window_restarts_from_the_newest_frame():
+    """n_steps=3 trains 2 imagined frames; a 4-frame rollout is two chained 2-frame rollouts (one flow step
+    is deterministic: at t=1 the noisy input is scaled to zero)."""
+    model = make_model()
+    batch = make_batch(model, B=2)
+    actions = torch.rand(2, 4, 2, 2) * 2 - 1
+    instr = ["reach the red target"] * 2
+    with torch.no_grad():
+        four, progress = imagination.rollout(model, instr, batch.frames[:, 0], actions, flow_steps=1)
+        a, pa = imagination.rollout(model, instr, batch.frames[:, 0], actions[:, :2], flow_steps=1)
+        b, pb = imagination.rollout(model, instr, a[:, -1], actions[:, 2:], flow_steps=1)
+    assert four.shape == (2, 4, *batch.frames.shape[2:]) and progress.shape == (2, 5)
+    torch.testing.assert_close(four, torch.cat([a, b], 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(progress, torch.cat([pa, pb[:, 1:]], 1), rtol=1e-5, atol=1e-5)

@@ -215,12 +215,21 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
 def rollout(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Tensor, actions: torch.Tensor,
             states: torch.Tensor | None = None, flow_steps: int = 1, cfg_scale: float = 1.0,
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Imagine H frames for B action sequences: actions (B, H, C, A) -> (frames (B, H, P, Dp), progress (B, H+1))."""
-    H = actions.shape[1]
-    im = start(model, instructions, frame_tokens, states, horizon=H, cfg_scale=cfg_scale)
-    progress = [im.progress()]
-    for h in range(H):
-        write_step(im, actions[:, h])
-        imagine_frame(im, flow_steps, generator)
-        progress.append(im.progress())
-    return torch.stack(im.frames, 1), torch.stack(progress, 1)
+    """Imagine H frames for B action sequences: actions (B, H, C, A) -> (frames (B, H, P, Dp), progress (B, H+1)).
+
+    Beyond the training window (n_steps - 1 imagined frames) the context restarts from the newest imagined
+    frame: positions past the window were never trained, and a model conditioned on them drifts.
+    """
+    H, span = actions.shape[1], max(1, model.cfg.sequence.n_steps - 1)
+    frames, progress, last = [], [], frame_tokens
+    for s0 in range(0, H, span):
+        n = min(span, H - s0)
+        im = start(model, instructions, last, states if s0 == 0 else None, horizon=n, cfg_scale=cfg_scale)
+        if s0 == 0:
+            progress.append(im.progress())
+        for h in range(s0, s0 + n):
+            write_step(im, actions[:, h])
+            frames.append(imagine_frame(im, flow_steps, generator))
+            progress.append(im.progress())
+        last = frames[-1]
+    return torch.stack(frames, 1), torch.stack(progress, 1)
