@@ -88,9 +88,15 @@ def reference_forward(model, seg, inp):
     noisy = seg.arr("noisy")
     steps = seg.arr("step")
     noisy_steps = sorted(set(steps[noisy]))
-    clean = F.silu(model.time_embed(torch.zeros(1)))[0]
-    cond = [F.silu(model.time_embed(inp.t[0, noisy_steps.index(steps[i])][None]))[0] if noisy[i] else clean
+    cond = [F.silu(model.time_embed(inp.t[0, noisy_steps.index(steps[i])][None]))[0] if noisy[i] else None
             for i in range(n)]
+
+    def ada(lin, i):  # clean tokens: shift 0, scale 0, gates 1 (written out, not the library's helper)
+        if cond[i] is not None:
+            return lin(cond[i])
+        k = lin.out_features // D
+        return torch.cat([torch.ones(D) if (k == 6 and c in (2, 5)) else torch.zeros(D) for c in range(k)])
+
     block = torch.as_tensor(seg.arr("block"))
     mask = attention_mask(block, torch.as_tensor(noisy), block, torch.as_tensor(noisy))
     H = trunk.heads
@@ -98,7 +104,7 @@ def reference_forward(model, seg, inp):
         mods, q, k, v = [], [], [], []
         for i in range(n):
             blk = layer[names[i]]
-            mod = blk.ada(cond[i]).chunk(6)
+            mod = ada(blk.ada, i).chunk(6)
             qi, ki, vi = blk.qkv_of(x[i][None, None], mod[0], mod[1])
             mods.append(mod), q.append(qi[0, :, 0]), k.append(ki[0, :, 0]), v.append(vi[0, :, 0])
         q, k, v = torch.stack(q, 1), torch.stack(k, 1), torch.stack(v, 1)  # (H, n, dh)
@@ -107,7 +113,7 @@ def reference_forward(model, seg, inp):
         attn = attn.transpose(0, 1).reshape(n, D)
         x = torch.stack([layer[names[i]].finish(x[i][None, None], attn[i][None, None], tuple(m[None, None] for m in mods[i]))[0, 0]
                          for i in range(n)])
-    return torch.stack([trunk.final[names[i]](x[i][None], trunk.final[names[i]].ada(cond[i])[None])[0] for i in range(n)])
+    return torch.stack([trunk.final[names[i]](x[i][None], ada(trunk.final[names[i]].ada, i)[None])[0] for i in range(n)])
 
 
 @pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])

@@ -108,6 +108,20 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale) + shift
 
 
+def identity_modulation(ada: nn.Linear) -> torch.Tensor:
+    """(1, 1, k*D) modulation of clean tokens: shift 0, scale 0 and, for a block's 6 chunks, gates 1.
+
+    Only noisy frames are conditioned on time (adaLN-zero, as in DiT); every clean token has t = 0, so a
+    learned modulation would be a constant, and with zero-initialised gates the action path learned to
+    switch itself off (action logits identical across samples after 700 steps, measured).
+    """
+    k = ada.out_features // ada.in_features
+    mod = torch.zeros(k, ada.in_features, device=ada.weight.device, dtype=ada.weight.dtype)
+    if k == 6:
+        mod[2] = mod[5] = 1.0  # gate1, gate2
+    return mod.reshape(1, 1, -1)
+
+
 class ExpertBlock(nn.Module):
     """One layer of one expert: adaLN-zero modulation, QKV with QK-norm, output projection, MLP."""
 
@@ -167,7 +181,7 @@ class MoTTrunk(nn.Module):
         self._plans: dict[tuple, RoutingPlan] = {}
 
     def initialize(self) -> None:
-        """adaLN-zero: every residual branch and the final modulation start at zero (DiT)."""
+        """adaLN-zero for noisy frames: their residual branches and final modulation start at zero (DiT)."""
         for layer in self.layers:
             for block in layer.values():
                 nn.init.xavier_uniform_(block.qkv.weight)
@@ -189,21 +203,20 @@ class MoTTrunk(nn.Module):
         return plan
 
     @staticmethod
-    def _per_token(sl: ExpertSlice, B: int, ada: nn.Linear, clean: torch.Tensor, noisy: torch.Tensor | None) -> torch.Tensor:
-        """Modulation vectors (B, n_e, k*D) of a slice's tokens. ``ada`` runs on the distinct conditions only
-        (one clean vector, J noisy-frame times) rather than per token, which would cost as much as the MLP."""
-        parts = [ada(clean).expand(B, sl.first_noisy - sl.start, -1)]
+    def _per_token(sl: ExpertSlice, B: int, ada: nn.Linear, noisy: torch.Tensor | None) -> torch.Tensor:
+        """Modulation vectors (B, n_e, k*D) of a slice's tokens. ``ada`` runs on the J noisy-frame times only
+        (not per token, which would cost as much as the MLP); clean tokens get :func:`identity_modulation`."""
+        parts = [identity_modulation(ada).expand(B, sl.first_noisy - sl.start, -1)]
         if sl.end > sl.first_noisy:
             assert noisy is not None, "noisy tokens need their diffusion time"
             parts.append(ada(noisy)[:, sl.noisy_frame])
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
-    def run(self, seg: Segment, x: torch.Tensor, clean_cond: torch.Tensor, noisy_cond: torch.Tensor | None = None,
+    def run(self, seg: Segment, x: torch.Tensor, noisy_cond: torch.Tensor | None = None,
             cache: KVCache | None = None, append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
         """Run one segment.
 
-        x: (B, n, D) embeddings in segment order; clean_cond: (1, 1, D) the time vector of clean tokens;
-        noisy_cond: (B, J, D) time vectors of the segment's J noisy frames; cache: keys/values of earlier
+        x: (B, n, D) embeddings in segment order; noisy_cond: (B, J, D) time vectors of the segment's J noisy frames; cache: keys/values of earlier
         clean tokens (seen by every query of the segment, as the mask rule says). With append=True the
         segment's keys/values are appended to a new cache that is returned.
         Returns hidden states (B, n, D) in segment order, and the extended cache (or the input cache).
@@ -212,7 +225,6 @@ class MoTTrunk(nn.Module):
         B = x.shape[0]
         assert not (append and bool(plan.noisy.any())), "noisy tokens never enter the cache"
         x = x[:, plan.perm]
-        clean_cond = F.silu(clean_cond)
         noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
         mask = plan.mask
         if cache is not None:
@@ -223,7 +235,7 @@ class MoTTrunk(nn.Module):
             mods, qs, ks, vs = [], [], [], []
             for sl in plan.slices:
                 block = layer[sl.name]
-                mod = self._per_token(sl, B, block.ada, clean_cond, noisy_cond).chunk(6, dim=-1)
+                mod = self._per_token(sl, B, block.ada, noisy_cond).chunk(6, dim=-1)
                 q, k, v = block.qkv_of(x[:, sl.start:sl.end], mod[0], mod[1])
                 mods.append(mod)
                 qs.append(q), ks.append(k), vs.append(v)
@@ -237,7 +249,7 @@ class MoTTrunk(nn.Module):
             attn = attn.transpose(1, 2).reshape(x.shape)
             x = torch.cat([layer[sl.name].finish(x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
                            for sl, mod in zip(plan.slices, mods)], dim=1)
-        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end], self._per_token(sl, B, self.final[sl.name].ada, clean_cond, noisy_cond))
+        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end], self._per_token(sl, B, self.final[sl.name].ada, noisy_cond))
                        for sl in plan.slices], dim=1)
         out = x[:, plan.inverse]
         if not append:

@@ -136,9 +136,8 @@ class WorldModel(nn.Module):
     def run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
         """Hidden states (B, n, D) of a segment (and the cache extended with it when append=True)."""
         x = self.embed(seg, inp)
-        clean = self.time_embed(torch.zeros(1, 1, device=x.device))
         noisy = self.time_embed(inp.t) if inp.t is not None else None
-        return self.trunk.run(seg, x, clean, noisy, cache=cache, append=append)
+        return self.trunk.run(seg, x, noisy, cache=cache, append=append)
 
     # ------------------------------------------------------------------------------------------------
     # Training
