@@ -24,6 +24,17 @@ from worldmot.tokenizers.frames import make_frame_tokenizer, preprocess_frames
 from worldmot.tokenizers.text import make_text_tokenizer
 
 
+def grid_position_embedding(n_patches: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos embedding (n_patches, dim) of a square patch grid in row-major order (as in MAE/DiT):
+    half the channels encode the row, half the column. Where a thing is in the frame is what an action
+    depends on; a learned embedding starting near zero left the model without it for hundreds of steps."""
+    side = int(round(n_patches**0.5))
+    assert side * side == n_patches and dim % 4 == 0, "a square patch grid and a width divisible by 4"
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    half = dim // 2
+    return torch.cat([position_embedding(rows.reshape(-1), half), position_embedding(cols.reshape(-1), half)], dim=1)
+
+
 @dataclass
 class SegmentInputs:
     """What fills a segment's non-token positions. J noisy frames, F clean frames, N states."""
@@ -60,7 +71,8 @@ class WorldModel(nn.Module):
         self.state_in = nn.Linear(seq.state_dim, D)
         self.state_null = nn.Parameter(torch.zeros(D))
         self.frame_in = nn.Linear(2 * Dp, D)  # [patch, last clean patch] (zeros for clean frames)
-        self.patch_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, D))
+        self.patch_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, D))  # learned, on top of the fixed 2-D one
+        self.register_buffer("patch_pos_2d", grid_position_embedding(self.tokens_per_frame, D), persistent=False)
         self.time_mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
         self.lm_head = nn.Linear(D, self.vocab.size)
@@ -130,7 +142,8 @@ class WorldModel(nn.Module):
             x = x.index_copy(1, idx(ROLE_NOISY), self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
         patch = torch.as_tensor(seg.arr("patch"), device=dev)
         pos = position_embedding(torch.as_tensor(seg.arr("pos"), device=dev), x.shape[-1])
-        pos = pos + torch.where((patch >= 0)[:, None], self.patch_pos[patch.clamp(min=0)], torch.zeros_like(pos))
+        in_frame = self.patch_pos[patch.clamp(min=0)] + self.patch_pos_2d[patch.clamp(min=0)]
+        pos = pos + torch.where((patch >= 0)[:, None], in_frame, torch.zeros_like(pos))
         return x + pos
 
     def run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
