@@ -220,3 +220,15 @@ def test_error_from_a_loader_worker_prints_its_own_line():
         wrapped.reraise()
     assert "Traceback" in str(info.value)
     assert one_line(info.value) == "ds/videos/file-000.mp4: not a readable MP4"
+
+
+def test_rerun_flag_writes_curves_and_validation_frames(dataset, tmp_path):
+    from test_viz import Recording
+
+    run = tmp_path / "run"
+    train(parse(overrides(dataset, run, "steps=4", "checkpoint_every=4", "val.every=2", "rerun=true")))
+    rec = Recording(run / "train.rrd")
+    assert rec.has_footer
+    assert rec.rows("curves/loss/train/loss") == 4 and rec.rows("curves/psnr/val/psnr_1") == 2
+    true, pred = rec.images("validation/true"), rec.images("validation/predicted")
+    assert len(true) == len(pred) == 2 and true[0].shape == pred[0].shape and true[0].shape[2] == 3

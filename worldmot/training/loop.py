@@ -241,6 +241,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         net = torch.compile(net)
 
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None) if proc.main else None
+    viz = None
+    if cfg.rerun and proc.main:
+        from worldmot.viz.training import TrainingRecorder
+
+        viz = TrainingRecorder(run_dir, resume=resume)
     if proc.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     rows = slice(proc.rank, None, proc.world)
@@ -277,13 +282,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             tps = tokens_since / (now - t_last)
             t_last, tokens_since = now, 0
             loss, ce, fm = parts.tolist()
-            log.write({"step": done, "loss": loss, "ce": ce, "fm": fm, "lr": lr,
-                       "grad_norm": float(grad_norm), "tokens_per_s": tps})
+            row = {"step": done, "loss": loss, "ce": ce, "fm": fm, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": tps}
+            log.write(row)
+            if viz:
+                viz.log_metrics(row)
             bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", fm=f"{fm:.4f}", tok_s=f"{tps:,.0f}")
         bar.update(1)
         if proc.main and (done % cfg.val.every == 0 or done == cfg.steps):
-            row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed)
+            samples: list = []
+            row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed, samples=samples)
             log.write({"step": done, "split": "val", **row})
+            if viz:
+                viz.log_metrics({"step": done, "split": "val", **row})
+                viz.log_validation(done, *samples[0])
             bar.write(f"step {done}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if proc.main:
@@ -293,6 +304,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if proc.world > 1:
                 dist.barrier()
     bar.close()
+    if viz:
+        viz.close()
     if proc.main:
         from worldmot.training.plots import plot_curves
 

@@ -33,13 +33,15 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float
 
 
 @torch.no_grad()
-def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: int = 1, seed: int = 0) -> dict[str, float]:
+def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: int = 1, seed: int = 0,
+             samples: list | None = None) -> dict[str, float]:
     """Metrics on a collated batch of validation windows with 1 + max(horizons) frame steps.
 
     Open loop: from f_0 and the instruction, imagine f_1..f_H with the true actions, compare f_k (k in
     horizons) with the truth, beside copying f_0. Tokens: teacher-forced argmax accuracy of reasoning,
     action and progress tokens on the first n_steps (the training window), and the action error after
     de-tokenising (mean |a_pred - a_true| in action units) beside a constant action's error.
+    ``samples``, a list, receives (true, predicted) frames (N, len(horizons), 3, S, S) in [-1, 1] for viewing.
     """
     was_training = model.training
     model.eval()
@@ -88,5 +90,8 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
         # the reference: one constant action per dimension (the batch median), what ignoring the frames gives
         const = true.reshape(-1, seq.action_dim).median(0).values.repeat(len(true) // seq.action_dim)
         out["action_mae_const"] = float((const - true).abs().mean())
+    if samples is not None:
+        ks = [k for k in horizons if k <= H]
+        samples.append((truth[:, ks].cpu(), torch.stack([model.detokenize_frames(imagined[:, k - 1]) for k in ks], 1).cpu()))
     model.train(was_training)
     return out
