@@ -91,10 +91,9 @@ def reference_forward(model, seg, inp):
     cond = [F.silu(model.time_embed(inp.t[0, noisy_steps.index(steps[i])][None]))[0] if noisy[i] else None
             for i in range(n)]
 
-    def ada(lin, i):  # clean tokens: shift 0, scale 0, gates 1 (written out, not the library's helper)
+    def ada(lin, k, i):  # clean tokens: shift 0, scale 0, gates 1 (written out, not the library's helper)
         if cond[i] is not None:
             return lin(cond[i])
-        k = lin.out_features // D
         return torch.cat([torch.ones(D) if (k == 6 and c in (2, 5)) else torch.zeros(D) for c in range(k)])
 
     block = torch.as_tensor(seg.arr("block"))
@@ -104,7 +103,7 @@ def reference_forward(model, seg, inp):
         mods, q, k, v = [], [], [], []
         for i in range(n):
             blk = layer[names[i]]
-            mod = ada(blk.ada, i).chunk(6)
+            mod = ada(blk.ada, 6, i).chunk(6)
             qi, ki, vi = blk.qkv_of(x[i][None, None], mod[0], mod[1])
             mods.append(mod), q.append(qi[0, :, 0]), k.append(ki[0, :, 0]), v.append(vi[0, :, 0])
         q, k, v = torch.stack(q, 1), torch.stack(k, 1), torch.stack(v, 1)  # (H, n, dh)
@@ -113,7 +112,7 @@ def reference_forward(model, seg, inp):
         attn = attn.transpose(0, 1).reshape(n, D)
         x = torch.stack([layer[names[i]].finish(x[i][None, None], attn[i][None, None], tuple(m[None, None] for m in mods[i]))[0, 0]
                          for i in range(n)])
-    return torch.stack([trunk.final[names[i]](x[i][None], ada(trunk.final[names[i]].ada, i)[None])[0] for i in range(n)])
+    return torch.stack([trunk.final[names[i]](x[i][None], ada(trunk.final[names[i]].ada, 2, i)[None])[0] for i in range(n)])
 
 
 @pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])
@@ -125,6 +124,17 @@ def test_mot_forward_equals_token_by_token_reference(experts):
         fast = run_full(model, batch, inp)[0]
         slow = reference_forward(model, batch.layout.segment(0, batch.layout.length), inp)
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])
+def test_every_parameter_gets_a_gradient(experts):
+    """DDP refuses parameters that get no gradient, and weight decay would shrink them for nothing."""
+    model = make_model(small_config(experts))
+    batch = make_batch(model)
+    batch.state_dropped[0, 0] = True  # training drops states now and then (the learned "no state" embedding)
+    model(batch)["loss"].backward()
+    idle = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not idle, f"parameters without a gradient: {idle}"
 
 
 def test_reference_catches_tokens_put_back_in_the_wrong_order():
@@ -249,10 +259,15 @@ def test_autoregressive_decoding_writes_reasoning_and_actions_with_guidance():
 
 def test_dense_and_mot_have_equal_active_parameters_and_flops_per_token():
     models = {name: make_model(small_config(e)) for name, e in [("full", FULL), ("two", TWO_PATH), ("dense", DENSE)]}
-    per_expert = {name: {e: sum(p.numel() for n, p in m.trunk.named_parameters() if f".{e}." in n or n.startswith(f"final.{e}."))
-                         for e in m.trunk.expert_names} for name, m in models.items()}
+    def owned(m, e):  # an expert's parameters apart from its time conditioning (adaLN runs per frame, not per token)
+        return sum(p.numel() for n, p in m.trunk.named_parameters()
+                   if (f".{e}." in n or n.startswith(f"final.{e}.")) and ".ada." not in n)
+
+    per_expert = {name: {e: owned(m, e) for e in m.trunk.expert_names} for name, m in models.items()}
     sizes = {v for d in per_expert.values() for v in d.values()}
     assert len(sizes) == 1, f"every expert must have the same size (active parameters per token): {per_expert}"
+    timed = {name: {n.split(".")[-3] for n, _ in m.trunk.named_parameters() if ".ada." in n} for name, m in models.items()}
+    assert timed == {"full": {"frame"}, "two": {"dit"}, "dense": {"shared"}}, "adaLN only where frames are routed"
     assert len(per_expert["full"]) == 3 and len(per_expert["dense"]) == 1
     flops = {}
     for name, m in models.items():

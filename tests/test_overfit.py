@@ -44,7 +44,7 @@ def test_overfit_one_batch_then_generate_the_next_frame_and_actions():
     first = None
     for step in range(300):
         loss = model(batch, generator=g)["loss"]
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()

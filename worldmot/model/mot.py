@@ -108,24 +108,27 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale) + shift
 
 
-def identity_modulation(ada: nn.Linear) -> torch.Tensor:
+def identity_modulation(k: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """(1, 1, k*D) modulation of clean tokens: shift 0, scale 0 and, for a block's 6 chunks, gates 1.
 
     Only noisy frames are conditioned on time (adaLN-zero, as in DiT); every clean token has t = 0, so a
     learned modulation would be a constant, and with zero-initialised gates the action path learned to
     switch itself off (action logits identical across samples after 700 steps, measured).
     """
-    k = ada.out_features // ada.in_features
-    mod = torch.zeros(k, ada.in_features, device=ada.weight.device, dtype=ada.weight.dtype)
+    mod = torch.zeros(k, width, device=like.device, dtype=like.dtype)
     if k == 6:
         mod[2] = mod[5] = 1.0  # gate1, gate2
     return mod.reshape(1, 1, -1)
 
 
 class ExpertBlock(nn.Module):
-    """One layer of one expert: adaLN-zero modulation, QKV with QK-norm, output projection, MLP."""
+    """One layer of one expert: adaLN-zero modulation, QKV with QK-norm, output projection, MLP.
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
+    ``ada`` exists only on an expert that receives frame tokens, the only tokens that can be noisy: an
+    unused module would hold parameters that never get a gradient (DDP refuses them, AdamW decays them).
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, time_conditioned: bool = True):
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
@@ -136,7 +139,7 @@ class ExpertBlock(nn.Module):
         self.out = nn.Linear(width, width)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
-        self.ada = nn.Linear(width, 6 * width)
+        self.ada = nn.Linear(width, 6 * width) if time_conditioned else None
 
     def qkv_of(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x (B, n, D) -> q, k, v each (B, H, n, dh)."""
@@ -154,10 +157,10 @@ class ExpertBlock(nn.Module):
 class FinalNorm(nn.Module):
     """The expert's last adaLN norm (shift, scale) before the shared output heads."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, time_conditioned: bool = True):
         super().__init__()
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.ada = nn.Linear(width, 2 * width)
+        self.ada = nn.Linear(width, 2 * width) if time_conditioned else None
 
     def forward(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
         """x (B, n, D), mod (B, n, 2D) from ``self.ada`` -> (B, n, D)."""
@@ -174,10 +177,13 @@ class MoTTrunk(nn.Module):
         self.experts = dict(experts)
         self.expert_names = sorted(set(experts.values()))
         self.heads = heads
+        timed = {experts["frame"]}
         self.layers = nn.ModuleList(
-            nn.ModuleDict({e: ExpertBlock(width, heads, mlp_ratio) for e in self.expert_names}) for _ in range(depth)
+            nn.ModuleDict({e: ExpertBlock(width, heads, mlp_ratio, e in timed) for e in self.expert_names})
+            for _ in range(depth)
         )
-        self.final = nn.ModuleDict({e: FinalNorm(width) for e in self.expert_names})
+        self.final = nn.ModuleDict({e: FinalNorm(width, e in timed) for e in self.expert_names})
+        self.width = width
         self._plans: dict[tuple, RoutingPlan] = {}
 
     def initialize(self) -> None:
@@ -189,11 +195,13 @@ class MoTTrunk(nn.Module):
                 for lin in (block.out, block.mlp[0], block.mlp[2]):
                     nn.init.xavier_uniform_(lin.weight)
                     nn.init.zeros_(lin.bias)
-                nn.init.zeros_(block.ada.weight)
-                nn.init.zeros_(block.ada.bias)
+                if block.ada is not None:
+                    nn.init.zeros_(block.ada.weight)
+                    nn.init.zeros_(block.ada.bias)
         for fin in self.final.values():
-            nn.init.zeros_(fin.ada.weight)
-            nn.init.zeros_(fin.ada.bias)
+            if fin.ada is not None:
+                nn.init.zeros_(fin.ada.weight)
+                nn.init.zeros_(fin.ada.bias)
 
     def plan(self, seg: Segment, device: torch.device) -> RoutingPlan:
         key = seg.key + (device.type,)
@@ -202,11 +210,11 @@ class MoTTrunk(nn.Module):
             plan = self._plans[key] = build_plan(seg, self.experts, self.expert_names, device)
         return plan
 
-    @staticmethod
-    def _per_token(sl: ExpertSlice, B: int, ada: nn.Linear, noisy: torch.Tensor | None) -> torch.Tensor:
+    def _per_token(self, sl: ExpertSlice, B: int, ada: nn.Linear | None, k: int, noisy: torch.Tensor | None,
+                   like: torch.Tensor) -> torch.Tensor:
         """Modulation vectors (B, n_e, k*D) of a slice's tokens. ``ada`` runs on the J noisy-frame times only
         (not per token, which would cost as much as the MLP); clean tokens get :func:`identity_modulation`."""
-        parts = [identity_modulation(ada).expand(B, sl.first_noisy - sl.start, -1)]
+        parts = [identity_modulation(k, self.width, like).expand(B, sl.first_noisy - sl.start, -1)]
         if sl.end > sl.first_noisy:
             assert noisy is not None, "noisy tokens need their diffusion time"
             parts.append(ada(noisy)[:, sl.noisy_frame])
@@ -235,7 +243,7 @@ class MoTTrunk(nn.Module):
             mods, qs, ks, vs = [], [], [], []
             for sl in plan.slices:
                 block = layer[sl.name]
-                mod = self._per_token(sl, B, block.ada, noisy_cond).chunk(6, dim=-1)
+                mod = self._per_token(sl, B, block.ada, 6, noisy_cond, x).chunk(6, dim=-1)
                 q, k, v = block.qkv_of(x[:, sl.start:sl.end], mod[0], mod[1])
                 mods.append(mod)
                 qs.append(q), ks.append(k), vs.append(v)
@@ -249,7 +257,8 @@ class MoTTrunk(nn.Module):
             attn = attn.transpose(1, 2).reshape(x.shape)
             x = torch.cat([layer[sl.name].finish(x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
                            for sl, mod in zip(plan.slices, mods)], dim=1)
-        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end], self._per_token(sl, B, self.final[sl.name].ada, noisy_cond))
+        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end],
+                                           self._per_token(sl, B, self.final[sl.name].ada, 2, noisy_cond, x))
                        for sl in plan.slices], dim=1)
         out = x[:, plan.inverse]
         if not append:
