@@ -107,7 +107,8 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
     assert (run / "curves.png").stat().st_size > 1000
     val = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in l]
     assert [r["step"] for r in val] == [3, 6]
-    for key in ("psnr_1", "ssim_1", "copy_psnr_1", "psnr_2", "psnr_4", "action_acc", "action_mae", "reasoning_acc"):
+    for key in ("psnr_1", "ssim_1", "copy_psnr_1", "psnr_2", "psnr_4", "action_acc", "action_mae", "reasoning_acc",
+                "psnr_1_wrong_actions", "policy_action_mae", "policy_action_mae_const", "policy_progress_mae"):
         assert key in val[-1]
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000003", "step_00000006"]
 
@@ -232,3 +233,25 @@ def test_rerun_flag_writes_curves_and_validation_frames(dataset, tmp_path):
     assert rec.rows("curves/loss/train/loss") == 4 and rec.rows("curves/psnr/val/psnr_1") == 2
     true, pred = rec.images("validation/true"), rec.images("validation/predicted")
     assert len(true) == len(pred) == 2 and true[0].shape == pred[0].shape and true[0].shape[2] == 3
+
+
+def test_ema_follows_early_training_then_settles_to_its_decay():
+    """EMA warm-up: decay min(d, (1 + n) / (10 + n)); a fixed 0.995 left short runs' EMA near the start."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from worldmot.training.loop import ema_with_warmup
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    module = torch.nn.ParameterList([param])
+    ema = AveragedModel(module, multi_avg_fn=ema_with_warmup(0.9))
+    expected = 0.0
+    for n in range(40):
+        with torch.no_grad():
+            param.fill_(float(n + 1))
+        ema.update_parameters(module)
+        if n == 0:
+            expected = 1.0  # the first update copies
+        else:
+            d = min(0.9, (1 + n) / (10 + n))
+            expected = d * expected + (1 - d) * (n + 1)
+        assert float(ema.module[0]) == pytest.approx(expected, rel=1e-6)

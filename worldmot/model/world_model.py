@@ -8,6 +8,7 @@ skip parametrization needs to start at the copy baseline (shared notes: naive v-
 """
 from __future__ import annotations
 
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,11 @@ class SegmentInputs:
     t: torch.Tensor | None = None  # (B, J) diffusion time of each noisy frame
 
 
+# a patch whose mean squared change from the last frame exceeds this (pixels in [-1, 1]) counts as moving:
+# video-codec noise is ~5e-4, the effector entering or leaving a patch ~0.3
+MOTION_THRESHOLD = 0.01
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: ModelConfig, action_tokenizer: ActionTokenizer,
                  state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None):
@@ -70,6 +76,10 @@ class WorldModel(nn.Module):
         self.token_embed = nn.Embedding(self.vocab.size, D)
         self.state_in = nn.Linear(seq.state_dim, D)
         self.state_null = nn.Parameter(torch.zeros(D))
+        # an action bin also enters as its value: [one-hot(dim) * value in [-1, 1], one-hot(dim)] -> D. Bin
+        # ids alone are unordered symbols, and the frame path did not learn to read them in 10 CPU minutes
+        # (imagined frames identical under shuffled actions, measured)
+        self.action_value_in = nn.Linear(2 * seq.action_dim, D, bias=False)  # zero at non-action positions
         self.frame_in = nn.Linear(2 * Dp, D)  # [patch, last clean patch] (zeros for clean frames)
         self.patch_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, D))  # learned, on top of the fixed 2-D one
         self.register_buffer("patch_pos_2d", grid_position_embedding(self.tokens_per_frame, D), persistent=False)
@@ -80,7 +90,9 @@ class WorldModel(nn.Module):
         self.initialize()
 
     def initialize(self) -> None:
-        nn.init.normal_(self.token_embed.weight, std=0.02)
+        # unit scale, like the fixed sin-cos positions added to it (each entry +-1): at std 0.02 the
+        # token identity was a 3% ripple on the position and text/action learning crawled
+        nn.init.normal_(self.token_embed.weight, std=1.0)
         nn.init.normal_(self.patch_pos, std=0.02)
         nn.init.xavier_uniform_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
         for lin in (self.time_mlp[0], self.time_mlp[2]):
@@ -140,11 +152,23 @@ class WorldModel(nn.Module):
             f = (inp.noisy * (1 - inp.t)[..., None, None]).reshape(B, -1, inp.noisy.shape[-1])
             last = inp.noisy_last.reshape(B, -1, inp.noisy_last.shape[-1])
             x = x.index_copy(1, idx(ROLE_NOISY), self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
+        dim = torch.as_tensor(_action_dims(seg.layout, self.cfg.sequence.action_dim)[seg.start:seg.end], device=dev)
+        if bool((dim >= 0).any()):
+            x = x + self._action_values(inp.token_ids, dim)
         patch = torch.as_tensor(seg.arr("patch"), device=dev)
         pos = position_embedding(torch.as_tensor(seg.arr("pos"), device=dev), x.shape[-1])
         in_frame = self.patch_pos[patch.clamp(min=0)] + self.patch_pos_2d[patch.clamp(min=0)]
         pos = pos + torch.where((patch >= 0)[:, None], in_frame, torch.zeros_like(pos))
         return x + pos
+
+    def _action_values(self, token_ids: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
+        """(B, n, D) value embeddings of the action bins among token_ids (B, n); dim (n,) is each position's
+        action dimension (-1: not an action bin), zeros elsewhere."""
+        A, bins = self.cfg.sequence.action_dim, self.vocab.action_bins
+        b = (token_ids - self.vocab.action_offset).clamp(0, bins - 1).float()
+        value = (b + 0.5) / bins * 2 - 1
+        onehot = F.one_hot(dim.clamp(min=0), A).float() * (dim >= 0)[:, None].float()  # (n, A)
+        return self.action_value_in(torch.cat([onehot * value[..., None], onehot.expand_as(value[..., None] * onehot)], -1))
 
     def run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
         """Hidden states (B, n, D) of a segment (and the cache extended with it when append=True)."""
@@ -167,7 +191,8 @@ class WorldModel(nn.Module):
     def forward(self, batch: PackedBatch, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss on a packed batch: {loss, ce, fm}. ce: mean over the kinds of AR targets (reasoning, action,
-        progress) of each kind's mean over its tokens; fm: mean over noisy frames.
+        progress) of each kind's weighted mean over its tokens (repeats down-weighted by cfg.ce_repeat_weight);
+        fm: mean over noisy frames of the x0 error, moving patches weighted by 1 + cfg.fm_motion_weight.
         t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``."""
         layout, dev = batch.layout, self.device
         batch = batch.to(dev)
@@ -182,20 +207,27 @@ class WorldModel(nn.Module):
         inp = SegmentInputs(batch.token_ids, batch.frames, batch.states, batch.state_dropped, xt, last, t)
         h, _ = self.run(seg, inp)
 
-        targets, kinds = _target_positions(layout)
+        targets, kinds, sources = _target_positions(layout, self.cfg.sequence.action_dim)
         tgt = torch.as_tensor(targets, device=dev)
         mask = batch.target_mask[:, tgt]
         logits = self.lm_head(h[:, tgt - 1][mask])
         per_token = F.cross_entropy(logits.float(), batch.token_ids[:, tgt][mask], reduction="none")
         kind = torch.as_tensor(kinds, device=dev).expand(B, -1)[mask]
-        # each kind (reasoning, action, progress) averaged over its own tokens, then the kinds averaged:
+        src = torch.as_tensor(sources, device=dev)
+        repeats = (src >= 0) & (batch.token_ids[:, tgt] == batch.token_ids[:, src.clamp(min=0)])
+        weight = torch.where(repeats, self.cfg.ce_repeat_weight, 1.0)[mask]
+        # each kind (reasoning, action, progress) a weighted mean over its own tokens, then the kinds averaged:
         # reasoning has ~10x more tokens than actions and ~30x more than progress, which the planner reads
-        per_kind = [per_token[kind == k].mean() for k in range(3) if bool((kind == k).any())]
+        per_kind = [(per_token * weight)[kind == k].sum() / weight[kind == k].sum()
+                    for k in range(3) if bool((kind == k).any())]
         ce = torch.stack(per_kind).mean() if per_kind else h.sum() * 0
 
         noisy_pos = torch.as_tensor(layout.noisy_frames.reshape(-1), device=dev)
         x0_hat = last + self.frame_head(h[:, noisy_pos]).float().view_as(x0)
-        per_frame = ((x0_hat - x0) ** 2).mean(dim=(-1, -2))  # (B, K-1)
+        per_patch = ((x0_hat - x0) ** 2).mean(-1)  # (B, K-1, P)
+        moved = ((x0 - last) ** 2).mean(-1) > MOTION_THRESHOLD
+        weight = 1 + self.cfg.fm_motion_weight * moved.float()
+        per_frame = (per_patch * weight).sum(-1) / weight.sum(-1)  # (B, K-1)
         valid = batch.frame_valid[:, 1:].float()
         fm = (per_frame * valid).sum() / valid.sum().clamp(min=1)
         return {"loss": ce + self.cfg.lambda_fm * fm, "ce": ce, "fm": fm}
@@ -227,11 +259,24 @@ class WorldModel(nn.Module):
         return out
 
 
-def _target_positions(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """All positions that can carry a CE target (sorted; each predicted from the position before it) and
-    their kind: 0 reasoning, 1 action, 2 progress."""
-    pos = np.concatenate([layout.reasoning.reshape(-1), layout.actions.reshape(-1), layout.progress])
-    kind = np.concatenate([np.zeros(layout.reasoning.size), np.ones(layout.actions.size), np.full(len(layout.progress), 2)])
+def _action_dims(layout: Layout, action_dim: int) -> np.ndarray:
+    """(S,) the action dimension of each action-bin position of a layout, -1 elsewhere."""
+    dims = np.full(layout.length, -1, dtype=np.int64)
+    for row in layout.actions:
+        dims[row] = np.arange(len(row)) % action_dim
+    return dims
+
+
+def _target_positions(layout: Layout, action_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All positions that can carry a CE target (sorted; each predicted from the position before it), their
+    kind (0 reasoning, 1 action, 2 progress) and the position of the token each could copy (-1: none):
+    an action bin copies the same dimension one action earlier, p_k copies p_{k-1}."""
+    actions = layout.actions.reshape(-1)  # step-major, then action, then dimension
+    copy_action = np.concatenate([np.full(action_dim, -1), actions[:-action_dim]])
+    copy_progress = np.concatenate([[-1], layout.progress[:-1]])
+    pos = np.concatenate([layout.reasoning.reshape(-1), actions, layout.progress])
+    kind = np.concatenate([np.zeros(layout.reasoning.size), np.ones(actions.size), np.full(len(layout.progress), 2)])
+    source = np.concatenate([np.full(layout.reasoning.size, -1), copy_action, copy_progress])
     assert not layout.noisy[pos - 1].any(), "an AR target must not be predicted from a noisy token"
     order = np.argsort(pos)
-    return pos[order], kind[order].astype(np.int64)
+    return pos[order], kind[order].astype(np.int64), source[order].astype(np.int64)

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -155,6 +155,19 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
                              lr=o.lr, betas=(o.beta1, o.beta2))
 
 
+def ema_with_warmup(decay: float):
+    """EMA update with decay min(decay, (1 + n) / (10 + n)) after n updates (diffusers' EMA warm-up).
+
+    A fixed 0.995 kept a 175-step run's EMA weights at 16% action-token accuracy while the raw weights
+    had 48% (measured): short CPU runs need the average to follow early training closely.
+    """
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return update
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio."""
     o = cfg.optim
@@ -220,7 +233,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model = build_model(cfg, reader, train_set).to(proc.device)
     if state is not None and "action_tokenizer" in state["extra"]:  # the run's bins, even if the data grew since
         model.action_tokenizer = ActionTokenizer.from_dict(state["extra"]["action_tokenizer"])
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.optim.ema_decay), use_buffers=True)
     opt = make_optimizer(model, cfg)
     if state is not None:
         model.load_state_dict(state["model"])
