@@ -4,7 +4,8 @@
     episodes = rollout(vector_env, policy, seed=0)         # vector env -> list[Episode], one per sub-env
 
 Step t of an Episode holds the observation the policy saw (frame, state), the action it took, what it
-said (subtask), and the outcome of that action (reward, success, progress). The observation after the
+said (subtask), and the outcome of that action (reward, success, progress). With ``goal_frame=True`` the
+policy's observation also carries "goal", the image of the episode's goal configuration. The observation after the
 last action is kept as ``final_frame`` / ``final_state`` / ``final_environment_state``. A vector env is
 stepped until every sub-env has ended once; steps after a sub-env's end (autoreset) are not recorded.
 """
@@ -107,7 +108,7 @@ def _rollout_single(env, policy, seed, max_steps, want_goal) -> Episode:
     rec = _Recorder()
     terminated = truncated = False
     while not (terminated or truncated):
-        action = policy.act({**obs, "task": instruction})
+        action = policy.act({**obs, "task": instruction, **({"goal": goal} if goal is not None else {})})
         rec.observe(obs, action, policy.reasoning)
         obs, reward, terminated, truncated, info = env.step(action)
         rec.outcome(float(reward), info.get("is_success", False), float(info.get("progress", reward)))
@@ -132,7 +133,8 @@ def _rollout_vector(env, policy, seed, max_steps, want_goal) -> list[Episode]:
     ends: list = [None] * n
     steps = 0
     while not done.all():
-        action = np.asarray(policy.act({**obs, "task": instructions}))
+        extra = {"goal": np.stack(goals)} if want_goal else {}
+        action = np.asarray(policy.act({**obs, "task": instructions, **extra}))
         reasoning = policy.reasoning
         for i in np.flatnonzero(~done):
             rec_subtask = reasoning[i] if isinstance(reasoning, (list, tuple)) else reasoning

@@ -38,7 +38,7 @@ def make_policy(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) -
     return _BUILDERS[name](env, **kwargs)
 
 
-def _random(env, seed: int | None = None) -> Policy:
+def _random(env, seed: int | None = None, **_ignored) -> Policy:
     from worldmot.policies.random import RandomPolicy
 
     return RandomPolicy(single_action_space(env), seed=seed)
@@ -57,3 +57,36 @@ def _scripted(env, **_ignored) -> Policy:
 
 register_policy("random", _random)
 register_policy("scripted", _scripted)
+
+
+def _fitted_model(env, model):
+    from worldmot.policies.chunked import check_model_fits
+
+    if model is None:
+        raise WorldmotError("this policy needs a trained world model (--checkpoint RUN)")
+    space = single_action_space(env)
+    obs_space = env.single_observation_space if isinstance(env, gym.vector.VectorEnv) else env.observation_space
+    state = obs_space.spaces.get("agent_pos") if isinstance(obs_space, gym.spaces.Dict) else None
+    check_model_fits(model, int(space.shape[0]), None if state is None else int(state.shape[0]))
+    return model
+
+
+def _model(env, model=None, seed: int | None = None, temperature: float = 0.0, **_ignored) -> Policy:
+    from worldmot.policies.model import ModelPolicy
+
+    return ModelPolicy(_fitted_model(env, model), temperature=temperature, seed=seed or 0)
+
+
+def _planner(env, model=None, plan=None, seed: int | None = None, **_ignored) -> Policy:
+    from worldmot.planning import PlannerConfig
+    from worldmot.policies.planner import PlannerPolicy
+
+    cfg = plan if plan is not None else PlannerConfig()
+    if seed is not None:
+        cfg.seed = seed
+    space = single_action_space(env)
+    return PlannerPolicy(_fitted_model(env, model), cfg, space.low, space.high)
+
+
+register_policy("model", _model)
+register_policy("planner", _planner)

@@ -1,0 +1,68 @@
+"""Shared plumbing of the policies that drive a world model: observations in, chunks of actions out.
+
+Both the AR policy and the planner decide a chunk of C env actions at once (the model's unit of time)
+and then play it out one action per ``act``. A vector env's sub-envs share the clock (they step together),
+so one queue of shape (B, L, A) serves all of them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from worldmot.errors import WorldmotError
+from worldmot.model.world_model import WorldModel
+from worldmot.policies.base import is_batched, tasks_of
+
+
+def observation_arrays(observation: dict[str, Any], camera: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """frames (B, H, W, 3) uint8 and states (B, S) (or None) from a single or batched observation."""
+    pixels = observation.get("pixels")
+    if not isinstance(pixels, dict) or not pixels:
+        raise WorldmotError("observation['pixels']: expected a dict of camera images (LeRobot's env convention)")
+    name = camera or next(iter(pixels))
+    if name not in pixels:
+        raise WorldmotError(f"observation['pixels']: no camera {name!r}; has {sorted(pixels)}")
+    frames = np.asarray(pixels[name])
+    state = observation.get("agent_pos")
+    state = None if state is None else np.asarray(state, np.float32)
+    if not is_batched(observation):
+        frames, state = frames[None], None if state is None else state[None]
+    return frames, state
+
+
+def check_model_fits(model: WorldModel, action_dim: int, state_dim: int | None) -> None:
+    """A one-line error when the model was trained for other action or state sizes than the env has."""
+    seq = model.cfg.sequence
+    if seq.action_dim != action_dim:
+        raise WorldmotError(f"model action_dim={seq.action_dim} does not fit the env's action space ({action_dim} dims)")
+    if state_dim is not None and seq.state_dim != state_dim:
+        raise WorldmotError(f"model state_dim={seq.state_dim} does not fit the env's agent_pos ({state_dim} dims)")
+
+
+class ChunkedPolicy:
+    """Base: subclasses implement ``decide(tasks, frames, states, observation) -> (B, L, A)`` actions."""
+
+    def __init__(self, model: WorldModel, camera: str | None = None, use_state: bool = True):
+        self.model, self.camera, self.use_state = model, camera, use_state
+        self.reasoning: str | list[str] | None = None
+        self.queue: np.ndarray | None = None  # (B, L, A) actions still to play
+        self._reasons: list[str] | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        self.queue, self.reasoning, self._reasons = None, None, None
+
+    def decide(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None,
+               observation: dict[str, Any]) -> tuple[np.ndarray, list[str] | None]:
+        raise NotImplementedError
+
+    def act(self, observation: dict[str, Any]) -> np.ndarray:
+        batched = is_batched(observation)
+        if self.queue is None or self.queue.shape[1] == 0:
+            frames, states = observation_arrays(observation, self.camera)
+            self.queue, self._reasons = self.decide(tasks_of(observation), frames, states if self.use_state else None,
+                                                    observation)
+        action, self.queue = self.queue[:, 0], self.queue[:, 1:]
+        reasons = self._reasons
+        self.reasoning = (list(reasons) if batched else reasons[0]) if reasons is not None else None
+        return action.astype(np.float32) if batched else action[0].astype(np.float32)

@@ -1,0 +1,239 @@
+"""The planner (CEM / MPPI in imagination), the model's AR policy, and ``worldmot eval``."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from model_fixtures import make_model, small_config
+from worldmot.checkpoint import save_model
+from worldmot.errors import WorldmotError
+from worldmot.model import imagination
+from worldmot.planning import Planner, PlannerConfig, goal_distance
+from worldmot.policies.model import ModelPolicy
+from worldmot.policies.planner import PlannerPolicy
+
+TARGET = torch.tensor([0.6, -0.4])
+
+
+def quadratic_score(self, context, actions, goal):
+    """Stands in for imagination: the best plan moves by TARGET at every step."""
+    err = ((actions - TARGET) ** 2).sum(-1).mean(dim=(-1, -2))  # (B, N)
+    return -err, []
+
+
+def model_with_state(state_dim: int = 2):
+    return make_model(small_config(state_dim=state_dim))
+
+
+def observation(B: int, size: int = 16, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"pixels": {"top": rng.integers(0, 256, (B, size, size, 3), dtype=np.uint8)},
+            "agent_pos": rng.uniform(-1, 1, (B, 2)).astype(np.float32),
+            "task": ["reach the red target", "reach the blue target"][:B]}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The optimiser
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["cem", "mppi"])
+def test_planner_finds_the_best_action_of_a_known_score(monkeypatch, method):
+    monkeypatch.setattr(Planner, "_score", quadratic_score)
+    cfg = PlannerConfig(method=method, candidates=64, iterations=5, elites=8)
+    planner = Planner(model_with_state(), cfg, -np.ones(2), np.ones(2))
+    obs = observation(2)
+    actions = planner.plan(obs["task"], obs["pixels"]["top"], obs["agent_pos"])
+    assert actions.shape == (2, cfg.execute * 2, 2)  # B, execute * chunk, action_dim
+    np.testing.assert_allclose(actions, np.broadcast_to(TARGET.numpy(), actions.shape), atol=0.12)
+
+
+def test_planner_respects_the_action_bounds(monkeypatch):
+    far = torch.tensor([3.0, -3.0])
+    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g: (-((a - far) ** 2).sum(-1).mean(dim=(-1, -2)), []))
+    planner = Planner(model_with_state(), PlannerConfig(iterations=5), -np.ones(2), np.ones(2))
+    obs = observation(1)
+    actions = planner.plan(obs["task"][:1], obs["pixels"]["top"], obs["agent_pos"])
+    assert actions.min() >= -1 and actions.max() <= 1
+    np.testing.assert_allclose(actions[0, 0], [1.0, -1.0], atol=0.1)
+
+
+def test_warm_start_shifts_the_previous_plan(monkeypatch):
+    monkeypatch.setattr(Planner, "_score", quadratic_score)
+    planner = Planner(model_with_state(), PlannerConfig(horizon=2, execute=1), -np.ones(2), np.ones(2))
+    planner.mean = torch.tensor([[[[0.1, 0.2]], [[0.3, 0.4]]]])  # (B=1, H=2, 1, A)
+    shifted = planner._initial_mean(1)
+    torch.testing.assert_close(shifted, torch.tensor([[[[0.3, 0.4]], [[0.3, 0.4]]]]))
+    planner.reset()
+    torch.testing.assert_close(planner._initial_mean(1), torch.zeros(1, 2, 1, 2))
+
+
+def test_planner_settings_that_do_not_fit_the_model_are_one_line_errors():
+    model = model_with_state()  # n_steps = 3: at most 2 imagined steps
+    with pytest.raises(WorldmotError, match="plan.horizon=3"):
+        Planner(model, PlannerConfig(horizon=3), -np.ones(2), np.ones(2))
+    with pytest.raises(WorldmotError, match="plan.method='beam'"):
+        Planner(model, PlannerConfig(method="beam"), -np.ones(2), np.ones(2))
+    with pytest.raises(WorldmotError, match="plan.elites"):
+        Planner(model, PlannerConfig(elites=40, candidates=32), -np.ones(2), np.ones(2))
+
+
+# ----------------------------------------------------------------------------------------------------
+# In imagination, with a real (small, random) model
+# ----------------------------------------------------------------------------------------------------
+
+def test_planning_in_imagination_is_batched_and_repeatable():
+    model = model_with_state()
+    cfg = PlannerConfig(candidates=8, elites=3, iterations=2, ar_proposals=2)
+    obs = observation(2)
+    runs = []
+    for _ in range(2):
+        planner = Planner(model, cfg, -np.ones(2), np.ones(2))
+        runs.append(planner.plan(obs["task"], obs["pixels"]["top"], obs["agent_pos"]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    info = planner.last
+    assert info.actions.shape == (2, 8, 2, 2, 2) and info.scores.shape == (2, 8)
+    assert len(info.frames) == 2 and info.frames[0].shape[:2] == (2, 8)
+    # the scores are the model's progress: (mean + last) of values in [0, 1]
+    assert float(info.scores.min()) >= 0 and float(info.scores.max()) <= 2
+
+
+def test_candidates_of_one_env_do_not_see_another_envs_context():
+    """Planning env 0 alone or beside env 1 scores env 0's candidates identically (shared-cache bugs)."""
+    model = model_with_state()
+    cfg = PlannerConfig(candidates=4, elites=2, iterations=1)
+    obs = observation(2)
+    scores = []
+    for B in (2, 1):
+        planner = Planner(model, cfg, -np.ones(2), np.ones(2))  # one flow step from t=1: no noise enters
+        ctx_obs = {k: (v[:B] if k != "pixels" else {"top": v["top"][:B]}) for k, v in obs.items()}
+        context = imagination.start(model, ctx_obs["task"], model.tokenize_frames(ctx_obs["pixels"]["top"]),
+                                    torch.as_tensor(ctx_obs["agent_pos"]), horizon=2)
+        actions = torch.linspace(-1, 1, 4 * 2 * 2 * 2).view(1, 4, 2, 2, 2).expand(B, -1, -1, -1, -1)
+        s, _ = planner._score(context, actions, None)
+        scores.append(s[0])
+    torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-5)
+
+
+def test_goal_distance_is_zero_at_the_goal_and_grows_with_the_offset():
+    goal = torch.zeros(1, 3, 32, 32) - 1
+    goal[..., 10:14, 10:14] = 1
+    shifted = [torch.roll(goal, s, dims=-1) for s in (0, 2, 6, 12)]
+    d = goal_distance(torch.cat(shifted), goal.expand(4, -1, -1, -1))
+    assert float(d[0]) == 0 and bool((d[1:] > d[:-1]).all()), d
+
+
+# ----------------------------------------------------------------------------------------------------
+# Policies
+# ----------------------------------------------------------------------------------------------------
+
+def test_model_policy_plays_out_a_chunk_then_decides_again():
+    model = model_with_state()
+    policy = ModelPolicy(model, reason=True)
+    policy.reset(seed=0)
+    calls = []
+    decide = policy.decide
+    policy.decide = lambda *a: calls.append(1) or decide(*a)
+    obs = observation(2)
+    actions = [policy.act(obs) for _ in range(5)]  # chunk = 2: decisions at steps 0, 2, 4
+    assert len(calls) == 3 and all(a.shape == (2, 2) for a in actions)
+    assert isinstance(policy.reasoning, list) and len(policy.reasoning) == 2
+    single = {"pixels": {"top": obs["pixels"]["top"][0]}, "agent_pos": obs["agent_pos"][0], "task": obs["task"][0]}
+    policy.reset()
+    a = policy.act(single)
+    assert a.shape == (2,) and isinstance(policy.reasoning, str)
+    np.testing.assert_allclose(a, actions[0][0], atol=1e-6)  # batched and single decide alike (greedy)
+
+
+def test_planner_policy_records_its_planning_time():
+    model = model_with_state()
+    policy = PlannerPolicy(model, PlannerConfig(candidates=4, elites=2, iterations=1), -np.ones(2), np.ones(2))
+    policy.reset(seed=1)
+    for _ in range(3):
+        assert policy.act(observation(2)).shape == (2, 2)
+    assert len(policy.plan_seconds) == 2 and all(s > 0 for s in policy.plan_seconds)
+
+
+# ----------------------------------------------------------------------------------------------------
+# worldmot eval
+# ----------------------------------------------------------------------------------------------------
+
+def run_eval(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "worldmot", "eval", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_eval_writes_lerobot_shaped_info_videos_and_a_recording(tmp_path):
+    out = tmp_path / "ev"
+    res = run_eval("--env", "worldmot/Reach-v0", "--policy", "scripted", "--episodes", "3", "--num-envs", "2",
+                   "--seed", "7", "--videos", "1", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((out / "eval_info.json").read_text())
+    assert [e["seed"] for e in info["per_episode"]] == [7, 8, 9]
+    for e in info["per_episode"]:
+        assert set(e) >= {"episode_ix", "sum_reward", "max_reward", "success", "seed"}
+    agg = info["aggregated"]
+    assert agg["pc_success"] == 100.0 and agg["eval_s"] > 0 and agg["eval_ep_s"] > 0
+    assert info["video_paths"] == ["videos/eval_episode_0.mp4"] and (out / info["video_paths"][0]).stat().st_size > 1000
+    assert (out / "eval.rrd").stat().st_size > 1000
+    assert not list(out.rglob(".*tmp*")), "temporary files left behind"
+
+
+def test_eval_of_random_is_far_below_scripted(tmp_path):
+    res = run_eval("--env", "worldmot/Reach-v0", "--policy", "random", "--episodes", "6", "--num-envs", "6",
+                   "--videos", "0", "--no-rrd", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((tmp_path / "eval_info.json").read_text())["aggregated"]["pc_success"] <= 50
+
+
+def test_eval_with_a_model_that_does_not_fit_the_env_fails_in_one_line(tmp_path):
+    model = make_model(small_config(action_dim=3, state_dim=2))
+    save_model(model, tmp_path / "m")
+    res = run_eval("--env", "worldmot/Reach-v0", "--policy", "planner", "--checkpoint", str(tmp_path / "m"),
+                   "--episodes", "1", "--out", str(tmp_path / "ev"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("worldmot eval: error: model action_dim=3"), res.stderr
+    assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "worldmot/Nope-v0", "--policy", "random"], "unknown Gymnasium id"),
+    (["--env", "worldmot/Reach-v0", "--policy", "model"], "needs --checkpoint"),
+    (["--env", "worldmot/Reach-v0", "--policy", "random", "candidates=4"], "for --policy planner only"),
+])
+def test_eval_bad_input_is_a_one_line_error(tmp_path, args, message):
+    res = run_eval(*args, "--episodes", "1", "--out", str(tmp_path / "ev"))
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "ev").exists()
+
+
+def test_eval_planner_with_a_saved_model_runs_end_to_end(tmp_path):
+    model = make_model(small_config(state_dim=2))
+    save_model(model, tmp_path / "m")
+    res = run_eval("--env", "worldmot/Reach-v0", "--policy", "planner", "--checkpoint", str(tmp_path / "m"),
+                   "--episodes", "2", "--num-envs", "2", "--videos", "0", "--out", str(tmp_path / "ev"),
+                   "candidates=4", "elites=2", "iterations=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((tmp_path / "ev" / "eval_info.json").read_text())
+    assert info["plan"]["candidates"] == 4 and info["aggregated"]["plan_s_median"] > 0
+
+
+def test_the_shared_prefix_written_once_imagines_what_writing_each_candidate_whole_does():
+    model = model_with_state()
+    obs = observation(2)
+    tokens = model.tokenize_frames(obs["pixels"]["top"])
+    actions = torch.rand(2 * 3, 2, 2) * 2 - 1  # B=2 contexts x N=3 candidates, chunk 2, 2 dims
+    outs = []
+    for shared in (False, True):
+        im = imagination.start(model, obs["task"], tokens, torch.as_tensor(obs["agent_pos"]), horizon=2)
+        if shared:
+            imagination.write_prefix(im)
+        im = im.expand(3)
+        imagination.write_step(im, actions)
+        frame = imagination.imagine_frame(im, flow_steps=1)
+        outs.append((frame, im.progress()))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-5)

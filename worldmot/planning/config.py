@@ -1,0 +1,42 @@
+"""Planner settings (configs/plan/*.yaml)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worldmot.errors import WorldmotError
+
+
+@dataclass
+class PlannerConfig:
+    method: str = "cem"  # cem | mppi
+    cost: str = "progress"  # progress: the model's predicted task progress (language only) | goal: goal image
+    horizon: int = 2  # imagined frame steps, one action chunk each (at most the model's n_steps - 1)
+    candidates: int = 32  # action sequences imagined per iteration, per env
+    iterations: int = 2
+    elites: int = 6  # the best candidates that refit the mean and std
+    temperature: float = 0.5  # mppi: elite weights softmax(z / temperature), z = scores rescaled to [-1, 0]
+    init_std: float = 0.7  # of the sampling distribution, in action units
+    min_std: float = 0.05
+    execute: int = 1  # chunks executed before replanning (receding horizon)
+    flow_steps: int = 1  # denoising steps per imagined frame (the x0 estimate is enough for costs)
+    ar_proposals: int = 0  # candidates sampled from the model's own AR policy in the first iteration
+    constant_chunks: bool = True  # one action per chunk, repeated C times (what the experts produce)
+    final_weight: float = 1.0  # cost = -(mean over the horizon + final_weight * last) of the score
+    seed: int = 0
+
+    def check(self, n_steps: int) -> None:
+        """Raise a one-line error naming the key for settings the model cannot serve."""
+        if self.method not in ("cem", "mppi"):
+            raise WorldmotError(f"plan.method={self.method!r}: expected 'cem' or 'mppi'")
+        if self.cost not in ("progress", "goal"):
+            raise WorldmotError(f"plan.cost={self.cost!r}: expected 'progress' or 'goal'")
+        if not 1 <= self.horizon <= max(1, n_steps - 1):
+            raise WorldmotError(f"plan.horizon={self.horizon}: the model imagines at most {max(1, n_steps - 1)} "
+                                "steps in one window (its n_steps - 1)")
+        if not 1 <= self.execute <= self.horizon:
+            raise WorldmotError(f"plan.execute={self.execute}: expected 1 to plan.horizon ({self.horizon})")
+        if self.candidates < 2 or not 1 <= self.elites <= self.candidates:
+            raise WorldmotError(f"plan.elites={self.elites}, plan.candidates={self.candidates}: "
+                                "expected 2 <= candidates and 1 <= elites <= candidates")
+        if self.iterations < 1:
+            raise WorldmotError(f"plan.iterations={self.iterations}: expected >= 1")

@@ -1,0 +1,167 @@
+"""Model-predictive control inside the world model: CEM or MPPI over action chunks.
+
+One call of :meth:`Planner.plan` for B envs encodes each env's context once (instruction, frame, state)
+into a KV cache, then for every iteration imagines N candidate chunk sequences per env in one batched
+call (the cache is shared, not re-encoded), scores them, and refits the sampling distribution. The
+first ``execute`` chunks of the final mean are returned; the rest, shifted, warm-starts the next call.
+
+Scores (higher is better):
+- "progress": the model's own predicted task progress of the imagined frames, read from its progress
+  token after each frame. It needs nothing but the instruction, and it grows smoothly toward the goal.
+- "goal": minus a multi-scale pixel distance between imagined frames and a goal image.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldmot.model import imagination
+from worldmot.model.world_model import WorldModel
+from worldmot.planning.config import PlannerConfig
+
+
+@dataclass
+class PlanInfo:
+    """What the last :meth:`Planner.plan` looked at (for logging and visualisation)."""
+
+    actions: torch.Tensor  # (B, N, H, C, A) the last iteration's candidates
+    scores: torch.Tensor  # (B, N)
+    best: torch.Tensor  # (B,) index of the best candidate
+    frames: list[torch.Tensor]  # H tensors (B, N, P, Dp): the last iteration's imagined frames
+    seconds: float
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of images (M, C, S, S), zero padding (the same for both compared images)."""
+    radius = max(1, int(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    k = k / k.sum()
+    M, C, H, W = x.shape
+    y = x.reshape(M * C, 1, H, W)
+    y = F.conv2d(y, k.view(1, 1, 1, -1), padding=(0, radius))
+    y = F.conv2d(y, k.view(1, 1, -1, 1), padding=(radius, 0))
+    return y.view(M, C, H, W)
+
+
+def goal_distance(pred: torch.Tensor, goal: torch.Tensor, sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> torch.Tensor:
+    """Mean over scales of the mean squared difference of Gaussian-blurred images (on a 4x pooled grid).
+
+    pred (M, 3, S, S), goal (M, 3, S, S) in [-1, 1] -> (M,). Raw pixels stop telling near from far once the
+    moving part no longer overlaps its goal position, and box pooling is flat inside each box; a Gaussian
+    of width sigma (in pooled pixels: 4, 8, 16, 32 image pixels at 64x64) keeps decreasing all the way in.
+    """
+    if pred.shape[-1] >= 32:
+        pred, goal = F.avg_pool2d(pred, 4), F.avg_pool2d(goal, 4)
+    # x sigma^2: a blurred dot's squared difference shrinks as 1 / sigma^2, so every scale counts alike
+    d = [(gaussian_blur(pred, s) - gaussian_blur(goal, s)).pow(2).mean(dim=(1, 2, 3)) * s**2 for s in sigmas]
+    return torch.stack(d).mean(0)
+
+
+class Planner:
+    """CEM / MPPI in imagination for a world model; actions within [low, high] (the env's Box)."""
+
+    def __init__(self, model: WorldModel, cfg: PlannerConfig, low: np.ndarray, high: np.ndarray):
+        seq = model.cfg.sequence
+        cfg.check(seq.n_steps)
+        self.model, self.cfg = model, cfg
+        self.C, self.A = seq.chunk, seq.action_dim
+        self.low = torch.tensor(np.broadcast_to(low, (self.A,)), dtype=torch.float32)
+        self.high = torch.tensor(np.broadcast_to(high, (self.A,)), dtype=torch.float32)
+        self.mean: torch.Tensor | None = None  # (B, H, c, A) warm start, c = 1 for constant chunks
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.last: PlanInfo | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        self.mean = None
+        self.generator.manual_seed(self.cfg.seed if seed is None else seed)
+
+    @property
+    def _per_chunk(self) -> int:
+        return 1 if self.cfg.constant_chunks else self.C
+
+    def _initial_mean(self, B: int) -> torch.Tensor:
+        H, c = self.cfg.horizon, self._per_chunk
+        mid = ((self.low + self.high) / 2).expand(B, H, c, self.A).clone()
+        if self.mean is None or self.mean.shape[0] != B:
+            return mid
+        k = self.cfg.execute  # shift the previous plan by what was executed, repeat its last chunk
+        return torch.cat([self.mean[:, k:], self.mean[:, -1:].expand(-1, k, -1, -1)], 1)
+
+    def _full(self, params: torch.Tensor) -> torch.Tensor:
+        """(..., H, c, A) parameters -> (..., H, C, A) env actions."""
+        return params.expand(*params.shape[:-2], self.C, self.A) if self.cfg.constant_chunks else params
+
+    def _score(self, context: imagination.Imagination, actions: torch.Tensor,
+               goal: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """actions (B, N, H, C, A) -> scores (B, N) and the imagined frames (H of (B, N, P, Dp))."""
+        B, N, H = actions.shape[:3]
+        im = context.expand(N)
+        per_step, frames = [], []
+        for h in range(H):
+            imagination.write_step(im, actions[:, :, h].reshape(B * N, self.C, self.A))
+            frame = imagination.imagine_frame(im, self.cfg.flow_steps, self.generator)
+            frames.append(frame.view(B, N, *frame.shape[1:]))
+            if goal is None:
+                per_step.append(im.progress())
+            else:
+                pixels = self.model.detokenize_frames(frame)
+                per_step.append(-goal_distance(pixels, goal.repeat_interleave(N, 0)))
+        s = torch.stack(per_step, 1).view(B, N, H)
+        return s.mean(-1) + self.cfg.final_weight * s[..., -1], frames
+
+    def _ar_proposals(self, context: imagination.Imagination, M: int) -> torch.Tensor:
+        """(B, M, H, c, A) sequences that repeat a chunk sampled from the model's own AR policy."""
+        B = context.batch_size
+        chunk, _ = imagination.write_step(context.expand(M), None, temperature=1.0, generator=self.generator)
+        chunk = chunk.float().view(B, M, 1, self.C, self.A)
+        if self.cfg.constant_chunks:
+            chunk = chunk.mean(3, keepdim=True)
+        return chunk.expand(-1, -1, self.cfg.horizon, -1, -1)
+
+    @torch.no_grad()
+    def plan(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None = None,
+             goals: np.ndarray | None = None) -> np.ndarray:
+        """frames (B, H, W, 3) uint8, states (B, S), goals (B, H, W, 3) -> actions (B, execute * C, A)."""
+        t0 = time.perf_counter()
+        cfg, model = self.cfg, self.model
+        B, N = len(tasks), cfg.candidates
+        tokens = model.tokenize_frames(frames)
+        st = None if states is None else torch.as_tensor(np.asarray(states), dtype=torch.float32)
+        context = imagination.start(model, tasks, tokens, st, horizon=cfg.horizon)
+        imagination.write_prefix(context)  # shared by all candidates: computed once, not N times
+        goal = None
+        if cfg.cost == "goal":
+            if goals is None:
+                raise ValueError("plan.cost='goal' needs goal images (the env's render_goal())")
+            goal = model.detokenize_frames(model.tokenize_frames(goals)).float()
+        mean = self._initial_mean(B)
+        std = torch.full_like(mean, cfg.init_std)
+        span = (self.high - self.low)
+        for it in range(cfg.iterations):
+            noise = torch.randn((B, N, *mean.shape[1:]), generator=self.generator)
+            params = mean[:, None] + std[:, None] * noise
+            params[:, 0] = mean  # the current mean is always a candidate (keeps a good warm start)
+            if it == 0 and cfg.ar_proposals:
+                M = min(cfg.ar_proposals, N - 1)
+                params[:, N - M:] = self._ar_proposals(context, M)
+            params = torch.maximum(torch.minimum(params, self.high), self.low)
+            actions = self._full(params)
+            scores, imagined = self._score(context, actions, goal)
+            top, elite = scores.topk(cfg.elites, dim=1)
+            chosen = torch.gather(params, 1, elite[:, :, None, None, None].expand(-1, -1, *params.shape[2:]))
+            if cfg.method == "cem":
+                mean, std = chosen.mean(1), chosen.std(1, unbiased=False)
+            else:  # MPPI over the elites (as TD-MPC2), scores rescaled to [-1, 0] so temperature is unit-free
+                z = (top - top[:, :1]) / (top[:, :1] - top[:, -1:]).clamp(min=1e-8)
+                w = torch.softmax(z / cfg.temperature, dim=1)[:, :, None, None, None]
+                mean = (w * chosen).sum(1)
+                std = (w * (chosen - mean[:, None]) ** 2).sum(1).sqrt()
+            std = std.clamp(min=cfg.min_std * float(span.max()) / 2)
+        self.mean = mean
+        self.last = PlanInfo(actions, scores, scores.argmax(1), imagined, time.perf_counter() - t0)
+        out = self._full(mean)[:, : cfg.execute]  # (B, execute, C, A)
+        return out.reshape(B, cfg.execute * self.C, self.A).numpy()
