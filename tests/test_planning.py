@@ -220,20 +220,3 @@ def test_eval_planner_with_a_saved_model_runs_end_to_end(tmp_path):
     info = json.loads((tmp_path / "ev" / "eval_info.json").read_text())
     assert info["plan"]["candidates"] == 4 and info["aggregated"]["plan_s_median"] > 0
 
-
-def test_the_shared_prefix_written_once_imagines_what_writing_each_candidate_whole_does():
-    model = model_with_state()
-    obs = observation(2)
-    tokens = model.tokenize_frames(obs["pixels"]["top"])
-    actions = torch.rand(2 * 3, 2, 2) * 2 - 1  # B=2 contexts x N=3 candidates, chunk 2, 2 dims
-    outs = []
-    for shared in (False, True):
-        im = imagination.start(model, obs["task"], tokens, torch.as_tensor(obs["agent_pos"]), horizon=2)
-        if shared:
-            imagination.write_prefix(im)
-        im = im.expand(3)
-        imagination.write_step(im, actions)
-        frame = imagination.imagine_frame(im, flow_steps=1)
-        outs.append((frame, im.progress()))
-    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-5)

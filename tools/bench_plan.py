@@ -1,9 +1,7 @@
 """Planning latency: seconds per replanning step of the planner with a world model, per batch of envs.
 
 Timing depends on shapes, not on training, so a freshly initialised model of the config stands in when no
---checkpoint is given. Each variant is timed interleaved with the others (median of --repeats):
-the default planner, and the same planner with the shared prefix (p_k [BOR] [BOA], the same for every
-candidate) written per candidate instead of once.
+--checkpoint is given. Median of --repeats after one warm-up.
 
     python tools/bench_plan.py [--checkpoint RUN] [--envs 1] [--repeats 7] [key=value planner settings]
 """
@@ -12,15 +10,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from contextlib import nullcontext
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
 
 from worldmot.config import ModelConfig, load_config
-from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.planning import Planner, PlannerConfig
 from worldmot.tokenizers.actions import ActionTokenizer
@@ -56,26 +51,18 @@ def main() -> None:
     frames = rng.integers(0, 256, (args.envs, seq.image_size, seq.image_size, 3), dtype=np.uint8)
     states = rng.uniform(-1, 1, (args.envs, seq.state_dim)).astype(np.float32)
     tasks = ["reach the red target"] * args.envs
-    variants = {"shared prefix (default)": nullcontext,
-                "prefix per candidate": lambda: mock.patch.object(imagination, "write_prefix", lambda im: None)}
-    times: dict[str, list[float]] = {k: [] for k in variants}
     planner = Planner(model, plan, -np.ones(seq.action_dim), np.ones(seq.action_dim))
-    for r in range(args.repeats + 1):  # the first round warms up
-        for name, ctx in variants.items():
-            planner.reset()
-            with ctx():
-                t0 = time.perf_counter()
-                planner.plan(tasks, frames, states)
-                dt = time.perf_counter() - t0
-            if r:
-                times[name].append(dt)
+    times = []
+    for r in range(args.repeats + 1):  # the first one warms up
+        planner.reset()
+        t0 = time.perf_counter()
+        planner.plan(tasks, frames, states)
+        times.append(time.perf_counter() - t0)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; model {model.cfg.name}, "
           f"{args.envs} env(s); plan {plan.method} {plan.candidates} candidates x {plan.iterations} iterations, "
           f"horizon {plan.horizon} chunks of {seq.chunk}, {plan.flow_steps} flow step(s)")
-    base = statistics.median(times["shared prefix (default)"])
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"  {name:26s} {med:.3f} s per replanning step (median of {len(ts)}), {med / base:.2f}x")
+    med = statistics.median(times[1:])
+    print(f"  {med:.3f} s per replanning step (median of {args.repeats}), {med / args.envs:.3f} s per env")
 
 
 if __name__ == "__main__":

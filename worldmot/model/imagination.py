@@ -36,7 +36,6 @@ class Imagination:
     last_hidden: torch.Tensor  # (B, D) output of the newest position (predicts the next token)
     cfg_scale: float = 1.0
     frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
-    prefix_written: bool = False  # p_k [BOR] (empty reasoning) [BOA] of step k is already in the cache
 
     @property
     def batch_size(self) -> int:
@@ -46,8 +45,7 @@ class Imagination:
         """Each of the B rollouts repeated n times (candidates), B*n rollouts sharing the context."""
         rep = lambda x: x.repeat_interleave(n, 0)
         return Imagination(self.model, self.layout, [c.repeat_interleave(n) for c in self.caches], self.step,
-                           rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames],
-                           self.prefix_written)
+                           rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames])
 
     def progress(self) -> torch.Tensor:
         """(B,) expected progress in [0, 1] of the newest frame (valid right after start / imagine_frame)."""
@@ -120,16 +118,6 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
     """
     model, lay, k, B = im.model, im.layout, im.step, im.batch_size
     dev, vocab, tok = model.device, model.vocab, model.text_tokenizer
-    if im.prefix_written:
-        if reason:
-            raise ValueError("write_step after write_prefix cannot write reasoning (the prefix left it empty)")
-        im.prefix_written = False
-        if actions is not None:  # one segment: a_k [EOA]
-            ids = _ids(lay, int(lay.actions[k][0]), int(lay.eoa[k]) + 1, B, dev)
-            ids[:, :-1] = model.action_tokenizer.encode(actions.float().cpu()).reshape(B, -1).to(dev) + vocab.action_offset
-            _append(im, int(lay.actions[k][0]), int(lay.eoa[k]) + 1, [SegmentInputs(ids)] * len(im.caches))
-            return actions, [""] * B
-        return _write_actions(im, None, temperature, generator), [""] * B
     p_ids = vocab.progress_token_ids().to(dev)
     progress_id = _choose(model.lm_head(im.last_hidden), p_ids, 0.0, None)
     slot = lay.reasoning[k]
@@ -190,23 +178,6 @@ def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: f
     bins = torch.stack(chosen, 1) - vocab.action_offset
     C, A = model.cfg.sequence.chunk, model.cfg.sequence.action_dim
     return model.action_tokenizer.decode(bins.cpu().reshape(B, C, A)) if actions is None else actions
-
-
-@torch.no_grad()
-def write_prefix(im: Imagination) -> None:
-    """Append p_k [BOR] (empty reasoning) [BOA] of step k: what every candidate of a planner shares before its
-    actions. Written once before :meth:`Imagination.expand`, it is not recomputed N times; the next
-    :func:`write_step` then appends only the actions and [EOA]."""
-    model, lay, k, B = im.model, im.layout, im.step, im.batch_size
-    dev, vocab = model.device, model.vocab
-    start, end = int(lay.progress[k]), int(lay.actions[k][0])
-    ids = _ids(lay, start, end, B, dev)
-    ids[:, 0] = _choose(model.lm_head(im.last_hidden), vocab.progress_token_ids().to(dev), 0.0, None)
-    slot = lay.reasoning[k]
-    ids[:, slot - start] = model.text_tokenizer.pad_id
-    ids[:, slot[0] - start] = vocab.special["<eor>"]
-    _append(im, start, end, [SegmentInputs(ids)] * len(im.caches))
-    im.prefix_written = True
 
 
 @torch.no_grad()

@@ -132,7 +132,6 @@ class Planner:
         tokens = model.tokenize_frames(frames)
         st = None if states is None else torch.as_tensor(np.asarray(states), dtype=torch.float32)
         context = imagination.start(model, tasks, tokens, st, horizon=cfg.horizon)
-        imagination.write_prefix(context)  # shared by all candidates: computed once, not N times
         goal = None
         if cfg.cost == "goal":
             if goals is None:
