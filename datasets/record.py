@@ -83,8 +83,12 @@ def make_env(env_id: str, num_envs: int, image_size: int) -> gym.Env | gym.vecto
 
 def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: int = 0, num_envs: int = 1,
            resume: bool = False, image_size: int = 64, codec: str = DEFAULT_CODEC, progress: bool = True,
-           make_policy: Callable[..., Any] | None = None) -> RecordResult:
-    """Record ``episodes`` episodes (in total, counting what a resumed dataset already holds)."""
+           make_policy: Callable[..., Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
+           ) -> RecordResult:
+    """Record ``episodes`` episodes (in total, counting what a resumed dataset already holds).
+
+    ``policy_kwargs`` go to the policy's builder (for example ``{"action_noise": 0.5}`` for "scripted").
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WorldmotError(f"--out {out}: is a file (expected a dataset folder)")
@@ -104,7 +108,7 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
         if writer.info.get("robot_type") != env_id or writer.fps != fps:
             raise WorldmotError(f"{out}/meta/info.json: recorded from {writer.info.get('robot_type')!r} at "
                                 f"{writer.fps} fps (expected --env {env_id!r} at {fps} fps to resume)")
-        policy = make_policy(policy_name, env)
+        policy = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
         run = _record_vector if num_envs > 1 else _record_single
         start = writer.info["total_episodes"]
         t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """``make_policy(name, env)``: build a policy by name for an env (single or vector)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -44,7 +45,7 @@ def _random(env, seed: int | None = None, **_ignored) -> Policy:
     return RandomPolicy(single_action_space(env), seed=seed)
 
 
-def _scripted(env, **_ignored) -> Policy:
+def _scripted(env, action_noise: float = 0.0, seed: int | None = None, **_ignored) -> Policy:
     from worldmot.envs.experts import make_expert
     from worldmot.policies.scripted import ScriptedPolicy
 
@@ -52,7 +53,7 @@ def _scripted(env, **_ignored) -> Policy:
         expert_name, expert_kwargs = env_attr(env, "expert_spec")
     except AttributeError:
         raise WorldmotError("policy 'scripted': this env has no scripted expert (no expert_spec attribute)") from None
-    return ScriptedPolicy(make_expert(expert_name, **expert_kwargs))
+    return ScriptedPolicy(make_expert(expert_name, **expert_kwargs), action_noise=action_noise, seed=seed)
 
 
 register_policy("random", _random)
@@ -83,7 +84,7 @@ def _planner(env, model=None, plan=None, seed: int | None = None, **_ignored) ->
 
     cfg = plan if plan is not None else PlannerConfig()
     if seed is not None:
-        cfg.seed = seed
+        cfg = dataclasses.replace(cfg, seed=seed)
     space = single_action_space(env)
     return PlannerPolicy(_fitted_model(env, model), cfg, space.low, space.high)
 

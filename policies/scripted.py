@@ -1,10 +1,11 @@
-"""The scripted experts of worldmot.envs behind the Policy protocol."""
+"""The scripted experts of worldmot.envs behind the Policy protocol, optionally with exploration noise."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
+from worldmot.errors import WorldmotError
 from worldmot.policies.base import is_batched, tasks_of
 
 
@@ -13,14 +14,32 @@ class ScriptedPolicy:
 
     Needs "agent_pos" and "environment_state" in the observation (privileged state): it is a data
     generator and a reference, not a pixel policy.
+
+    ``action_noise`` > 0 adds temporally correlated Gaussian noise (an AR(1) process, ``noise_correlation``
+    from one step to the next, stationary std ``action_noise``) before clipping to [-1, 1]. A noise-free
+    expert's action is a function of the frame and the instruction, so a world model trained on its
+    episodes can predict the next frame without reading the action, and then ignores it: a planner can
+    not steer it. Noise held over several steps moves the effector by visibly different amounts within
+    one action chunk, which the model can only explain from the actions. The expert keeps correcting,
+    so episodes still succeed; the reasoning text stays the expert's.
     """
 
-    def __init__(self, expert):
+    def __init__(self, expert, action_noise: float = 0.0, noise_correlation: float = 0.8, seed: int | None = None):
+        if action_noise < 0 or not 0 <= noise_correlation < 1:
+            raise WorldmotError(f"scripted policy: action_noise {action_noise} (expected >= 0) and "
+                                f"noise_correlation {noise_correlation} (expected in [0, 1))")
         self.expert = expert
+        self.action_noise = float(action_noise)
+        self.noise_correlation = float(noise_correlation)
         self.reasoning: str | list[str] | None = None
+        self._rng = np.random.default_rng(seed)
+        self._noise: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
-        self.reasoning = None  # the experts are deterministic and memoryless
+        self.reasoning = None
+        self._noise = None
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         batched = is_batched(observation)
@@ -29,8 +48,21 @@ class ScriptedPolicy:
         if not batched:
             pos, state = pos[None], state[None]
         actions, subtasks = self.expert(pos, state, tasks_of(observation))
+        actions = self._add_noise(np.asarray(actions, np.float32))
         if batched:
             self.reasoning = list(subtasks)
             return actions
         self.reasoning = subtasks[0]
         return actions[0]
+
+    def _add_noise(self, actions: np.ndarray) -> np.ndarray:
+        """(B, A) -> (B, A): expert actions plus the AR(1) noise, clipped to the action range."""
+        if self.action_noise == 0:
+            return actions
+        rho = self.noise_correlation
+        fresh = self._rng.normal(0.0, self.action_noise, actions.shape)
+        if self._noise is None or self._noise.shape != actions.shape:
+            self._noise = fresh
+        else:
+            self._noise = rho * self._noise + np.sqrt(1 - rho**2) * fresh
+        return np.clip(actions + self._noise, -1.0, 1.0).astype(np.float32)

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-envs", type=int, default=1, help="parallel env workers (async vector env)")
     parser.add_argument("--resume", action="store_true", help="append to an existing dataset")
     parser.add_argument("--image-size", type=int, default=64, help="camera height and width")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="scripted policy: std of temporally correlated noise added to the expert's actions "
+                        "(e.g. 0.5; data for a world model that a planner can steer)")
     parser.add_argument("--codec", default="libx264", help="video encoder: libx264 (default, faster) or libsvtav1 "
                         "(LeRobot's default, smaller files)")
 
@@ -21,7 +24,8 @@ def main(args: argparse.Namespace) -> int:
     from worldmot.datasets.record import record
 
     res = record(args.env, args.policy, args.episodes, args.out, seed=args.seed, num_envs=args.num_envs,
-                 resume=args.resume, image_size=args.image_size, codec=args.codec)
+                 resume=args.resume, image_size=args.image_size, codec=args.codec,
+                 policy_kwargs={"action_noise": args.action_noise} if args.action_noise else None)
     print(f"{res.root}: {res.total_episodes} episodes ({res.episodes} new, {res.steps} steps, "
           f"{res.steps_per_s:.0f} steps/s)")
     return 0

@@ -40,7 +40,9 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     Open loop: from f_0 and the instruction, imagine f_1..f_H with the true actions, compare f_k (k in
     horizons) with the truth, beside copying f_0. Tokens: teacher-forced argmax accuracy of reasoning,
     action and progress tokens on the first n_steps (the training window), and the action error after
-    de-tokenising (mean |a_pred - a_true| in action units) beside a constant action's error.
+    de-tokenising (mean |a_pred - a_true| in action units) beside a constant action's error. Action
+    conditioning: next-frame PSNR with another window's actions (``psnr_1_wrong_actions``). Closed loop:
+    :func:`closed_loop_metrics`.
     ``samples``, a list, receives (true, predicted) frames (N, len(horizons), 3, S, S) in [-1, 1] for viewing.
     """
     was_training = model.training
