@@ -11,7 +11,6 @@ term linear in its distance, so it grows while the effector approaches and while
 """
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from worldmot.envs.instructions import COLOURS, sample_instruction

@@ -48,9 +48,11 @@ class ChunkedPolicy:
         self.reasoning: str | list[str] | None = None
         self.queue: np.ndarray | None = None  # (B, L, A) actions still to play
         self._reasons: list[str] | None = None
+        self.step = 0  # env steps since reset: the step at which decide() is called
 
     def reset(self, seed: int | None = None) -> None:
         self.queue, self.reasoning, self._reasons = None, None, None
+        self.step = 0
 
     def decide(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None,
                observation: dict[str, Any]) -> tuple[np.ndarray, list[str] | None]:
@@ -63,6 +65,7 @@ class ChunkedPolicy:
             self.queue, self._reasons = self.decide(tasks_of(observation), frames, states if self.use_state else None,
                                                     observation)
         action, self.queue = self.queue[:, 0], self.queue[:, 1:]
+        self.step += 1
         reasons = self._reasons
         self.reasoning = (list(reasons) if batched else reasons[0]) if reasons is not None else None
         return action.astype(np.float32) if batched else action[0].astype(np.float32)

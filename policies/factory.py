@@ -78,7 +78,7 @@ def _model(env, model=None, seed: int | None = None, temperature: float = 0.0, *
     return ModelPolicy(_fitted_model(env, model), temperature=temperature, seed=seed or 0)
 
 
-def _planner(env, model=None, plan=None, seed: int | None = None, **_ignored) -> Policy:
+def _planner(env, model=None, plan=None, seed: int | None = None, trace: bool = False, **_ignored) -> Policy:
     from worldmot.planning import PlannerConfig
     from worldmot.policies.planner import PlannerPolicy
 
@@ -86,7 +86,7 @@ def _planner(env, model=None, plan=None, seed: int | None = None, **_ignored) ->
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
     space = single_action_space(env)
-    return PlannerPolicy(_fitted_model(env, model), cfg, space.low, space.high)
+    return PlannerPolicy(_fitted_model(env, model), cfg, space.low, space.high, trace=trace)
 
 
 register_policy("model", _model)

@@ -30,3 +30,18 @@ def test_envs_datasets_policies_live_inside_worldmot_only(tmp_path):
     origin = res.stdout.strip()
     repo = Path(__file__).resolve().parents[1]
     assert origin == "none" or not Path(origin).resolve().is_relative_to(repo), origin
+
+
+def test_every_subpackage_is_listed_for_a_wheel_install():
+    """The editable install finds any folder; a wheel holds only the packages pyproject.toml lists."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    tool = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed, dirs = set(tool["packages"]), tool["package-dir"]
+    found = set()
+    for package, folder in dirs.items():
+        for init in (repo / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(repo / folder)
+            found.add(".".join([package, *rel.parts]))
+    assert found <= listed, f"not in [tool.setuptools] packages: {sorted(found - listed)}"

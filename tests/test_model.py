@@ -88,8 +88,12 @@ def reference_forward(model, seg, inp):
     noisy = seg.arr("noisy")
     steps = seg.arr("step")
     noisy_steps = sorted(set(steps[noisy]))
-    cond = [F.silu(model.time_embed(inp.t[0, noisy_steps.index(steps[i])][None]))[0] if noisy[i] else None
-            for i in range(n)]
+    def condition(i):  # time of the token's noisy frame + the action chunk written just before that frame
+        k = steps[i]
+        acts = model.action_values(inp.token_ids[0, seg.layout.actions[k - 1] - seg.start])
+        return F.silu(model.time_embed(inp.t[0, noisy_steps.index(k)][None])[0] + model.action_cond(acts))
+
+    cond = [condition(i) if noisy[i] else None for i in range(n)]
 
     def ada(lin, k, i):  # clean tokens: shift 0, scale 0, gates 1 (written out, not the library's helper)
         if cond[i] is not None:
@@ -175,7 +179,8 @@ def test_kv_cache_decoding_and_cached_frame_generation_equal_full_forward():
                 inp.frames[:, steps] if steps else None,
                 inp.states[:, st_steps] if len(st_steps) else None,
                 inp.state_dropped[:, st_steps] if len(st_steps) else None,
-                inp.noisy[:, j] if j else None, inp.noisy_last[:, j] if j else None, inp.t[:, j] if j else None)
+                inp.noisy[:, j] if j else None, inp.noisy_last[:, j] if j else None, inp.t[:, j] if j else None,
+                model.action_values(inp.token_ids[:, lay.actions[j]]) if j else None)
 
         ctx_end = int(lay.progress[0])
         seg, si = sub(0, ctx_end)

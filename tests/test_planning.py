@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from model_fixtures import make_model, small_config
+from rrd_helpers import Recording
 from worldmot.checkpoint import save_model
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination
@@ -22,8 +23,8 @@ TARGET = torch.tensor([0.6, -0.4])
 
 def quadratic_score(self, context, actions, goal):
     """Stands in for imagination: the best plan moves by TARGET at every step."""
-    err = ((actions - TARGET) ** 2).sum(-1).mean(dim=(-1, -2))  # (B, N)
-    return -err, []
+    err = ((actions - TARGET) ** 2).sum(-1).mean(dim=-1)  # (B, N, H)
+    return -err.mean(-1), -err, []
 
 
 def model_with_state(state_dim: int = 2):
@@ -114,7 +115,7 @@ def test_candidates_of_one_env_do_not_see_another_envs_context():
         context = imagination.start(model, ctx_obs["task"], model.tokenize_frames(ctx_obs["pixels"]["top"]),
                                     torch.as_tensor(ctx_obs["agent_pos"]), horizon=2)
         actions = torch.linspace(-1, 1, 4 * 2 * 2 * 2).view(1, 4, 2, 2, 2).expand(B, -1, -1, -1, -1)
-        s, _ = planner._score(context, actions, None)
+        s, _, _ = planner._score(context, actions, None)
         scores.append(s[0])
     torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-5)
 
@@ -219,4 +220,32 @@ def test_eval_planner_with_a_saved_model_runs_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     info = json.loads((tmp_path / "ev" / "eval_info.json").read_text())
     assert info["plan"]["candidates"] == 4 and info["aggregated"]["plan_s_median"] > 0
+
+
+def test_eval_recording_holds_the_planners_imagined_frames_costs_and_chosen_actions(tmp_path):
+    cfg = small_config(state_dim=2, image_size=32, patch_size=8)
+    save_model(make_model(cfg), tmp_path / "m")
+    out = tmp_path / "ev"
+    res = run_eval("--env", "worldmot/Reach-v0", "--policy", "planner", "--checkpoint", str(tmp_path / "m"),
+                   "--episodes", "2", "--num-envs", "2", "--videos", "0", "--out", str(out),
+                   "candidates=5", "elites=2", "iterations=3", "horizon=2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((out / "eval_info.json").read_text())
+    rec = Recording(out / "eval.rrd")
+    C = cfg.sequence.chunk
+    for i, ep in enumerate(info["per_episode"]):
+        root, T = f"episode_{i:03d}", ep["steps"]
+        replans = -(-T // C)  # execute=1 chunk: a plan every C steps
+        assert rec.rows(f"{root}/camera") == T and rec.rows(f"{root}/action/executed") == T
+        assert rec.rows(f"{root}/plan/imagined") == replans
+        [strip] = rec.images(f"{root}/plan/imagined")[:1]
+        assert strip.shape[0] == 32 and strip.shape[1] >= 2 * 32  # two imagined 32x32 frames side by side
+        assert rec.rows(f"{root}/planner/candidates") == replans
+        assert len(rec.column(f"{root}/planner/iterations", "BarChart:values")[0][0]) == 3  # one bar per iteration
+        assert rec.rows(f"{root}/action/chosen") == T  # the plan's action at every executed step
+        chosen = np.array(rec.column(f"{root}/action/chosen", "Scalars:scalars"))
+        executed = np.array(rec.column(f"{root}/action/executed", "Scalars:scalars"))
+        np.testing.assert_allclose(chosen, executed, atol=1e-6)  # inside the Box: executed as chosen
+        assert rec.rows(f"{root}/progress") == replans
+        assert rec.static[f"{root}/goal"], "the goal image is in the recording"
 

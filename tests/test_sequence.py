@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_fixtures import make_batch, make_model, small_config
+from model_fixtures import make_batch, make_model
 from worldmot.sequence import FRAME, ROLE_NOISY, attention_mask
 
 

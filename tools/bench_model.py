@@ -147,7 +147,7 @@ def bench_imagination(args) -> None:
     err = float((a - b).abs().max())
     mc, mn = statistics.median(t_cache), statistics.median(t_nocache)
     print(f"\n## Imagination: {N} candidates x {H} frames, 4 flow steps ({args.model}, {args.device})")
-    print(f"| path | time (median) | imagined frames/s |\n|---|---|---|")
+    print("| path | time (median) | imagined frames/s |\n|---|---|---|")
     print(f"| KV cache | {mc * 1000:.0f} ms | {N * H / mc:,.0f} |")
     print(f"| no cache (every call recomputes the prefix) | {mn * 1000:.0f} ms | {N * H / mn:,.0f} |")
     print(f"speed-up with the cache: {mn / mc:.2f}x   (max |difference| of the frames: {err:.1e})")

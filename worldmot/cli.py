@@ -13,6 +13,7 @@ from worldmot.errors import WorldmotError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("worldmot.demo_cli", "the main job end to end: record, train, evaluate four policies, report.md, demo.rrd"),
     "info": ("worldmot.info_cli", "print the version, the built-in configs and the torch set-up"),
     "train": ("worldmot.train_cli", "train a world model on a LeRobot dataset (torchrun -m worldmot train for DDP)"),
     "record": ("worldmot.record_cli", "record policy rollouts in an env as a LeRobot v3.0 dataset"),

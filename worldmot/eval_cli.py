@@ -29,10 +29,8 @@ def main(args: argparse.Namespace) -> int:
 
     from worldmot.config import load_config
     from worldmot.errors import WorldmotError
-    from worldmot.evaluation.outputs import write_eval_outputs
-    from worldmot.evaluation.simulator import evaluate_in_simulator, make_eval_env
+    from worldmot.evaluation.run import evaluate, summary_line
     from worldmot.planning import PlannerConfig
-    from worldmot.policies import make_policy
 
     if args.episodes < 1 or args.num_envs < 1:
         raise WorldmotError(f"--episodes {args.episodes} --num-envs {args.num_envs}: expected positive numbers")
@@ -48,27 +46,9 @@ def main(args: argparse.Namespace) -> int:
         model = load_model(args.checkpoint)
     if args.policy == "planner":
         plan = load_config(PlannerConfig, [args.plan_config], args.overrides)
-    env = make_eval_env(args.env, min(args.num_envs, args.episodes), args.held_out_instructions,
-                        image_size=model.cfg.sequence.image_size if model is not None else None)
-    try:
-        policy = make_policy(args.policy, env, model=model, plan=plan, seed=args.seed)
-        result = evaluate_in_simulator(env, args.env, policy, args.policy, args.episodes, args.seed,
-                                       goal_frame=plan is not None and plan.cost == "goal",
-                                       held_out=args.held_out_instructions)
-        fps = int(env.metadata.get("render_fps", 10) or 10)
-    finally:
-        env.close()
     out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}")
-    extra = {"checkpoint": args.checkpoint, "seed": args.seed}
-    if plan is not None:
-        from dataclasses import asdict
-
-        extra["plan"] = asdict(plan)
-    info = write_eval_outputs(out, result, videos=args.videos, rrd=not args.no_rrd, fps=fps, extra=extra)
-    agg = info["aggregated"]
-    line = f"{args.env} {args.policy}: success {agg['pc_success']:.1f}% over {agg['n_episodes']} episodes, " \
-           f"avg sum reward {agg['avg_sum_reward']:.2f}, {agg['eval_ep_s']:.2f} s/episode"
-    if "plan_s_median" in agg:
-        line += f", {agg['plan_s_median']:.3f} s per replan (median)"
-    print(f"{line}\n{out / 'eval_info.json'}")
+    info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
+                    num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
+                    rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint})
+    print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

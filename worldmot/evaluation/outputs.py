@@ -54,28 +54,38 @@ def write_videos(out: Path, episodes: list[Episode], count: int, fps: int) -> li
     return paths
 
 
-def write_rrd(path: Path, episodes: list[Episode]) -> None:
-    """The evaluation as a Rerun recording: per episode the camera, actions, reward, success, reasoning."""
+def write_rrd(path: Path, episodes: list[Episode], fps: int | None = None, imagined_stride: int = 1) -> None:
+    """The evaluation as a Rerun recording: per episode the camera, actions, reward, success, reasoning and,
+    for a planner, at every replanning step the imagined frames of the chosen plan (beside the real frames
+    that followed), every iteration's candidate costs, the predicted progress and the chosen actions."""
     from worldmot.viz.rollout import RolloutRecorder
 
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with RolloutRecorder(tmp) as rec:
+    with RolloutRecorder(tmp, fps=fps, imagined_stride=imagined_stride) as rec:
         for i, ep in enumerate(episodes):
             rec.start_episode(i, ep.instruction, goal_image=ep.goal_frame)
+            plans, plan, since = ep.extra.get("plans", {}), None, 0
             for t in range(len(ep)):
+                extra = {}
+                if t in plans:
+                    plan, since = plans[t], t
+                    extra = dict(imagined_frames=plan["imagined"], candidate_costs=plan["costs"],
+                                 predicted_progress=plan["step_scores"])
+                if plan is not None and t - since < len(plan["chosen"]):
+                    extra["action_chosen"] = plan["chosen"][t - since]
                 rec.log_step(t, ep.frames[t], ep.actions[t], reasoning=ep.subtasks[t],
-                             success=bool(ep.successes[t]), reward=float(ep.rewards[t]))
+                             success=bool(ep.successes[t]), reward=float(ep.rewards[t]), **extra)
             rec.end_episode(ep.success)
     os.replace(tmp, path)
 
 
 def write_eval_outputs(out: Path, result: EvalResult, videos: int = 2, rrd: bool = True, fps: int = 10,
-                       extra: dict | None = None) -> dict:
+                       extra: dict | None = None, imagined_stride: int = 1) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     info = result.info()
     info["video_paths"] = write_videos(out, result.episodes, videos, fps) if videos else []
     if rrd:
-        write_rrd(out / "eval.rrd", result.episodes)
+        write_rrd(out / "eval.rrd", result.episodes, fps=fps, imagined_stride=imagined_stride)
     info.update(extra or {})
     write_json_atomic(out / "eval_info.json", info)
     return info

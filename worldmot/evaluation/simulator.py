@@ -72,18 +72,26 @@ def make_eval_env(env_id: str, num_envs: int, held_out: bool, image_size: int | 
 def evaluate_in_simulator(env, env_id: str, policy: Policy, policy_name: str, episodes: int, seed: int,
                           goal_frame: bool = False, held_out: bool = False) -> EvalResult:
     """Run ``episodes`` episodes in batches of ``env.num_envs`` (the last batch is cut to size)."""
-    n = env.num_envs
     done: list[Episode] = []
     t0 = time.perf_counter()
     with tqdm(total=episodes, desc=f"eval {policy_name}", unit="ep", dynamic_ncols=True) as bar:
         while len(done) < episodes:
             batch = rollout(env, policy, seed=seed + len(done), goal_frame=goal_frame)
+            _attach_plans(batch, getattr(policy, "traces", None))
             take = batch[: episodes - len(done)]
             done.extend(take)
             bar.update(len(take))
             bar.set_postfix(success=f"{np.mean([e.success for e in done]):.0%}")
     plan_seconds = list(getattr(policy, "plan_seconds", []))
     return EvalResult(env_id, policy_name, done, time.perf_counter() - t0, plan_seconds, held_out)
+
+
+def _attach_plans(batch: list[Episode], traces) -> None:
+    """A planner's traces of one batch -> ``episode.extra["plans"]``: {step: what it planned there}."""
+    if not traces:
+        return
+    for j, ep in enumerate(batch):
+        ep.extra["plans"] = {tr.step: tr.for_env(j) for tr in traces if tr.step < len(ep)}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -36,6 +36,7 @@ class Imagination:
     last_hidden: torch.Tensor  # (B, D) output of the newest position (predicts the next token)
     cfg_scale: float = 1.0
     frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
+    actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
 
     @property
     def batch_size(self) -> int:
@@ -45,7 +46,8 @@ class Imagination:
         """Each of the B rollouts repeated n times (candidates), B*n rollouts sharing the context."""
         rep = lambda x: x.repeat_interleave(n, 0)
         return Imagination(self.model, self.layout, [c.repeat_interleave(n) for c in self.caches], self.step,
-                           rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames])
+                           rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames],
+                           None if self.actions is None else rep(self.actions))
 
     def progress(self) -> torch.Tensor:
         """(B,) expected progress in [0, 1] of the newest frame (valid right after start / imagine_frame)."""
@@ -130,6 +132,7 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
         bins = model.action_tokenizer.encode(actions.float().cpu()).reshape(B, -1).to(dev) + vocab.action_offset
         ids[:, lay.actions[k] - base] = bins
         _append(im, base, int(lay.eoa[k]) + 1, [SegmentInputs(ids)] * len(im.caches))
+        im.actions = model.action_values(bins)
         return actions, [""] * B
 
     # token by token: p_k [BOR] -> reasoning -> [BOA] -> action bins -> [EOA]
@@ -175,6 +178,7 @@ def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: f
         _append(im, int(pos), int(pos) + 1, [SegmentInputs(nxt[:, None])] * len(im.caches))
     eoa = int(lay.eoa[k])
     _append(im, eoa, eoa + 1, [SegmentInputs(_ids(lay, eoa, eoa + 1, B, dev))] * len(im.caches))
+    im.actions = model.action_values(torch.stack(chosen, 1))
     bins = torch.stack(chosen, 1) - vocab.action_offset
     C, A = model.cfg.sequence.chunk, model.cfg.sequence.action_dim
     return model.action_tokenizer.decode(bins.cpu().reshape(B, C, A)) if actions is None else actions
@@ -189,6 +193,8 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
         raise ValueError(f"imagination horizon exhausted: the layout holds {lay.n_steps - 1} imagined frames")
     if not 1 <= flow_steps <= 50:
         raise WorldmotError(f"flow_steps={flow_steps}: expected 1 to 50")
+    if im.actions is None:
+        raise ValueError("imagine_frame: write the step's actions first (write_step)")
     dev = model.device
     noisy_pos = lay.noisy_frames[k]
     seg = lay.segment(int(noisy_pos[0]), int(noisy_pos[-1]) + 1)
@@ -204,7 +210,8 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
         t = sigma.expand(B, 1)
         x0 = []
         for cache in im.caches:
-            h, _ = model.run(seg, SegmentInputs(ids, noisy=x, noisy_last=last, t=t), cache=cache)
+            h, _ = model.run(seg, SegmentInputs(ids, noisy=x, noisy_last=last, t=t, noisy_actions=im.actions[:, None]),
+                             cache=cache)
             x0.append(last + model.frame_head(h).float().view_as(x))
         x0_hat = x0[0] if len(x0) == 1 else x0[1] + im.cfg_scale * (x0[0] - x0[1])
         velocity = (x - x0_hat) / sigma.clamp(min=1e-6)
@@ -214,7 +221,7 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     st = torch.zeros(B, 1, model.cfg.sequence.state_dim, device=dev)
     inp = SegmentInputs(_ids(lay, start, end, B, dev), frame[:, None], st, torch.ones(B, 1, dtype=torch.bool, device=dev))
     _append(im, start, end, [inp] * len(im.caches))
-    im.step, im.last_frame = k + 1, frame
+    im.step, im.last_frame, im.actions = k + 1, frame, None
     im.frames.append(frame)
     return frame
 

@@ -47,6 +47,9 @@ class SegmentInputs:
     noisy: torch.Tensor | None = None  # (B, J, P, Dp) x_t
     noisy_last: torch.Tensor | None = None  # (B, J, P, Dp) the last clean frame before each noisy frame
     t: torch.Tensor | None = None  # (B, J) diffusion time of each noisy frame
+    # (B, J, C*A) values in [-1, 1] of the action chunk before each noisy frame; None: read from token_ids
+    # (the full sequence holds them; a cached query for a noisy frame alone must pass them)
+    noisy_actions: torch.Tensor | None = None
 
 
 # a patch whose mean squared change from the last frame exceeds this (pixels in [-1, 1]) counts as moving:
@@ -84,6 +87,11 @@ class WorldModel(nn.Module):
         self.patch_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, D))  # learned, on top of the fixed 2-D one
         self.register_buffer("patch_pos_2d", grid_position_embedding(self.tokens_per_frame, D), persistent=False)
         self.time_mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
+        # the action chunk before a noisy frame joins its time in the adaLN conditioning (as a DiT's class
+        # label, or DIAMOND's action): every patch of the frame reads the action directly. Through attention
+        # alone the tiny model ignored its actions after 10 CPU minutes even on noisy-expert data (imagined
+        # frames under negated actions differed by 1e-4, measured)
+        self.action_cond = nn.Sequential(nn.Linear(seq.chunk * seq.action_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
         self.lm_head = nn.Linear(D, self.vocab.size)
         self.frame_head = nn.Linear(D, Dp)
@@ -95,7 +103,7 @@ class WorldModel(nn.Module):
         nn.init.normal_(self.token_embed.weight, std=1.0)
         nn.init.normal_(self.patch_pos, std=0.02)
         nn.init.xavier_uniform_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
-        for lin in (self.time_mlp[0], self.time_mlp[2]):
+        for lin in (self.time_mlp[0], self.time_mlp[2], self.action_cond[0], self.action_cond[2]):
             nn.init.normal_(lin.weight, std=0.02), nn.init.zeros_(lin.bias)
         self.trunk.initialize()
         for head in (self.lm_head, self.frame_head):  # zero heads: uniform tokens, "next frame = last frame"
@@ -161,19 +169,34 @@ class WorldModel(nn.Module):
         pos = pos + torch.where((patch >= 0)[:, None], in_frame, torch.zeros_like(pos))
         return x + pos
 
+    def action_values(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Action-bin token ids (any shape) -> their bin centres in [-1, 1] (normalised action units)."""
+        bins = self.vocab.action_bins
+        return ((token_ids - self.vocab.action_offset).clamp(0, bins - 1).float() + 0.5) / bins * 2 - 1
+
+    def _noisy_actions(self, seg: Segment, token_ids: torch.Tensor) -> torch.Tensor:
+        """(B, J, C*A) values of the chunk a_{k-1} before each noisy frame f_k of the segment, read from its ids."""
+        steps = np.unique(seg.arr("step")[seg.arr("noisy")])  # segment order, as the trunk numbers them
+        pos = seg.layout.actions[steps - 1] - seg.start  # (J, C*A)
+        if (pos < 0).any():
+            raise ValueError("a noisy frame's actions are not in the segment: pass SegmentInputs.noisy_actions")
+        return self.action_values(token_ids[:, torch.as_tensor(pos, device=token_ids.device)])
+
     def _action_values(self, token_ids: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
         """(B, n, D) value embeddings of the action bins among token_ids (B, n); dim (n,) is each position's
         action dimension (-1: not an action bin), zeros elsewhere."""
-        A, bins = self.cfg.sequence.action_dim, self.vocab.action_bins
-        b = (token_ids - self.vocab.action_offset).clamp(0, bins - 1).float()
-        value = (b + 0.5) / bins * 2 - 1
+        A = self.cfg.sequence.action_dim
+        value = self.action_values(token_ids)
         onehot = F.one_hot(dim.clamp(min=0), A).float() * (dim >= 0)[:, None].float()  # (n, A)
         return self.action_value_in(torch.cat([onehot * value[..., None], onehot.expand_as(value[..., None] * onehot)], -1))
 
     def run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
         """Hidden states (B, n, D) of a segment (and the cache extended with it when append=True)."""
         x = self.embed(seg, inp)
-        noisy = self.time_embed(inp.t) if inp.t is not None else None
+        noisy = None
+        if inp.t is not None:
+            actions = inp.noisy_actions if inp.noisy_actions is not None else self._noisy_actions(seg, inp.token_ids)
+            noisy = self.time_embed(inp.t) + self.action_cond(actions.to(x.dtype))
         return self.trunk.run(seg, x, noisy, cache=cache, append=append)
 
     # ------------------------------------------------------------------------------------------------

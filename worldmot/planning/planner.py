@@ -33,6 +33,8 @@ class PlanInfo:
     best: torch.Tensor  # (B,) index of the best candidate
     frames: list[torch.Tensor]  # H tensors (B, N, P, Dp): the last iteration's imagined frames
     seconds: float
+    iteration_scores: torch.Tensor | None = None  # (iterations, B, N) every iteration's candidate scores
+    step_scores: torch.Tensor | None = None  # (B, N, H) the last iteration's score of each imagined step
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -96,8 +98,9 @@ class Planner:
         return params.expand(*params.shape[:-2], self.C, self.A) if self.cfg.constant_chunks else params
 
     def _score(self, context: imagination.Imagination, actions: torch.Tensor,
-               goal: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """actions (B, N, H, C, A) -> scores (B, N) and the imagined frames (H of (B, N, P, Dp))."""
+               goal: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """actions (B, N, H, C, A) -> scores (B, N), per-step scores (B, N, H) (predicted progress, or minus
+        the goal distance) and the imagined frames (H of (B, N, P, Dp))."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
         per_step, frames = [], []
@@ -111,7 +114,7 @@ class Planner:
                 pixels = self.model.detokenize_frames(frame)
                 per_step.append(-goal_distance(pixels, goal.repeat_interleave(N, 0)))
         s = torch.stack(per_step, 1).view(B, N, H)
-        return s.mean(-1) + self.cfg.final_weight * s[..., -1], frames
+        return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
 
     def _ar_proposals(self, context: imagination.Imagination, M: int) -> torch.Tensor:
         """(B, M, H, c, A) sequences that repeat a chunk sampled from the model's own AR policy."""
@@ -140,6 +143,7 @@ class Planner:
         mean = self._initial_mean(B)
         std = torch.full_like(mean, cfg.init_std)
         span = (self.high - self.low)
+        history = []
         for it in range(cfg.iterations):
             noise = torch.randn((B, N, *mean.shape[1:]), generator=self.generator)
             params = mean[:, None] + std[:, None] * noise
@@ -149,7 +153,8 @@ class Planner:
                 params[:, N - M:] = self._ar_proposals(context, M)
             params = torch.maximum(torch.minimum(params, self.high), self.low)
             actions = self._full(params)
-            scores, imagined = self._score(context, actions, goal)
+            scores, step_scores, imagined = self._score(context, actions, goal)
+            history.append(scores)
             top, elite = scores.topk(cfg.elites, dim=1)
             chosen = torch.gather(params, 1, elite[:, :, None, None, None].expand(-1, -1, *params.shape[2:]))
             if cfg.method == "cem":
@@ -161,6 +166,7 @@ class Planner:
                 std = (w * (chosen - mean[:, None]) ** 2).sum(1).sqrt()
             std = std.clamp(min=cfg.min_std * float(span.max()) / 2)
         self.mean = mean
-        self.last = PlanInfo(actions, scores, scores.argmax(1), imagined, time.perf_counter() - t0)
+        self.last = PlanInfo(actions, scores, scores.argmax(1), imagined, time.perf_counter() - t0,
+                             torch.stack(history), step_scores)
         out = self._full(mean)[:, : cfg.execute]  # (B, execute, C, A)
         return out.reshape(B, cfg.execute * self.C, self.A).numpy()

@@ -1,7 +1,6 @@
 """Validation metrics: next-frame and open-loop PSNR/SSIM against copying, AR token accuracy, action error."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

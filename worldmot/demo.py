@@ -1,0 +1,162 @@
+"""``worldmot demo``: record, train, evaluate four policies, report, in one cached run folder.
+
+    OUT/data/                    LeRobot v3.0 dataset recorded by the scripted expert (with exploration noise)
+    OUT/run/                     the training run (checkpoints, metrics.jsonl, curves.png, model/)
+    OUT/eval/<policy>/           eval_info.json, videos/, eval.rrd per policy (random, scripted, model, planner)
+    OUT/report.md                success table, planning latency, prediction PSNR, plots
+    OUT/success.png, curves.png
+    OUT/demo.rrd                 the planner's episodes: real vs imagined frames, candidate costs, progress
+
+Each stage is skipped when its output is complete (a dataset with all episodes, a run that reached its last
+step, an eval_info.json) and resumed when it is partial (recording and training both resume), so an
+interrupted demo continues where it stopped. ``fresh=True`` deletes OUT first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from worldmot.errors import WorldmotError
+
+POLICIES = ("random", "scripted", "model", "planner")
+
+
+@dataclass
+class DemoConfig:
+    env: str = "worldmot/Reach-v0"
+    episodes: int = 400  # recorded episodes
+    action_noise: float = 0.5  # the expert's exploration noise (see ScriptedPolicy)
+    num_envs: int = 2  # recording workers
+    train: str = "tiny"  # a name in configs/train/ or a YAML file
+    train_overrides: list[str] = field(default_factory=list)
+    eval_episodes: int = 50  # per policy (unseen seeds)
+    planner_episodes: int = 20  # the planner is the slow one: ~1 s per replanning step per env on 2 cores
+    eval_seed: int = 100_000
+    eval_envs: int = 10
+
+
+class StageClock:
+    """Seconds spent in each stage, summed over interrupted and resumed invocations (OUT/stages.json)."""
+
+    def __init__(self, out: Path):
+        self.path = out / "stages.json"
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        tmp = self.path.with_name(".stages.json.tmp")
+        tmp.write_text(json.dumps(self.seconds, indent=2))
+        os.replace(tmp, self.path)
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _stage(n: int, name: str, skip: bool) -> None:
+    _say(f"[{n}/4] {name}" + ("  (done, skipped)" if skip else ""))
+
+
+def record_stage(cfg: DemoConfig, out: Path) -> Path:
+    from worldmot.datasets.record import record
+
+    data = out / "data"
+    info = data / "meta" / "info.json"
+    done = info.exists() and json.loads(info.read_text()).get("total_episodes", 0) >= cfg.episodes
+    _stage(1, f"record {cfg.episodes} episodes of {cfg.env} with the scripted expert -> {data}", done)
+    if not done:
+        record(cfg.env, "scripted", cfg.episodes, data, num_envs=cfg.num_envs, resume=data.exists(),
+               policy_kwargs={"action_noise": cfg.action_noise} if cfg.action_noise else None)
+    return data
+
+
+def train_stage(cfg: DemoConfig, out: Path, data: Path) -> Path:
+    from worldmot.train_cli import parse
+    from worldmot.training import checkpoints as ckpt
+    from worldmot.training.loop import train
+
+    run = out / "run"
+    tcfg = parse([cfg.train, f"data.root={data}", f"run_dir={run}", *cfg.train_overrides])
+    latest = ckpt.latest_checkpoint(run) if run.exists() else None
+    done = latest is not None and ckpt.load_checkpoint(latest)["step"] >= tcfg.steps
+    _stage(2, f"train the MoT world model ({tcfg.model.name}, {tcfg.steps} steps) -> {run}", done)
+    if not done:
+        train(tcfg, resume=latest is not None)
+    return run
+
+
+def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
+    from worldmot.checkpoint import load_model
+    from worldmot.config import load_config
+    from worldmot.evaluation.run import evaluate, summary_line
+    from worldmot.planning import PlannerConfig
+
+    model = None
+    plan = load_config(PlannerConfig, [Path(__file__).parent.parent / "configs" / "plan" / "default.yaml"])
+    infos = {}
+    for policy in POLICIES:
+        folder = out / "eval" / policy
+        path = folder / "eval_info.json"
+        episodes = cfg.planner_episodes if policy == "planner" else cfg.eval_episodes
+        if path.exists():
+            infos[policy] = json.loads(path.read_text())
+            _say(f"      {policy}: done, skipped")
+            continue
+        if policy in ("model", "planner") and model is None:
+            model = load_model(run)
+        infos[policy] = evaluate(cfg.env, policy, folder, model=model if policy in ("model", "planner") else None,
+                                 plan=plan if policy == "planner" else None, episodes=episodes,
+                                 seed=cfg.eval_seed, num_envs=cfg.eval_envs, videos=2,
+                                 extra={"checkpoint": str(run) if policy in ("model", "planner") else None})
+        _say(f"      {summary_line(infos[policy])}")
+    return infos
+
+
+def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
+    """The whole demo; returns the report's path."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WorldmotError(f"--out {out}: is a file (expected the demo's folder)")
+    _check_env(cfg.env)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = StageClock(out)
+    t = time.perf_counter()
+    data = record_stage(cfg, out)
+    clock.add("record", time.perf_counter() - t)
+    t = time.perf_counter()
+    run = train_stage(cfg, out, data)
+    clock.add("train", time.perf_counter() - t)
+    _stage(3, f"evaluate {', '.join(POLICIES)} in the simulator -> {out / 'eval'}", False)
+    t = time.perf_counter()
+    infos = eval_stage(cfg, out, run)
+    clock.add("evaluate", time.perf_counter() - t)
+    _stage(4, f"report -> {out / 'report.md'}", False)
+    from worldmot.demo_report import write_report
+
+    _copy_atomic(out / "eval" / "planner" / "eval.rrd", out / "demo.rrd")
+    return write_report(out, cfg, run, infos, clock.seconds)
+
+
+def _check_env(env_id: str) -> None:
+    import gymnasium as gym
+
+    import worldmot.envs  # noqa: F401  registers the worldmot/* ids
+
+    if env_id not in gym.registry:
+        known = ", ".join(sorted(k for k in gym.registry if k.startswith("worldmot/")))
+        raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot's: {known})")
+
+
+def _copy_atomic(src: Path, dst: Path, copy: Callable[[Path, Path], object] = shutil.copyfile) -> None:
+    if not src.exists():
+        return
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    copy(src, tmp)
+    os.replace(tmp, dst)
