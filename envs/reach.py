@@ -15,12 +15,19 @@ N_TARGETS = 3
 TARGET_RADIUS = 0.05
 SUCCESS_DISTANCE = 0.03
 PROGRESS_SCALE = 0.6
+# the effector as the camera sees it: a dark disc of 7-8 pixels at 64x64 under the 4-pixel sphere. The sphere
+# alone moved farther per action chunk than its own width, so a predicted frame that put it a little off
+# scored no better than one that erased it, and the world model learned to erase it
+HALO_RADIUS = 0.06
 
 
 class ReachEnv(TabletopEnv):
     task_name = "reach"
     env_state_dim = 2 * N_TARGETS
     max_step = 0.03  # 2 pixels a step at 64x64; the farthest start (~0.95 m) takes 32 steps
+
+    def _effector_visual(self) -> str:
+        return f'<geom name="effector_halo" type="cylinder" size="{HALO_RADIUS} 0.001" pos="0 0 -0.03" rgba="0.15 0.15 0.15 1"/>'
 
     def _objects_xml(self) -> str:
         return "".join(

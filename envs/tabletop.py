@@ -49,6 +49,7 @@ SCENE_HEAD = f"""
           rgba="0.82 0.82 0.82 1"/>
     <body name="effector" mocap="true" pos="0 0 {EFFECTOR_Z}">
       <geom name="effector" type="sphere" size="{EFFECTOR_RADIUS}" rgba="0.1 0.1 0.1 1" {{effector_contact}}/>
+      {{effector_visual}}
     </body>
 """
 SCENE_TAIL = """
@@ -71,7 +72,8 @@ class TabletopEnv(gym.Env):
         self.render_mode = render_mode
         self.image_size = int(image_size)
         self.held_out_instructions = bool(held_out_instructions)
-        xml = SCENE_HEAD.format(name=self.task_name, size=max(self.image_size, 64), effector_contact=self._effector_contact())
+        xml = SCENE_HEAD.format(name=self.task_name, size=max(self.image_size, 64), effector_contact=self._effector_contact(),
+                                 effector_visual=self._effector_visual())
         self.model = mujoco.MjModel.from_xml_string(xml + self._objects_xml() + SCENE_TAIL)
         self.data = mujoco.MjData(self.model)
         self.camera = FastCamera(self.model, self.image_size, "top", hidden_groups=(3,))
@@ -89,6 +91,10 @@ class TabletopEnv(gym.Env):
 
     # ---- what a task defines -------------------------------------------------------------------
     def _effector_contact(self) -> str:
+        return ""
+
+    def _effector_visual(self) -> str:
+        """Extra MJCF geoms on the effector body that only show in the camera (no contacts)."""
         return ""
 
     @abstractmethod

@@ -45,7 +45,7 @@ def _random(env, seed: int | None = None, **_ignored) -> Policy:
     return RandomPolicy(single_action_space(env), seed=seed)
 
 
-def _scripted(env, action_noise: float = 0.0, seed: int | None = None, **_ignored) -> Policy:
+def _scripted(env, action_noise: float = 0.0, noise_duty: float = 1.0, seed: int | None = None, **_ignored) -> Policy:
     from worldmot.envs.experts import make_expert
     from worldmot.policies.scripted import ScriptedPolicy
 
@@ -53,7 +53,8 @@ def _scripted(env, action_noise: float = 0.0, seed: int | None = None, **_ignore
         expert_name, expert_kwargs = env_attr(env, "expert_spec")
     except AttributeError:
         raise WorldmotError("policy 'scripted': this env has no scripted expert (no expert_spec attribute)") from None
-    return ScriptedPolicy(make_expert(expert_name, **expert_kwargs), action_noise=action_noise, seed=seed)
+    return ScriptedPolicy(make_expert(expert_name, **expert_kwargs), action_noise=action_noise,
+                          noise_duty=noise_duty, seed=seed)
 
 
 register_policy("random", _random)

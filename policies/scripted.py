@@ -22,22 +22,31 @@ class ScriptedPolicy:
     not steer it. Noise held over several steps moves the effector by visibly different amounts within
     one action chunk, which the model can only explain from the actions. The expert keeps correcting,
     so episodes still succeed; the reasoning text stays the expert's.
+
+    ``noise_duty`` < 1 switches the noise on in bursts (mean length ``burst`` steps) for that fraction of
+    the steps, per env: the clean stretches keep the expert's action sharp for the AR policy to imitate
+    (with noise everywhere its action tokens were near-uniform after a 10-minute run), the noisy ones
+    teach the world model what actions do.
     """
 
-    def __init__(self, expert, action_noise: float = 0.0, noise_correlation: float = 0.8, seed: int | None = None):
-        if action_noise < 0 or not 0 <= noise_correlation < 1:
-            raise WorldmotError(f"scripted policy: action_noise {action_noise} (expected >= 0) and "
-                                f"noise_correlation {noise_correlation} (expected in [0, 1))")
+    def __init__(self, expert, action_noise: float = 0.0, noise_correlation: float = 0.8, seed: int | None = None,
+                 noise_duty: float = 1.0, burst: float = 8.0):
+        if action_noise < 0 or not 0 <= noise_correlation < 1 or not 0 < noise_duty <= 1 or burst < 1:
+            raise WorldmotError(f"scripted policy: action_noise {action_noise} (expected >= 0), noise_correlation "
+                                f"{noise_correlation} (expected in [0, 1)), noise_duty {noise_duty} (expected in "
+                                f"(0, 1]) and burst {burst} (expected >= 1)")
         self.expert = expert
         self.action_noise = float(action_noise)
         self.noise_correlation = float(noise_correlation)
+        self.noise_duty, self.burst = float(noise_duty), float(burst)
+        self._on: np.ndarray | None = None  # (B,) bool: the noise is on in this env
         self.reasoning: str | list[str] | None = None
         self._rng = np.random.default_rng(seed)
         self._noise: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
         self.reasoning = None
-        self._noise = None
+        self._noise, self._on = None, None
         if seed is not None:
             self._rng = np.random.default_rng(seed)
 
@@ -63,6 +72,11 @@ class ScriptedPolicy:
         fresh = self._rng.normal(0.0, self.action_noise, actions.shape)
         if self._noise is None or self._noise.shape != actions.shape:
             self._noise = fresh
+            self._on = self._rng.random(len(actions)) < self.noise_duty
         else:
             self._noise = rho * self._noise + np.sqrt(1 - rho**2) * fresh
-        return np.clip(actions + self._noise, -1.0, 1.0).astype(np.float32)
+            if self.noise_duty < 1:  # a two-state Markov switch: on-runs of mean `burst` steps, duty noise_duty
+                to_off, to_on = 1 / self.burst, self.noise_duty / (self.burst * (1 - self.noise_duty))
+                flip = self._rng.random(len(actions)) < np.where(self._on, to_off, min(1.0, to_on))
+                self._on = self._on ^ flip
+        return np.clip(actions + self._noise * self._on[:, None], -1.0, 1.0).astype(np.float32)

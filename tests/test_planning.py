@@ -249,3 +249,79 @@ def test_eval_recording_holds_the_planners_imagined_frames_costs_and_chosen_acti
         assert rec.rows(f"{root}/progress") == replans
         assert rec.static[f"{root}/goal"], "the goal image is in the recording"
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation inside the model
+# ----------------------------------------------------------------------------------------------------
+
+def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
+    from worldmot.envs.rollout import rollout
+    from worldmot.evaluation.in_model import ImaginedVectorEnv
+    from worldmot.evaluation.simulator import make_eval_env
+    from worldmot.policies import make_policy
+
+    model = make_model(small_config(state_dim=2))
+    C = model.cfg.sequence.chunk
+    sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
+    env = ImaginedVectorEnv(model, sim, max_steps=3 * C)
+    try:
+        real, _ = sim.reset(seed=11)
+        first = real["pixels"]["top"].copy()
+        episodes = rollout(env, make_policy("random", env, seed=0), seed=11)
+    finally:
+        env.close()
+    for b, ep in enumerate(episodes):
+        assert len(ep) == 3 * C and ep.truncated  # an untrained model never judges success
+        np.testing.assert_array_equal(ep.frames[0], first[b])  # the simulator's start
+        for k in range(3):  # one imagined frame per chunk, held until the next
+            assert all((ep.frames[k * C + i] == ep.frames[k * C]).all() for i in range(C))
+        assert (ep.frames[C] != ep.frames[0]).any()
+        assert ((ep.rewards >= 0) & (ep.rewards <= 1)).all()
+    # the first imagined frame is the model's own one-step imagination of the first chunk
+    actions = torch.as_tensor(np.stack([ep.actions[:C] for ep in episodes]))[:, None]
+    frames, _ = imagination.rollout(model, [ep.instruction for ep in episodes], model.tokenize_frames(first), actions,
+                                    states=torch.as_tensor(np.stack([ep.states[0] for ep in episodes])))
+    pixels = ((model.detokenize_frames(frames[:, 0]).clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
+    for b, ep in enumerate(episodes):
+        np.testing.assert_array_equal(ep.frames[C], pixels[b].numpy())
+    # the effector's odometry: agent_pos integrates the actions (kinematic control, max_step per unit action)
+    ep = episodes[0]
+    np.testing.assert_allclose(ep.states[1], np.clip(ep.states[0] + ep.actions[0] * 0.03, -1, 1), atol=1e-6)
+
+
+def test_eval_in_model_and_the_agreement_report(tmp_path):
+    model = make_model(small_config(state_dim=2))
+    save_model(model, tmp_path / "m")
+    common = ["--env", "worldmot/Reach-v0", "--episodes", "2", "--num-envs", "2", "--videos", "0", "--no-rrd"]
+    for policy in ("random", "scripted"):
+        res = run_eval(*common, "--policy", policy, "--out", str(tmp_path / f"{policy}-sim"))
+        assert res.returncode == 0, res.stderr[-2000:]
+        res = run_eval(*common, "--policy", policy, "--in-model", "--checkpoint", str(tmp_path / "m"),
+                       "--out", str(tmp_path / f"{policy}-model"))
+        assert res.returncode == 0, res.stderr[-2000:]
+        info = json.loads((tmp_path / f"{policy}-model" / "eval_info.json").read_text())
+        assert info["in_model"] is True and info["checkpoint"] == str(tmp_path / "m")
+    res = subprocess.run([sys.executable, "-m", "worldmot", "eval-report", str(tmp_path), "--out", str(tmp_path / "r.md")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n"] == 2 and {p["policy"][1] for p in report["pairs"]} == {"random", "scripted"}
+    assert "Pearson r" in res.stdout
+    # one policy run both ways is not a comparison
+    res = subprocess.run([sys.executable, "-m", "worldmot", "eval-report", str(tmp_path / "random-sim"),
+                          str(tmp_path / "random-model")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "expected at least 2" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = run_eval(*common, "--policy", "random", "--in-model", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "--in-model needs --checkpoint" in res.stderr
+
+
+def test_rank_agreement_and_pearson():
+    from worldmot.evaluation.agreement import agreement, ranks
+
+    np.testing.assert_array_equal(ranks(np.array([10.0, 0.0, 10.0, 5.0])), [3.5, 1.0, 3.5, 2.0])
+    pairs = [{"sim": s, "model": m} for s, m in [(0, 10), (20, 30), (90, 40), (100, 100)]]
+    stats = agreement(pairs)
+    assert stats["spearman_rho"] == pytest.approx(1.0) and 0.7 < stats["pearson_r"] < 1.0
+    flipped = agreement([{"sim": p["sim"], "model": -p["model"]} for p in pairs])
+    assert flipped["spearman_rho"] == pytest.approx(-1.0)

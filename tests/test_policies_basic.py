@@ -62,3 +62,36 @@ def test_unknown_policy_name_lists_choices(push_env):
 def test_scripted_policy_without_expert_is_an_error():
     with pytest.raises(WorldmotError, match="no scripted expert"):
         make_policy("scripted", gym.make("worldmot/Pusher-v5"))
+
+
+def test_scripted_exploration_noise_is_seeded_correlated_clipped_and_still_succeeds():
+    from worldmot.envs.experts import ReachExpert
+    from worldmot.policies.scripted import ScriptedPolicy
+
+    env = gym.make("worldmot/Reach-v0")
+    obs, info = env.reset(seed=5)
+    clean = make_policy("scripted", env)
+    noisy = [make_policy("scripted", env, action_noise=0.5, seed=1) for _ in range(2)]
+    observation = {**obs, "task": info["instruction"]}
+    runs = [[p.act(observation) for _ in range(400)] for p in noisy]
+    np.testing.assert_array_equal(runs[0], runs[1])  # the same seed, the same noise
+    expert = clean.act(observation)
+    noise = np.array(runs[0]) - expert
+    assert np.abs(np.array(runs[0])).max() <= 1.0 and noise.std() > 0.2
+    free = noise[np.abs(np.array(runs[0])).max(1) < 1.0]  # unclipped steps
+    lag1 = np.corrcoef(free[:-1, 0], free[1:, 0])[0, 1]
+    assert 0.6 < lag1 < 0.95, lag1  # held over several steps, not white
+    with pytest.raises(WorldmotError, match="action_noise"):
+        ScriptedPolicy(ReachExpert(), action_noise=-1)
+    # the expert keeps correcting: noisy episodes still reach the target
+    successes = 0
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        policy = noisy[0]
+        policy.reset(seed=seed)
+        done, success = False, False
+        while not done:
+            obs, _, term, trunc, step_info = env.step(policy.act({**obs, "task": info["instruction"]}))
+            done, success = term or trunc, success or step_info["is_success"]
+        successes += success
+    assert successes >= 9

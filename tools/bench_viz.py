@@ -2,12 +2,17 @@
 a RolloutRecorder logging every step.
 
     python tools/bench_viz.py [--episodes 10] [--repeats 5] [--image-size 64] [--planner]
+    python tools/bench_viz.py --eval scripted [--checkpoint RUN --eval planner]
 
 Runs alternate (off, on, on, off, ...) over the same seeds so that a machine whose speed drifts affects both
 alike; prints the median time per step of each, the median of the per-repeat on/off ratios, and the .rrd
 size. ``--planner`` also logs what a planner would (4 imagined frames at half size, costs of 3 iterations x
 64 candidates, progress, chosen action): the upper bound, since a real planner step costs far more than
 an env step.
+
+``--eval POLICY`` times what users run instead: the whole ``worldmot eval`` path (episodes, eval_info.json,
+videos) with and without its eval.rrd (for the planner: with and without its traces of imagined frames and
+costs), interleaved the same way.
 """
 from __future__ import annotations
 
@@ -63,6 +68,36 @@ def run(env, policy, seeds: list[int], path: Path | None, planner: bool) -> tupl
     return time.perf_counter() - start, time.process_time() - cpu, steps
 
 
+def bench_eval(args) -> None:
+    from worldmot.evaluation.run import evaluate
+
+    model = plan = None
+    if args.eval in ("model", "planner"):
+        from worldmot.checkpoint import load_model
+        from worldmot.planning import PlannerConfig
+
+        model, plan = load_model(args.checkpoint), PlannerConfig()
+    tmp = Path(tempfile.mkdtemp())
+    times = {"off": [], "on": []}
+    ratios = []
+    for r in range(args.repeats):
+        seconds = {}
+        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+            start = time.perf_counter()
+            evaluate(args.env, args.eval, tmp / f"{mode}{r}", model=model, plan=plan, episodes=args.episodes,
+                     num_envs=min(10, args.episodes), videos=2, rrd=mode == "on")
+            seconds[mode] = time.perf_counter() - start
+            times[mode].append(seconds[mode])
+        ratios.append(seconds["on"] / seconds["off"])
+    size = (tmp / "on0" / "eval.rrd").stat().st_size
+    print(f"worldmot eval --env {args.env} --policy {args.eval} --episodes {args.episodes}, {args.repeats} repeats, "
+          f"{platform.processor() or platform.machine()}")
+    print(f"  --no-rrd        {statistics.median(times['off']):7.2f} s")
+    print(f"  with eval.rrd   {statistics.median(times['on']):7.2f} s   (.rrd {size / 2**20:.1f} MB)")
+    print(f"  overhead        {100 * (statistics.median(ratios) - 1):+6.1f} %  (median of per-repeat ratios; "
+          f"{', '.join(f'{100 * (x - 1):+.1f}' for x in ratios)})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="worldmot/Reach-v0")
@@ -70,7 +105,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--planner", action="store_true", help="also log imagined frames, candidate costs, progress")
+    p.add_argument("--eval", choices=("random", "scripted", "model", "planner"), help="time worldmot eval instead")
+    p.add_argument("--checkpoint", help="with --eval model/planner: the trained run")
     args = p.parse_args()
+    if args.eval:
+        return bench_eval(args)
 
     env = gym.make(args.env, image_size=args.image_size)
     policy = make_policy("scripted", env)

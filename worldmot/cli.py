@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("worldmot.train_cli", "train a world model on a LeRobot dataset (torchrun -m worldmot train for DDP)"),
     "record": ("worldmot.record_cli", "record policy rollouts in an env as a LeRobot v3.0 dataset"),
     "eval": ("worldmot.eval_cli", "run a policy (random, scripted, model, planner) in an env; eval_info.json, videos, .rrd"),
+    "eval-report": ("worldmot.eval_report_cli", "in-model vs in-simulator success of evaluated policies: Pearson r, rank agreement"),
     "viz": ("worldmot.viz_cli", "write a dataset to a Rerun .rrd (cameras, series, text) and open it"),
 }
 

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default: eval/<env>-<policy>)")
     parser.add_argument("--held-out-instructions", action="store_true", help="the wordings held out of recording")
     parser.add_argument("--videos", type=int, default=2, help="videos of the first N episodes")
+    parser.add_argument("--in-model", action="store_true", help="run the episodes inside the world model of "
+                        "--checkpoint (imagined frames, success judged by the model) instead of the simulator")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
     parser.add_argument("--plan-config", default=str(Path(__file__).parent.parent / "configs" / "plan" / "default.yaml"),
                         help="planner settings (YAML)")
@@ -37,18 +39,19 @@ def main(args: argparse.Namespace) -> int:
     if args.overrides and args.policy != "planner":
         raise WorldmotError(f"{' '.join(args.overrides)}: key=value settings are for --policy planner only")
     model, plan = None, None
-    if args.policy in ("model", "planner"):
+    if args.policy in ("model", "planner") or args.in_model:
         if not args.checkpoint:
-            raise WorldmotError(f"--policy {args.policy} needs --checkpoint RUN (a trained run folder)")
+            needs = "--in-model" if args.in_model else f"--policy {args.policy}"
+            raise WorldmotError(f"{needs} needs --checkpoint RUN (a trained run folder)")
         from worldmot.checkpoint import load_model
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
         model = load_model(args.checkpoint)
     if args.policy == "planner":
         plan = load_config(PlannerConfig, [args.plan_config], args.overrides)
-    out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}")
+    out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}{'-in-model' if args.in_model else ''}")
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
-                    rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint})
+                    rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

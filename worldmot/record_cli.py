@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="scripted policy: std of temporally correlated noise added to the expert's actions "
                         "(e.g. 0.5; data for a world model that a planner can steer)")
+    parser.add_argument("--noise-duty", type=float, default=1.0,
+                        help="with --action-noise: the fraction of steps with noise, in bursts (clean stretches "
+                        "keep the expert's actions sharp for the AR policy)")
     parser.add_argument("--codec", default="libx264", help="video encoder: libx264 (default, faster) or libsvtav1 "
                         "(LeRobot's default, smaller files)")
 
@@ -25,7 +28,8 @@ def main(args: argparse.Namespace) -> int:
 
     res = record(args.env, args.policy, args.episodes, args.out, seed=args.seed, num_envs=args.num_envs,
                  resume=args.resume, image_size=args.image_size, codec=args.codec,
-                 policy_kwargs={"action_noise": args.action_noise} if args.action_noise else None)
+                 policy_kwargs={"action_noise": args.action_noise, "noise_duty": args.noise_duty}
+                 if args.action_noise else None)
     print(f"{res.root}: {res.total_episodes} episodes ({res.episodes} new, {res.steps} steps, "
           f"{res.steps_per_s:.0f} steps/s)")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from worldmot.errors import WorldmotError
 from worldmot.evaluation.outputs import write_eval_outputs
 from worldmot.evaluation.simulator import evaluate_in_simulator, make_eval_env
 from worldmot.model.world_model import WorldModel
@@ -17,12 +18,24 @@ from worldmot.planning import PlannerConfig
 
 def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | None = None,
              plan: PlannerConfig | None = None, episodes: int = 50, seed: int = 100_000, num_envs: int = 10,
-             held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None) -> dict:
-    """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info."""
+             held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None,
+             in_model: bool = False) -> dict:
+    """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info.
+
+    ``in_model``: in the world model's imagination instead of the simulator (the same seeded starts; see
+    in_model.py); ``model`` is then the world model every policy runs in."""
     from worldmot.policies import make_policy
 
+    if in_model and model is None:
+        raise WorldmotError("--in-model needs --checkpoint RUN: the world model to evaluate in")
     env = make_eval_env(env_id, min(num_envs, episodes), held_out,
                         image_size=model.cfg.sequence.image_size if model is not None else None)
+    if in_model:
+        import gymnasium as gym
+
+        from worldmot.evaluation.in_model import ImaginedVectorEnv
+
+        env = ImaginedVectorEnv(model, env, max_steps=gym.spec(env_id).max_episode_steps or 100)
     try:
         policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd)
         # the goal image is in the recording whatever the cost; a planner with cost=goal also plans toward it
@@ -32,7 +45,7 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
         fps = int(env.metadata.get("render_fps", 10) or 10)
     finally:
         env.close()
-    extra = {**(extra or {}), "seed": seed}
+    extra = {**(extra or {}), "seed": seed, "in_model": in_model}
     if plan is not None and policy_name == "planner":
         extra["plan"] = asdict(plan)
     stride = model.cfg.sequence.chunk if model is not None else 1
@@ -42,7 +55,8 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
 def summary_line(info: dict) -> str:
     """``worldmot/Reach-v0 planner: success 92.0% over 50 episodes, ...`` from an eval_info dict."""
     agg = info["aggregated"]
-    line = (f"{info['env']} {info['policy']}: success {agg['pc_success']:.1f}% over {agg['n_episodes']} episodes, "
+    where = " (in the model)" if info.get("in_model") else ""
+    line = (f"{info['env']} {info['policy']}{where}: success {agg['pc_success']:.1f}% over {agg['n_episodes']} episodes, "
             f"avg sum reward {agg['avg_sum_reward']:.2f}, {agg['eval_ep_s']:.2f} s/episode")
     if "plan_s_median" in agg:
         line += f", {agg['plan_s_median']:.3f} s per replan (median)"

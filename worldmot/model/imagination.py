@@ -56,6 +56,11 @@ class Imagination:
         probs = self.model.lm_head(self.last_hidden)[:, ids].float().softmax(-1)
         return probs @ vocab.progress_values().to(probs.device)
 
+    def success_probability(self) -> torch.Tensor:
+        """(B,) the model's probability that the newest frame shows the task done (its <success> token)."""
+        ids = self.model.vocab.progress_token_ids().to(self.last_hidden.device)  # the last one is <success>
+        return self.model.lm_head(self.last_hidden)[:, ids].float().softmax(-1)[:, -1]
+
 
 def _ids(layout: Layout, start: int, end: int, B: int, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(layout.token_template[start:end], device=device).expand(B, -1).clone()

@@ -35,6 +35,7 @@ class ValConfig:
     batches: int = 2  # validation batches of `batch_size` windows
     horizons: list[int] = field(default_factory=lambda: [1, 2, 4])  # open-loop frames ahead
     flow_steps: int = 1
+    full: bool = True  # PSNR/SSIM, token accuracies, closed-loop metrics; false: held-out losses only (cheap)
 
 
 @dataclass

@@ -303,11 +303,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar.update(1)
         if proc.main and (done % cfg.val.every == 0 or done == cfg.steps):
             samples: list = []
-            row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed, samples=samples)
+            row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed, samples=samples,
+                           full=cfg.val.full)
             log.write({"step": done, "split": "val", **row})
             if viz:
                 viz.log_metrics({"step": done, "split": "val", **row})
-                viz.log_validation(done, *samples[0])
+                if samples:
+                    viz.log_validation(done, *samples[0])
             bar.write(f"step {done}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if proc.main:

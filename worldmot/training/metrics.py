@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
-from worldmot.sequence import pack_windows
+from worldmot.sequence import PackedBatch, pack_windows
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float
 
 @torch.no_grad()
 def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: int = 1, seed: int = 0,
-             samples: list | None = None) -> dict[str, float]:
+             samples: list | None = None, full: bool = True) -> dict[str, float]:
     """Metrics on a collated batch of validation windows with 1 + max(horizons) frame steps.
 
     Open loop: from f_0 and the instruction, imagine f_1..f_H with the true actions, compare f_k (k in
@@ -43,11 +43,16 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     conditioning: next-frame PSNR with another window's actions (``psnr_1_wrong_actions``). Closed loop:
     :func:`closed_loop_metrics`.
     ``samples``, a list, receives (true, predicted) frames (N, len(horizons), 3, S, S) in [-1, 1] for viewing.
+    Always: the training losses on these windows (:func:`held_out_losses`); ``full=False``: only those.
     """
     was_training = model.training
     model.eval()
     seq = model.cfg.sequence
     frames = model.tokenize_frames(windows["frames"].numpy())  # (B, 1+H, P, Dp)
+    if not full:
+        out = held_out_losses(model, _training_window(model, windows, frames)[1], seed)
+        model.train(was_training)
+        return out
     B, H = frames.shape[0], max(horizons)
     actions = windows["actions"][:, :H]
     gen = torch.Generator().manual_seed(seed)
@@ -65,12 +70,8 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
         out[f"copy_psnr_{k}"] = float(psnr(truth[:, 0], truth[:, k])[ok].mean())
         out[f"copy_ssim_{k}"] = float(ssim(truth[:, 0], truth[:, k])[ok].mean())
 
-    K = seq.n_steps
-    short = {key: (v[:, :K] if isinstance(v, torch.Tensor) and v.ndim >= 2 else v) for key, v in windows.items()}
-    short["subtasks"] = [s[:K] for s in windows["subtasks"]]
-    states = model.normalize_state(short["states"]).cpu()
-    batch = pack_windows(short, cfg=seq, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
-                         action_tokenizer=model.action_tokenizer, frame_tokens=frames[:, :K].cpu(), states=states)
+    short, batch = _training_window(model, windows, frames)
+    out.update(held_out_losses(model, batch, seed))
     preds = model.token_predictions(batch)
     for kind, (pred, target) in preds.items():
         if len(target):
@@ -105,6 +106,27 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
         samples.append((truth[:, ks].cpu(), torch.stack([model.detokenize_frames(imagined[:, k - 1]) for k in ks], 1).cpu()))
     model.train(was_training)
     return out
+
+
+def _training_window(model: WorldModel, windows: dict, frames: torch.Tensor) -> tuple[dict, PackedBatch]:
+    """The first n_steps of each validation window (the training layout), as raw windows and packed."""
+    K = model.cfg.sequence.n_steps
+    short = {key: (v[:, :K] if isinstance(v, torch.Tensor) and v.ndim >= 2 else v) for key, v in windows.items()}
+    short["subtasks"] = [s[:K] for s in windows["subtasks"]]
+    states = model.normalize_state(short["states"]).cpu()
+    batch = pack_windows(short, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                         action_tokenizer=model.action_tokenizer, frame_tokens=frames[:, :K].cpu(), states=states)
+    return short, batch
+
+
+@torch.no_grad()
+def held_out_losses(model: WorldModel, batch, seed: int = 0) -> dict[str, float]:
+    """The training losses on held-out windows (no condition dropout, diffusion times and noise fixed by
+    ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm}."""
+    B, K = batch.frames.shape[:2]
+    t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(seed))
+    out = model(batch, t=t, noise=noise)
+    return {"val_loss": float(out["loss"]), "val_ce": float(out["ce"]), "val_fm": float(out["fm"])}
 
 
 @torch.no_grad()

@@ -1,0 +1,102 @@
+"""Evaluation inside the world model: a vector env whose future frames, progress and success are imagined.
+
+    env = ImaginedVectorEnv(model, make_eval_env(env_id, 10, held_out=False), max_steps=50)
+    result = evaluate_in_simulator(env, env_id, policy, "planner", episodes=50, seed=100_000)
+
+``reset`` takes the simulator's first frame, state and instruction of each seeded episode (the same starts as
+an evaluation in the simulator); from then on nothing comes from the simulator. Actions are gathered into
+the model's chunks of C; after each chunk the model imagines the next frame, and its predicted progress is
+the reward, its probability of the <success> token (> ``success_threshold``) the success. Between chunk
+boundaries the observation keeps the last imagined frame (the model's unit of time).
+
+What a policy may read besides the frame: ``agent_pos`` is integrated from the actions where the env is a
+kinematic tabletop task (``max_step`` metres per unit action, the effector's own odometry), and
+``environment_state`` stays what it was at reset (right for Reach, whose targets do not move; the scripted
+Push expert in imagination believes the block never moves). Envs without ``max_step`` keep ``agent_pos``
+at its reset value.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from worldmot.model import imagination
+from worldmot.model.world_model import WorldModel
+
+
+class ImaginedVectorEnv(gym.vector.VectorEnv):
+    def __init__(self, model: WorldModel, sim: gym.vector.VectorEnv, max_steps: int, flow_steps: int = 1,
+                 success_threshold: float = 0.5):
+        self.model, self.sim = model, sim
+        self.num_envs = sim.num_envs
+        self.single_action_space, self.action_space = sim.single_action_space, sim.action_space
+        self.single_observation_space, self.observation_space = sim.single_observation_space, sim.observation_space
+        self.metadata = sim.metadata
+        self.max_steps, self.flow_steps, self.success_threshold = max_steps, flow_steps, success_threshold
+        self.chunk = model.cfg.sequence.chunk
+        try:
+            self.max_step = float(sim.get_attr("max_step")[0])
+        except AttributeError:
+            self.max_step = None
+        self.im: imagination.Imagination | None = None
+
+    def reset(self, *, seed=None, options=None) -> tuple[dict, dict]:
+        obs, info = self.sim.reset(seed=seed, options=options)
+        self.tasks = [str(s) for s in info["instruction"]]
+        self.obs = {"pixels": {k: np.array(v) for k, v in obs["pixels"].items()},
+                    "agent_pos": np.array(obs["agent_pos"], np.float32),
+                    "environment_state": np.array(obs["environment_state"], np.float32)}
+        self.camera = next(iter(self.obs["pixels"]))
+        self._start(self.model.tokenize_frames(self.obs["pixels"][self.camera]),
+                    torch.as_tensor(self.obs["agent_pos"]))
+        self.pending: list[np.ndarray] = []
+        self.t = 0
+        B = self.num_envs
+        self.progress, self.success = np.zeros(B, np.float32), np.zeros(B, bool)
+        return self.obs, info
+
+    def _start(self, frame_tokens: torch.Tensor, states: torch.Tensor | None) -> None:
+        horizon = max(1, self.model.cfg.sequence.n_steps - 1)
+        self.im = imagination.start(self.model, self.tasks, frame_tokens, states, horizon=horizon)
+
+    def step(self, actions: np.ndarray):
+        actions = np.clip(np.asarray(actions, np.float32), self.single_action_space.low, self.single_action_space.high)
+        self.pending.append(actions)
+        self.t += 1
+        if self.max_step is not None:
+            box = self.single_observation_space["agent_pos"]
+            self.obs["agent_pos"] = np.clip(self.obs["agent_pos"] + actions * self.max_step, box.low, box.high)
+        if len(self.pending) == self.chunk:
+            self._imagine(np.stack(self.pending, 1))
+            self.pending = []
+        B = self.num_envs
+        terminated = self.success.copy()
+        truncated = np.full(B, self.t >= self.max_steps) & ~terminated
+        info = {"is_success": self.success.copy(), "progress": self.progress.copy()}
+        return self.obs, self.progress.copy(), terminated, truncated, info
+
+    @torch.no_grad()
+    def _imagine(self, chunk: np.ndarray) -> None:
+        """chunk (B, C, A): write it, imagine the next frame, read progress and success."""
+        im = self.im
+        if im.step + 1 >= im.layout.n_steps:  # the window is full: restart from the newest frame
+            self._start(im.last_frame, None)
+            im = self.im
+        imagination.write_step(im, torch.as_tensor(chunk))
+        frame = imagination.imagine_frame(im, self.flow_steps)
+        pixels = self.model.detokenize_frames(frame).float().clamp(-1, 1)
+        self.obs["pixels"][self.camera] = ((pixels + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        self.progress = im.progress().float().cpu().numpy()
+        self.success = self.success | (im.success_probability().float().cpu().numpy() > self.success_threshold)
+
+    def call(self, name: str, *args: Any, **kwargs: Any):
+        return self.sim.call(name, *args, **kwargs)
+
+    def get_attr(self, name: str):
+        return self.sim.get_attr(name)
+
+    def close(self, **kwargs: Any) -> None:
+        self.sim.close()
