@@ -128,6 +128,18 @@ def test_goal_distance_is_zero_at_the_goal_and_grows_with_the_offset():
     assert float(d[0]) == 0 and bool((d[1:] > d[:-1]).all()), d
 
 
+def test_appearance_change_ignores_motion_and_sees_erasure():
+    from worldmot.planning.planner import appearance_change
+
+    frame = torch.full((1, 3, 32, 32), 0.6)
+    frame[..., 4:10, 4:10] = -0.8  # a dark disc
+    moved = torch.roll(frame, (9, 13), dims=(-2, -1))
+    ghost = frame.clone()
+    ghost[..., 4:10, 4:10] = 0.3  # a faint remnant where the disc was
+    assert float(appearance_change(moved, frame)) == pytest.approx(0.0, abs=1e-6)
+    assert float(appearance_change(ghost, frame)) > 0.03
+
+
 # ----------------------------------------------------------------------------------------------------
 # Policies
 # ----------------------------------------------------------------------------------------------------

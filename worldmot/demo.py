@@ -31,17 +31,20 @@ class DemoConfig:
     env: str = "worldmot/Reach-v0"
     episodes: int = 400  # recorded episodes
     action_noise: float = 0.5  # the expert's exploration noise (see ScriptedPolicy)
+    noise_duty: float = 0.5  # ... on in bursts for half the steps
     num_envs: int = 2  # recording workers
     train: str = "tiny"  # a name in configs/train/ or a YAML file
     train_overrides: list[str] = field(default_factory=list)
     eval_episodes: int = 50  # per policy (unseen seeds)
-    planner_episodes: int = 20  # the planner is the slow one: ~1 s per replanning step per env on 2 cores
+    planner_episodes: int = 10  # the planner is the slow one: ~1 s per replanning step per env on 2 cores
+    plan_overrides: list[str] = field(default_factory=lambda: ["cost=goal", "execute=2"])
     eval_seed: int = 100_000
     eval_envs: int = 10
 
 
 class StageClock:
-    """Seconds spent in each stage, summed over interrupted and resumed invocations (OUT/stages.json)."""
+    """Seconds spent in each stage, summed over the invocations that ran it to its end (OUT/stages.json);
+    the part of a stage before an interruption is not counted."""
 
     def __init__(self, out: Path):
         self.path = out / "stages.json"
@@ -71,7 +74,7 @@ def record_stage(cfg: DemoConfig, out: Path) -> Path:
     _stage(1, f"record {cfg.episodes} episodes of {cfg.env} with the scripted expert -> {data}", done)
     if not done:
         record(cfg.env, "scripted", cfg.episodes, data, num_envs=cfg.num_envs, resume=data.exists(),
-               policy_kwargs={"action_noise": cfg.action_noise} if cfg.action_noise else None)
+               policy_kwargs={"action_noise": cfg.action_noise, "noise_duty": cfg.noise_duty} if cfg.action_noise else None)
     return data
 
 
@@ -92,12 +95,13 @@ def train_stage(cfg: DemoConfig, out: Path, data: Path) -> Path:
 
 def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
     from worldmot.checkpoint import load_model
-    from worldmot.config import load_config
+    from worldmot.config import config_dir, load_config
     from worldmot.evaluation.run import evaluate, summary_line
     from worldmot.planning import PlannerConfig
 
     model = None
-    plan = load_config(PlannerConfig, [Path(__file__).parent.parent / "configs" / "plan" / "default.yaml"])
+    plan = load_config(PlannerConfig, [config_dir() / "plan" / "default.yaml"],
+                       cfg.plan_overrides)
     infos = {}
     for policy in POLICIES:
         folder = out / "eval" / policy

@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="worldmot/Reach-v0", help="Gymnasium id of a task with a scripted expert")
     parser.add_argument("--episodes", type=int, default=400, help="episodes to record")
     parser.add_argument("--eval-episodes", type=int, default=50, help="episodes per policy (random, scripted, model)")
-    parser.add_argument("--planner-episodes", type=int, default=20, help="episodes of the planner (the slow one)")
+    parser.add_argument("--planner-episodes", type=int, default=10, help="episodes of the planner (the slow one)")
     parser.add_argument("overrides", nargs="*", help="training settings as key=value, e.g. steps=300")
 
 

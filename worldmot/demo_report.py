@@ -82,8 +82,9 @@ def write_report(out: Path, cfg, run: Path, infos: dict[str, dict], stage_second
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in stage_seconds.items())
     text = f"""# worldmot demo: {cfg.env}
 
-Recorded {cfg.episodes} episodes with the scripted expert (exploration noise {cfg.action_noise}), trained the
-MoT world model ({run}), evaluated four policies on unseen seeds from {cfg.eval_seed}.
+Recorded {cfg.episodes} episodes with the scripted expert (exploration noise {cfg.action_noise} on
+{cfg.noise_duty:.0%} of the steps, in bursts), trained the MoT world model ({run}), evaluated four policies
+on unseen seeds from {cfg.eval_seed} (planner: {' '.join(cfg.plan_overrides) or 'configs/plan/default.yaml'}).
 
 ## Success in the simulator
 

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-model", action="store_true", help="run the episodes inside the world model of "
                         "--checkpoint (imagined frames, success judged by the model) instead of the simulator")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
-    parser.add_argument("--plan-config", default=str(Path(__file__).parent.parent / "configs" / "plan" / "default.yaml"),
-                        help="planner settings (YAML)")
+    parser.add_argument("--plan-config", default=None, help="planner settings (YAML; default: the built-in "
+                        "configs/plan/default.yaml)")
     parser.add_argument("overrides", nargs="*", help="planner settings as key=value, e.g. candidates=64 method=mppi")
 
 
@@ -48,7 +48,9 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         model = load_model(args.checkpoint)
     if args.policy == "planner":
-        plan = load_config(PlannerConfig, [args.plan_config], args.overrides)
+        from worldmot.config import config_dir
+
+        plan = load_config(PlannerConfig, [args.plan_config or config_dir() / "plan" / "default.yaml"], args.overrides)
     out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}{'-in-model' if args.in_model else ''}")
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,

@@ -22,6 +22,10 @@ class PlannerConfig:
     ar_proposals: int = 0  # candidates sampled from the model's own AR policy in the first iteration
     constant_chunks: bool = True  # one action per chunk, repeated C times (what the experts produce)
     final_weight: float = 1.0  # cost = -(mean over the horizon + final_weight * last) of the score
+    # cost=goal: weight of the change in the imagined frame's sorted pixel values from the current frame's.
+    # Objects do not vanish; a model unsure where the effector goes draws a faint ghost, which is nearer a
+    # distant goal image than a disc in the wrong place, and the planner chose exactly those actions
+    keep_weight: float = 0.5
     seed: int = 0
 
     def check(self, n_steps: int) -> None:

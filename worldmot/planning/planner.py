@@ -38,15 +38,20 @@ class PlanInfo:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of images (M, C, S, S), zero padding (the same for both compared images)."""
+    """Separable Gaussian blur of images (M, C, S, S), normalised at the borders: each output pixel is the
+    weighted mean of the pixels inside the image. With zero padding a blob lost mass as it neared a border,
+    so a wide blur priced the same blob lower there and the goal cost pulled the effector into the walls."""
     radius = max(1, int(3 * sigma))
     k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
     k = k / k.sum()
     M, C, H, W = x.shape
-    y = x.reshape(M * C, 1, H, W)
-    y = F.conv2d(y, k.view(1, 1, 1, -1), padding=(0, radius))
-    y = F.conv2d(y, k.view(1, 1, -1, 1), padding=(radius, 0))
-    return y.view(M, C, H, W)
+
+    def blur(y: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(y, k.view(1, 1, 1, -1), padding=(0, radius))
+        return F.conv2d(y, k.view(1, 1, -1, 1), padding=(radius, 0))
+
+    weight = blur(torch.ones(1, 1, H, W, dtype=x.dtype, device=x.device))
+    return (blur(x.reshape(M * C, 1, H, W)) / weight).view(M, C, H, W)
 
 
 def goal_distance(pred: torch.Tensor, goal: torch.Tensor, sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> torch.Tensor:
@@ -61,6 +66,14 @@ def goal_distance(pred: torch.Tensor, goal: torch.Tensor, sigmas: tuple[float, .
     # x sigma^2: a blurred dot's squared difference shrinks as 1 / sigma^2, so every scale counts alike
     d = [(gaussian_blur(pred, s) - gaussian_blur(goal, s)).pow(2).mean(dim=(1, 2, 3)) * s**2 for s in sigmas]
     return torch.stack(d).mean(0)
+
+
+def appearance_change(pred: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """pred (M, 3, S, S), current (M, 3, S, S) in [-1, 1] -> (M,): mean |difference| of each channel's sorted
+    pixel values. Blind to where things are, so moving an object costs nothing; erasing or blurring it does."""
+    a = pred.flatten(2).sort(-1).values
+    b = current.flatten(2).sort(-1).values
+    return (a - b).abs().mean(dim=(1, 2))
 
 
 class Planner:
@@ -97,8 +110,8 @@ class Planner:
         """(..., H, c, A) parameters -> (..., H, C, A) env actions."""
         return params.expand(*params.shape[:-2], self.C, self.A) if self.cfg.constant_chunks else params
 
-    def _score(self, context: imagination.Imagination, actions: torch.Tensor,
-               goal: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def _score(self, context: imagination.Imagination, actions: torch.Tensor, goal: torch.Tensor | None,
+               current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """actions (B, N, H, C, A) -> scores (B, N), per-step scores (B, N, H) (predicted progress, or minus
         the goal distance) and the imagined frames (H of (B, N, P, Dp))."""
         B, N, H = actions.shape[:3]
@@ -111,8 +124,11 @@ class Planner:
             if goal is None:
                 per_step.append(im.progress())
             else:
-                pixels = self.model.detokenize_frames(frame)
-                per_step.append(-goal_distance(pixels, goal.repeat_interleave(N, 0)))
+                pixels = self.model.detokenize_frames(frame).float()
+                cost = goal_distance(pixels, goal.repeat_interleave(N, 0))
+                if current is not None and self.cfg.keep_weight:
+                    cost = cost + self.cfg.keep_weight * appearance_change(pixels, current.repeat_interleave(N, 0))
+                per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
 
@@ -135,11 +151,12 @@ class Planner:
         tokens = model.tokenize_frames(frames)
         st = None if states is None else torch.as_tensor(np.asarray(states), dtype=torch.float32)
         context = imagination.start(model, tasks, tokens, st, horizon=cfg.horizon)
-        goal = None
+        goal = current = None
         if cfg.cost == "goal":
             if goals is None:
                 raise ValueError("plan.cost='goal' needs goal images (the env's render_goal())")
             goal = model.detokenize_frames(model.tokenize_frames(goals)).float()
+            current = model.detokenize_frames(tokens).float()
         mean = self._initial_mean(B)
         std = torch.full_like(mean, cfg.init_std)
         span = (self.high - self.low)
@@ -153,7 +170,7 @@ class Planner:
                 params[:, N - M:] = self._ar_proposals(context, M)
             params = torch.maximum(torch.minimum(params, self.high), self.low)
             actions = self._full(params)
-            scores, step_scores, imagined = self._score(context, actions, goal)
+            scores, step_scores, imagined = self._score(context, actions, goal, current)
             history.append(scores)
             top, elite = scores.topk(cfg.elites, dim=1)
             chosen = torch.gather(params, 1, elite[:, :, None, None, None].expand(-1, -1, *params.shape[2:]))

@@ -30,7 +30,8 @@ def plot_curves(metrics: Path, out: Path) -> Path | None:
     axes[2].set_title("validation PSNR (dB)")
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # no PSNR points when validation computed losses only
+            ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = Path(out).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
