@@ -21,7 +21,7 @@ from worldmot.policies.planner import PlannerPolicy
 TARGET = torch.tensor([0.6, -0.4])
 
 
-def quadratic_score(self, context, actions, goal):
+def quadratic_score(self, context, actions, goal, current=None):
     """Stands in for imagination: the best plan moves by TARGET at every step."""
     err = ((actions - TARGET) ** 2).sum(-1).mean(dim=-1)  # (B, N, H)
     return -err.mean(-1), -err, []
@@ -55,7 +55,8 @@ def test_planner_finds_the_best_action_of_a_known_score(monkeypatch, method):
 
 def test_planner_respects_the_action_bounds(monkeypatch):
     far = torch.tensor([3.0, -3.0])
-    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g: (-((a - far) ** 2).sum(-1).mean(dim=(-1, -2)), []))
+    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g, cur=None: (
+        -((a - far) ** 2).sum(-1).mean(dim=(-1, -2)), -((a - far) ** 2).sum(-1).mean(-1), []))
     planner = Planner(model_with_state(), PlannerConfig(iterations=5), -np.ones(2), np.ones(2))
     obs = observation(1)
     actions = planner.plan(obs["task"][:1], obs["pixels"]["top"], obs["agent_pos"])
