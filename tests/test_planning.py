@@ -338,3 +338,12 @@ def test_rank_agreement_and_pearson():
     assert stats["spearman_rho"] == pytest.approx(1.0) and 0.7 < stats["pearson_r"] < 1.0
     flipped = agreement([{"sim": p["sim"], "model": -p["model"]} for p in pairs])
     assert flipped["spearman_rho"] == pytest.approx(-1.0)
+
+
+def test_agreement_report_says_when_one_side_is_constant():
+    from worldmot.evaluation.agreement import agreement, report_markdown
+
+    pairs = [{"policy": ["E", name, "-", False, 0], "world_model": "m", "sim": s, "model": 0.0}
+             for name, s in (("random", 0.0), ("scripted", 100.0))]
+    text = report_markdown(pairs, agreement(pairs))
+    assert "undefined" in text and "the model gave every one" in text

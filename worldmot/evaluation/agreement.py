@@ -83,6 +83,11 @@ def report_markdown(pairs: list[dict], stats: dict) -> str:
         env, policy = p["policy"][:2]
         lines.append(f"| {env} | {policy} | {p['world_model']} | {p['sim']:.0f}% | {p['model']:.0f}% |")
     lines.append("")
-    lines.append(f"Pearson r = {stats['pearson_r']:.3f}, rank agreement (Spearman rho) = {stats['spearman_rho']:.3f} "
-                 f"over {stats['n']} policies/checkpoints.")
+    if np.isnan(stats["pearson_r"]):
+        same = "the model" if len({p["model"] for p in pairs}) == 1 else "the simulator"
+        lines.append(f"Pearson r and rank agreement are undefined over these {stats['n']} policies/checkpoints: "
+                     f"{same} gave every one of them the same success rate.")
+    else:
+        lines.append(f"Pearson r = {stats['pearson_r']:.3f}, rank agreement (Spearman rho) = "
+                     f"{stats['spearman_rho']:.3f} over {stats['n']} policies/checkpoints.")
     return "\n".join(lines) + "\n"
