@@ -19,8 +19,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 from worldmot.errors import WorldmotError
 
 POLICIES = ("random", "scripted", "model", "planner")
@@ -100,8 +98,7 @@ def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
     from worldmot.planning import PlannerConfig
 
     model = None
-    plan = load_config(PlannerConfig, [config_dir() / "plan" / "default.yaml"],
-                       cfg.plan_overrides)
+    plan = load_config(PlannerConfig, [config_dir() / "plan" / "default.yaml"], cfg.plan_overrides)
     infos = {}
     for policy in POLICIES:
         folder = out / "eval" / policy
@@ -158,9 +155,9 @@ def _check_env(env_id: str) -> None:
         raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot's: {known})")
 
 
-def _copy_atomic(src: Path, dst: Path, copy: Callable[[Path, Path], object] = shutil.copyfile) -> None:
+def _copy_atomic(src: Path, dst: Path) -> None:
     if not src.exists():
         return
     tmp = dst.with_name(f".{dst.name}.tmp")
-    copy(src, tmp)
+    shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
