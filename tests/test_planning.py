@@ -278,6 +278,7 @@ def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
     C = model.cfg.sequence.chunk
     sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
     env = ImaginedVectorEnv(model, sim, max_steps=3 * C)
+    max_step = sim.get_attr("max_step")[0]  # metres per unit action: the odometry below
     try:
         real, _ = sim.reset(seed=11)
         first = real["pixels"]["top"].copy()
@@ -300,7 +301,7 @@ def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
         np.testing.assert_array_equal(ep.frames[C], pixels[b].numpy())
     # the effector's odometry: agent_pos integrates the actions (kinematic control, max_step per unit action)
     ep = episodes[0]
-    np.testing.assert_allclose(ep.states[1], np.clip(ep.states[0] + ep.actions[0] * 0.03, -1, 1), atol=1e-6)
+    np.testing.assert_allclose(ep.states[1], np.clip(ep.states[0] + ep.actions[0] * max_step, -1, 1), atol=1e-6)
 
 
 def test_eval_in_model_and_the_agreement_report(tmp_path):

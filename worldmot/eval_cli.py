@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
     from worldmot.config import load_config
     from worldmot.errors import WorldmotError
     from worldmot.evaluation.run import evaluate, summary_line
@@ -45,7 +43,6 @@ def main(args: argparse.Namespace) -> int:
             raise WorldmotError(f"{needs} needs --checkpoint RUN (a trained run folder)")
         from worldmot.checkpoint import load_model
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         model = load_model(args.checkpoint)
     if args.policy == "planner":
         from worldmot.config import config_dir

@@ -49,17 +49,19 @@ class Imagination:
                            rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames],
                            None if self.actions is None else rep(self.actions))
 
+    def _progress_probs(self) -> torch.Tensor:
+        """(B, progress_bins + 1) the next token's distribution over the progress tokens, <success> last."""
+        ids = self.model.vocab.progress_token_ids().to(self.last_hidden.device)
+        return self.model.lm_head(self.last_hidden)[:, ids].float().softmax(-1)
+
     def progress(self) -> torch.Tensor:
         """(B,) expected progress in [0, 1] of the newest frame (valid right after start / imagine_frame)."""
-        vocab = self.model.vocab
-        ids = vocab.progress_token_ids().to(self.last_hidden.device)
-        probs = self.model.lm_head(self.last_hidden)[:, ids].float().softmax(-1)
-        return probs @ vocab.progress_values().to(probs.device)
+        probs = self._progress_probs()
+        return probs @ self.model.vocab.progress_values().to(probs.device)
 
     def success_probability(self) -> torch.Tensor:
         """(B,) the model's probability that the newest frame shows the task done (its <success> token)."""
-        ids = self.model.vocab.progress_token_ids().to(self.last_hidden.device)  # the last one is <success>
-        return self.model.lm_head(self.last_hidden)[:, ids].float().softmax(-1)[:, -1]
+        return self._progress_probs()[:, -1]
 
 
 def _ids(layout: Layout, start: int, end: int, B: int, device: torch.device) -> torch.Tensor:

@@ -8,7 +8,7 @@ skip parametrization needs to start at the copy baseline (shared notes: naive v-
 """
 from __future__ import annotations
 
-
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -282,6 +282,7 @@ class WorldModel(nn.Module):
         return out
 
 
+@functools.cache  # layouts are built once per shape and compared by identity: one array per layout
 def _action_dims(layout: Layout, action_dim: int) -> np.ndarray:
     """(S,) the action dimension of each action-bin position of a layout, -1 elsewhere."""
     dims = np.full(layout.length, -1, dtype=np.int64)

@@ -116,6 +116,8 @@ class Planner:
         the goal distance) and the imagined frames (H of (B, N, P, Dp))."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
+        goal = None if goal is None else goal.repeat_interleave(N, 0)
+        current = None if current is None else current.repeat_interleave(N, 0)
         per_step, frames = [], []
         for h in range(H):
             imagination.write_step(im, actions[:, :, h].reshape(B * N, self.C, self.A))
@@ -125,9 +127,9 @@ class Planner:
                 per_step.append(im.progress())
             else:
                 pixels = self.model.detokenize_frames(frame).float()
-                cost = goal_distance(pixels, goal.repeat_interleave(N, 0))
+                cost = goal_distance(pixels, goal)
                 if current is not None and self.cfg.keep_weight:
-                    cost = cost + self.cfg.keep_weight * appearance_change(pixels, current.repeat_interleave(N, 0))
+                    cost = cost + self.cfg.keep_weight * appearance_change(pixels, current)
                 per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
