@@ -129,6 +129,36 @@ def test_goal_distance_is_zero_at_the_goal_and_grows_with_the_offset():
     assert float(d[0]) == 0 and bool((d[1:] > d[:-1]).all()), d
 
 
+def _disc_image(centre: tuple[float, float], size: int = 32) -> torch.Tensor:
+    """(1, 3, size, size): a light floor in [-1, 1] with a dark anti-aliased disc of radius 3 pixels at centre
+    (row, col), so that its mass does not depend on where it sits on the pixel grid."""
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    r = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2).float().sqrt()
+    cover = (3.5 - r).clamp(0, 1)
+    return (0.6 - 1.3 * cover).expand(1, 3, size, size).clone()
+
+
+@pytest.mark.parametrize("start, goal", [((16, 16), (16, 4)), ((7, 16), (27, 16)), ((25, 7), (4, 27))])
+def test_goal_distance_ranks_the_step_toward_the_goal_best(start, goal):
+    """Of 8 steps of 3 pixels, the one toward a goal 12 to 30 pixels away scores best."""
+    angles = torch.arange(8) * torch.pi / 4
+    ends = [(start[0] + 3 * float(torch.sin(a)), start[1] + 3 * float(torch.cos(a))) for a in angles]
+    d = goal_distance(torch.cat([_disc_image(e) for e in ends]), _disc_image(goal).expand(8, -1, -1, -1))
+    to_goal = [((e[0] - goal[0]) ** 2 + (e[1] - goal[1]) ** 2) ** 0.5 for e in ends]
+    assert int(d.argmin()) == int(np.argmin(to_goal)), (d, to_goal)
+
+
+def test_goal_distance_does_not_depend_on_where_the_walls_are():
+    """A disc 9 pixels from its goal costs the same in the middle of the image as beside a wall or in a
+    corner: blurs evaluated inside the image priced blobs by their distance to the walls, and the planner
+    drove the effector into them or kept it away from them."""
+    placements = [((12, 12), (12, 21)), ((5, 12), (5, 21)), ((12, 5), (12, 14)), ((26, 17), (26, 26)), ((5, 5), (5, 14))]
+    pred = torch.cat([_disc_image(p) for p, _ in placements])
+    goal = torch.cat([_disc_image(g) for _, g in placements])
+    d = goal_distance(pred, goal)
+    torch.testing.assert_close(d, d[:1].expand_as(d), rtol=1e-4, atol=0)
+
+
 def test_appearance_change_ignores_motion_and_sees_erasure():
     from worldmot.planning.planner import appearance_change
 

@@ -1,0 +1,122 @@
+"""Does the goal-image cost point the planner the right way? Scored on Reach starts, with true or imagined frames.
+
+From each start (unseen seeds), the effector moves in K directions at full speed for ``horizon`` frame
+steps (``horizon * chunk`` env steps). Each direction's frames are scored with the planner's goal cost
+(plan.cost=goal, per step, mean + last as the planner does). A start counts as ranked right when the best
+scored direction is the truly best one or its neighbour; regret is how much farther from the target the
+chosen direction ends than the best one (metres). With ``--frames true`` the simulator renders the frames (a
+perfect world model: this measures the cost alone); with ``--frames model`` the world model of
+--checkpoint imagines them, as inside the planner (one flow step).
+
+    python tools/bench_goal_cost.py [--frames true|model] [--checkpoint RUN] [--starts 40] [--directions 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from worldmot.envs.reach import ReachEnv
+from worldmot.envs.tabletop import WORKSPACE
+
+from worldmot.planning.planner import appearance_change, goal_distance
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) in [-1, 1]."""
+    return torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def true_frames(env: ReachEnv, seed: int, directions: np.ndarray, steps_per_frame: int, horizon: int) -> np.ndarray:
+    """(K, horizon, S, S, 3): the simulator's frames after each frame step of every direction."""
+    out = []
+    for d in directions:
+        env.reset(seed=seed)
+        frames = []
+        for _ in range(horizon):
+            for _ in range(steps_per_frame):
+                obs, *_ = env.step(d)
+            frames.append(obs["pixels"]["top"])
+        out.append(frames)
+    return np.asarray(out)
+
+
+@torch.no_grad()
+def imagined_frames(model, obs: dict, instruction: str, directions: np.ndarray, horizon: int) -> np.ndarray:
+    """(K, horizon, S, S, 3): the world model's one-step imagined frames for every direction."""
+    from worldmot.model import imagination
+
+    K, C = len(directions), model.cfg.sequence.chunk
+    tokens = model.tokenize_frames(obs["pixels"]["top"][None])
+    state = torch.as_tensor(obs["agent_pos"][None])
+    im = imagination.start(model, [instruction], tokens, state, horizon=horizon).expand(K)
+    chunk = torch.as_tensor(directions, dtype=torch.float32)[:, None].expand(K, C, 2)
+    generator = torch.Generator().manual_seed(0)
+    frames = []
+    for _ in range(horizon):
+        imagination.write_step(im, chunk)
+        pixels = model.detokenize_frames(imagination.imagine_frame(im, 1, generator)).float()
+        frames.append(((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.stack(frames, 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", choices=["true", "model"], default="true")
+    p.add_argument("--checkpoint", default=None, help="run folder; needed by --frames model, sets chunk")
+    p.add_argument("--starts", type=int, default=40)
+    p.add_argument("--directions", type=int, default=16)
+    p.add_argument("--horizon", type=int, default=2, help="frame steps (plan.horizon)")
+    p.add_argument("--chunk", type=int, default=2, help="env steps per frame step without --checkpoint")
+    p.add_argument("--keep-weights", type=float, nargs="+", default=[0.0], help="plan.keep_weight values to score")
+    p.add_argument("--seed", type=int, default=100000)
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args()
+    model = None
+    if args.checkpoint:
+        from worldmot.checkpoint import load_model
+
+        model = load_model(args.checkpoint).eval()
+    elif args.frames == "model":
+        p.error("--frames model needs --checkpoint")
+    chunk = model.cfg.sequence.chunk if model is not None else args.chunk
+    angles = np.arange(args.directions) * 2 * np.pi / args.directions
+    directions = np.stack([np.cos(angles), np.sin(angles)], 1)
+    env = ReachEnv()
+    scored = []  # (goal distance (K, H), appearance change (K, H), final distance to the target (K,))
+    for seed in range(args.seed, args.seed + args.starts):
+        obs, info = env.reset(seed=seed)
+        target = env.targets[env.named]
+        goal, current = to_pixels(env.render_goal()[None]), to_pixels(obs["pixels"]["top"][None])
+        if args.frames == "true":
+            frames = true_frames(env, seed, directions, chunk, args.horizon)
+        else:
+            frames = imagined_frames(model, obs, info["instruction"], directions, args.horizon)
+        # per-step clipping to the workspace along a straight line ends where clipping the whole move does
+        ends = np.clip(obs["agent_pos"][None] + directions * env.max_step * chunk * args.horizon, -WORKSPACE, WORKSPACE)
+        pix = to_pixels(frames.reshape(-1, *frames.shape[2:]))
+        n = len(pix)
+        gd = goal_distance(pix, goal.expand(n, -1, -1, -1)).view(len(directions), args.horizon)
+        ap = appearance_change(pix, current.expand(n, -1, -1, -1)).view(len(directions), args.horizon)
+        scored.append((gd.numpy(), ap.numpy(), np.linalg.norm(ends - target, axis=1)))
+    results = {}
+    K = args.directions
+    for w in args.keep_weights:
+        right, regret = 0, []
+        for gd, ap, dist in scored:
+            cost = gd + w * ap
+            cost = cost.mean(1) + cost[:, -1]
+            best, truth = int(cost.argmin()), int(dist.argmin())
+            right += min(abs(best - truth), K - abs(best - truth)) <= 1
+            regret.append(float(dist[best] - dist[truth]))
+        results[f"keep_weight={w}"] = {"ranked_right": right, "starts": len(scored), "mean_regret_m": float(np.mean(regret))}
+        print(f"{args.frames} frames, keep_weight {w}: ranked right in {right}/{len(scored)} starts, "
+              f"mean regret {np.mean(regret):.3f} m")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
