@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--directions", type=int, default=16)
     p.add_argument("--horizon", type=int, default=2, help="frame steps (plan.horizon)")
     p.add_argument("--chunk", type=int, default=2, help="env steps per frame step without --checkpoint")
-    p.add_argument("--keep-weights", type=float, nargs="+", default=[0.0], help="plan.keep_weight values to score")
+    p.add_argument("--keep-weights", type=float, nargs="+", default=[0.0, 5.0], help="plan.keep_weight values to score")
     p.add_argument("--seed", type=int, default=100000)
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
