@@ -230,6 +230,39 @@ def test_one_step_imagination_equals_the_full_forward_x0_estimate():
     torch.testing.assert_close(frame, x0, rtol=1e-4, atol=1e-5)
 
 
+def test_own_context_feeds_back_the_one_step_prediction_from_the_true_past_only():
+    """Training on its own context: f_1 of the chosen rows becomes the t=1 x0 estimate (what imagination
+    feeds back, previous test) made from f_0 alone, its state is dropped, other rows and f_0 stay true."""
+    model = make_model()
+    batch = make_batch(model, B=3)
+    assert batch.frames.shape[1] == 3
+    rows = torch.tensor([True, False, True])
+    frames, dropped = model.own_context(batch, rows)
+    lay = batch.layout
+    last = batch.frames[:, :-1]
+    with torch.no_grad():
+        h, _ = model.run(lay.segment(0, lay.length), SegmentInputs(batch.token_ids, batch.frames, batch.states,
+                         batch.state_dropped, torch.zeros_like(last), last, torch.ones(3, 2)))
+        x0 = last + model.frame_head(h[:, torch.as_tensor(lay.noisy_frames.reshape(-1))]).view_as(last)
+    torch.testing.assert_close(frames[rows, 1], x0[rows, 0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(frames[~rows], batch.frames[~rows])
+    torch.testing.assert_close(frames[:, [0, 2]], batch.frames[:, [0, 2]])
+    assert bool(dropped[rows, 1:].all()) and bool((dropped[~rows] == batch.state_dropped[~rows]).all())
+
+    later = batch.frames.clone()
+    later[:, 1:] = torch.randn_like(later[:, 1:])  # what the prediction must not have seen
+    leaked = type(batch)(**{**batch.__dict__, "frames": later})
+    torch.testing.assert_close(model.own_context(leaked, rows)[0][rows, 1], frames[rows, 1], rtol=1e-5, atol=1e-6)
+
+    t, noise = model.sample_noise(3, 3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        none = model(batch, t=t, noise=noise, own_context=torch.zeros(3, dtype=torch.bool))
+        plain = model(batch, t=t, noise=noise)
+        own = model(batch, t=t, noise=noise, own_context=rows)
+    torch.testing.assert_close(none["loss"], plain["loss"])
+    assert float(own["fm"]) != float(plain["fm"])
+
+
 def test_imagination_is_batched_over_candidates():
     model = make_model()
     batch = make_batch(model, B=1)

@@ -61,6 +61,11 @@ class ModelConfig:
     drop_reasoning: float = 0.3  # so that planning can skip writing reasoning
     drop_state: float = 0.5  # imagined steps have no proprioceptive state
     noisy_t_one: float = 0.25  # fraction of noisy frames trained at t=1 (pure noise: one-step generation)
+    # fraction of training windows whose later context frames are the model's own one-step predictions
+    # (costs a no-grad forward pass of those windows): imagination feeds its own frames back after the first.
+    # Off by default: at 0.5, 600 Reach steps took 20% longer and gained 0.2-0.4 dB two and four frames
+    # ahead, but the planner's goal cost ranked directions no better (BENCHMARKS.md)
+    own_context: float = 0.0
     # CE weight of an action or progress token that repeats the one it could copy (the same action
     # dimension one action earlier, the previous step's progress): those carry little information, and
     # at weight 1 they let a model that copies look trained while its first action of a chunk was not

@@ -211,23 +211,55 @@ class WorldModel(nn.Module):
         eps = torch.randn(batch_size, n_steps - 1, self.tokens_per_frame, self.frame_tokenizer.token_dim, generator=generator)
         return torch.where(t_one, torch.ones_like(t), t), eps
 
+    @torch.no_grad()
+    def own_context(self, batch: PackedBatch, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames (B, K, P, Dp), state_dropped (B, K)) of ``batch`` with the context frames f_1..f_{K-2} of
+        ``rows`` (B,) bool replaced by the model's own one-step predictions from the true frames before
+        them, and their states dropped: what imagination feeds back after its first imagined frame.
+
+        Trained only on true context, the model met its own slightly faded frame two steps into a plan
+        and left a ring where the effector had been (exposure bias; DIAMOND and GameNGen fight the same).
+        """
+        frames, dropped = batch.frames.clone(), batch.state_dropped.clone()
+        K = frames.shape[1]
+        if K < 3 or not bool(rows.any()):
+            return frames, dropped
+        idx = torch.nonzero(rows).squeeze(1)
+        last = batch.frames[idx, :-1]
+        t = torch.ones(len(idx), K - 1, device=last.device)
+        inp = SegmentInputs(batch.token_ids[idx], batch.frames[idx], batch.states[idx], batch.state_dropped[idx],
+                            torch.zeros_like(last), last, t)
+        layout = batch.layout
+        h, _ = self.run(layout.segment(0, layout.length), inp)
+        noisy_pos = torch.as_tensor(layout.noisy_frames.reshape(-1), device=last.device)
+        pred = last + self.frame_head(h[:, noisy_pos]).float().view_as(last)  # x0 estimates of f_1..f_{K-1}
+        frames[idx, 1:K - 1] = pred[:, :K - 2].to(frames.dtype)
+        dropped[idx, 1:] = True
+        return frames, dropped
+
     def forward(self, batch: PackedBatch, generator: torch.Generator | None = None,
-                t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                own_context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss on a packed batch: {loss, ce, fm}. ce: mean over the kinds of AR targets (reasoning, action,
         progress) of each kind's weighted mean over its tokens (repeats down-weighted by cfg.ce_repeat_weight);
         fm: mean over noisy frames of the x0 error, moving patches weighted by 1 + cfg.fm_motion_weight.
-        t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``."""
+        t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``.
+        own_context (B,) bool: rows whose later context frames are the model's own predictions
+        (:meth:`own_context`); the targets stay the true frames."""
         layout, dev = batch.layout, self.device
         batch = batch.to(dev)
         B, K = batch.frames.shape[:2]
-        x0, last = batch.frames[:, 1:], batch.frames[:, :-1]
+        frames, state_dropped = batch.frames, batch.state_dropped
+        if own_context is not None:
+            frames, state_dropped = self.own_context(batch, own_context.to(dev))
+        x0, last = batch.frames[:, 1:], frames[:, :-1]
         if t is None or noise is None:
             t, noise = self.sample_noise(B, K, generator)
         t, eps = t.to(dev), noise.to(dev)
         tt = t[..., None, None]
         xt = (1 - tt) * x0 + tt * eps
         seg = layout.segment(0, layout.length)
-        inp = SegmentInputs(batch.token_ids, batch.frames, batch.states, batch.state_dropped, xt, last, t)
+        inp = SegmentInputs(batch.token_ids, frames, batch.states, state_dropped, xt, last, t)
         h, _ = self.run(seg, inp)
 
         targets, kinds, sources = _target_positions(layout, self.cfg.sequence.action_dim)

@@ -131,8 +131,10 @@ def step_randomness(model: WorldModel, cfg: TrainConfig, step: int, rows: slice)
     drops = {"drop_instruction": rng.random(B) < m.drop_instruction,
              "drop_reasoning": rng.random((B, K)) < m.drop_reasoning,
              "drop_state": rng.random((B, K)) < m.drop_state}
+    own = torch.from_numpy(rng.random(B) < m.own_context) if m.own_context > 0 else None
     t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
-    return {**{k: v[rows] for k, v in drops.items()}, "t": t[rows], "noise": noise[rows]}
+    return {**{k: v[rows] for k, v in drops.items()}, "t": t[rows], "noise": noise[rows],
+            "own_context": None if own is None else own[rows]}
 
 
 def pack(model: WorldModel, windows: dict, drops: dict):
@@ -274,7 +276,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr
         with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=proc.device.type == "cuda"):
-            out = net(batch, t=rnd["t"], noise=rnd["noise"])
+            out = net(batch, t=rnd["t"], noise=rnd["noise"], own_context=rnd["own_context"])
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
