@@ -55,20 +55,21 @@ GOAL_SCALES = (0.4,)
 def goal_distance(pred: torch.Tensor, goal: torch.Tensor, scales: tuple[float, ...] = GOAL_SCALES) -> torch.Tensor:
     """Gaussian-kernel distance (MMD) between images as signed pixel masses, averaged over kernel widths.
 
-    pred (M, 3, S, S), goal (M, 3, S, S) in [-1, 1] -> (M,). With D = pred - goal, per channel and scale
-    sum_ij D_i D_j k(i - j) / S^2 with k a unit-peak Gaussian of width ``scale * S``. Moving a blob that is
+    pred (M, 3, H, W), goal (M, 3, H, W) in [-1, 1] -> (M,). With D = pred - goal, per channel and scale
+    sum_ij D_i D_j k(i - j) / (H W) with k a unit-peak Gaussian of width ``scale * max(H, W)``. Moving a blob that is
     far from its goal position lowers it smoothly (raw pixel distances are flat there), and it depends only
     on where the blob is relative to the goal, not on the walls: this is the squared norm of D blurred on
     the whole plane. Blurs evaluated inside the image (zero-padded, renormalised or mirrored) all priced a
     blob by its distance to the walls, and the planner drove into them or shied away from them
     (BENCHMARKS.md). The kernel is separable, so it is two matrix products.
     """
-    S = pred.shape[-1]
+    H, W = pred.shape[-2:]
+    S = max(H, W)
     d = (pred - goal).float()
     costs = []
     for scale in scales:
-        k = _gaussian_kernel(S, scale * S).to(d.device)
-        costs.append((d * (k @ d @ k)).sum(dim=(-2, -1)).mean(-1) / S**2)
+        kh, kw = (_gaussian_kernel(n, scale * S).to(d.device) for n in (H, W))
+        costs.append((d * (kh @ d @ kw)).sum(dim=(-2, -1)).mean(-1) / (H * W))
     return torch.stack(costs).mean(0)
 
 
