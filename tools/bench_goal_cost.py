@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from worldmot.envs.reach import ReachEnv
 from worldmot.envs.tabletop import WORKSPACE
 
@@ -85,7 +86,7 @@ def main() -> None:
     directions = np.stack([np.cos(angles), np.sin(angles)], 1)
     env = ReachEnv()
     scored = []  # (goal distance (K, H), appearance change (K, H), final distance to the target (K,))
-    for seed in range(args.seed, args.seed + args.starts):
+    for seed in tqdm(range(args.seed, args.seed + args.starts), desc=f"{args.frames} frames", unit="start"):
         obs, info = env.reset(seed=seed)
         target = env.targets[env.named]
         goal, current = to_pixels(env.render_goal()[None]), to_pixels(obs["pixels"]["top"][None])
