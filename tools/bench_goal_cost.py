@@ -6,7 +6,7 @@ steps (``horizon * chunk`` env steps). Each direction's frames are scored with t
 scored direction is the truly best one or its neighbour; regret is how much farther from the target the
 chosen direction ends than the best one (metres). With ``--frames true`` the simulator renders the frames (a
 perfect world model: this measures the cost alone); with ``--frames model`` the world model of
---checkpoint imagines them, as inside the planner (one flow step).
+--checkpoint imagines them, as inside the planner (``--flow-steps``, default 1).
 
     python tools/bench_goal_cost.py [--frames true|model] [--checkpoint RUN] [--starts 40] [--directions 16]
 """
@@ -44,8 +44,9 @@ def true_frames(env: ReachEnv, seed: int, directions: np.ndarray, steps_per_fram
 
 
 @torch.no_grad()
-def imagined_frames(model, obs: dict, instruction: str, directions: np.ndarray, horizon: int) -> np.ndarray:
-    """(K, horizon, S, S, 3): the world model's one-step imagined frames for every direction."""
+def imagined_frames(model, obs: dict, instruction: str, directions: np.ndarray, horizon: int,
+                    flow_steps: int = 1) -> np.ndarray:
+    """(K, horizon, S, S, 3): the world model's imagined frames for every direction."""
     from worldmot.model import imagination
 
     K, C = len(directions), model.cfg.sequence.chunk
@@ -57,7 +58,7 @@ def imagined_frames(model, obs: dict, instruction: str, directions: np.ndarray, 
     frames = []
     for _ in range(horizon):
         imagination.write_step(im, chunk)
-        pixels = model.detokenize_frames(imagination.imagine_frame(im, 1, generator)).float()
+        pixels = model.detokenize_frames(imagination.imagine_frame(im, flow_steps, generator)).float()
         frames.append(((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
     return np.stack(frames, 1)
 
@@ -71,6 +72,7 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=2, help="frame steps (plan.horizon)")
     p.add_argument("--chunk", type=int, default=2, help="env steps per frame step without --checkpoint")
     p.add_argument("--keep-weights", type=float, nargs="+", default=[0.0, 5.0], help="plan.keep_weight values to score")
+    p.add_argument("--flow-steps", type=int, default=1, help="denoising steps per imagined frame (plan.flow_steps)")
     p.add_argument("--seed", type=int, default=100000)
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
@@ -93,7 +95,7 @@ def main() -> None:
         if args.frames == "true":
             frames = true_frames(env, seed, directions, chunk, args.horizon)
         else:
-            frames = imagined_frames(model, obs, info["instruction"], directions, args.horizon)
+            frames = imagined_frames(model, obs, info["instruction"], directions, args.horizon, args.flow_steps)
         # per-step clipping to the workspace along a straight line ends where clipping the whole move does
         ends = np.clip(obs["agent_pos"][None] + directions * env.max_step * chunk * args.horizon, -WORKSPACE, WORKSPACE)
         pix = to_pixels(frames.reshape(-1, *frames.shape[2:]))
