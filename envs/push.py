@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from worldmot.envs.instructions import COLOURS, sample_instruction
-from worldmot.envs.tabletop import EFFECTOR_RADIUS, EFFECTOR_Z, WORKSPACE, TabletopEnv, linear_progress, sample_separated
+from worldmot.envs.tabletop import (EFFECTOR_RADIUS, EFFECTOR_Z, WORKSPACE, TabletopEnv, effector_halo, linear_progress,
+                                    sample_separated)
 
 BLOCK_HALF = 0.045  # drawn square
 BLOCK_RADIUS = 0.05  # collision sphere
@@ -37,6 +38,9 @@ class PushEnv(TabletopEnv):
 
     def _effector_contact(self) -> str:
         return 'contype="1" conaffinity="1"'
+
+    def _effector_visual(self) -> str:
+        return effector_halo()
 
     def _objects_xml(self) -> str:
         parts = []

@@ -9,16 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from worldmot.envs.instructions import COLOURS, sample_instruction
-from worldmot.envs.tabletop import WORKSPACE, TabletopEnv, linear_progress, sample_separated
+from worldmot.envs.tabletop import WORKSPACE, TabletopEnv, effector_halo, linear_progress, sample_separated
 
 N_TARGETS = 3
 TARGET_RADIUS = 0.05
 SUCCESS_DISTANCE = 0.03
 PROGRESS_SCALE = 0.6
-# the effector as the camera sees it: a dark disc of 7-8 pixels at 64x64 under the 4-pixel sphere. The sphere
-# alone moved farther per action chunk than its own width, so a predicted frame that put it a little off
-# scored no better than one that erased it, and the world model learned to erase it
-HALO_RADIUS = 0.06
 
 
 class ReachEnv(TabletopEnv):
@@ -27,7 +23,7 @@ class ReachEnv(TabletopEnv):
     max_step = 0.03  # 2 pixels a step at 64x64; the farthest start (~0.95 m) takes 32 steps
 
     def _effector_visual(self) -> str:
-        return f'<geom name="effector_halo" type="cylinder" size="{HALO_RADIUS} 0.001" pos="0 0 -0.03" rgba="0.15 0.15 0.15 1"/>'
+        return effector_halo()
 
     def _objects_xml(self) -> str:
         return "".join(

@@ -52,6 +52,17 @@ SCENE_HEAD = f"""
       {{effector_visual}}
     </body>
 """
+# the effector as the camera sees it: a dark disc of 7-8 pixels at 64x64 under the 4-pixel sphere. The sphere
+# alone moved farther per action chunk than its own width, so a predicted frame that put it a little off
+# scored no better than one that erased it, and the world model learned to erase it
+HALO_RADIUS = 0.06
+
+
+def effector_halo() -> str:
+    """MJCF of the effector's halo: drawn only (contype 0 by default), under the sphere and below the blocks."""
+    return f'<geom name="effector_halo" type="cylinder" size="{HALO_RADIUS} 0.001" pos="0 0 -0.03" rgba="0.15 0.15 0.15 1"/>'
+
+
 SCENE_TAIL = """
   </worldbody>
 </mujoco>

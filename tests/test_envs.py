@@ -79,6 +79,24 @@ def test_render_goal(env):
     np.testing.assert_array_equal(env.unwrapped._observation()["pixels"]["top"], obs["pixels"]["top"])
 
 
+def test_effector_halo_is_drawn_and_never_collides(env):
+    """The effector shows as a 7-8 pixel dark disc (a 4-pixel sphere was erased by the world model), which
+    must not change the physics: it has no contacts, and the disc's pixels are the darkest in the frame."""
+    import mujoco
+
+    u = env.unwrapped
+    halo = mujoco.mj_name2id(u.model, mujoco.mjtObj.mjOBJ_GEOM, "effector_halo")
+    assert halo >= 0 and u.model.geom_contype[halo] == 0 and u.model.geom_conaffinity[halo] == 0
+    obs, _ = env.reset(seed=5)
+    frame = obs["pixels"]["top"].astype(int).sum(-1)
+    x, y = u.effector_xy
+    col, row = int((x + 0.5) * 64), int((0.5 - y) * 64)  # the top camera shows [-0.5, 0.5]^2, y up
+    dark = frame < 200
+    assert dark.sum() >= 30  # a disc of radius ~3.8 px (the sphere alone: ~12 px)
+    rows, cols = np.nonzero(dark)
+    assert abs(rows.mean() - row) <= 2 and abs(cols.mean() - col) <= 2
+
+
 def test_image_size_kwarg():
     e = gym.make("worldmot/Reach-v0", image_size=96)
     obs, _ = e.reset(seed=0)
