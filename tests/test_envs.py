@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 import worldmot.envs  # noqa: F401  (registers the ids)
 from worldmot.envs import instructions, make_vec
 from worldmot.envs.rollout import rollout
+from worldmot.envs.tabletop import VIEW
 from worldmot.policies import make_policy
 
 BUILT_IN = ["worldmot/Reach-v0", "worldmot/Push-v0"]
@@ -90,7 +91,8 @@ def test_effector_halo_is_drawn_and_never_collides(env):
     obs, _ = env.reset(seed=5)
     frame = obs["pixels"]["top"].astype(int).sum(-1)
     x, y = u.effector_xy
-    col, row = int((x + 0.5) * 64), int((0.5 - y) * 64)  # the top camera shows [-0.5, 0.5]^2, y up
+    px = u.image_size / VIEW  # the top camera shows [-VIEW/2, VIEW/2]^2, y up
+    col, row = int((x + VIEW / 2) * px), int((VIEW / 2 - y) * px)
     dark = frame < 200
     assert dark.sum() >= 30  # a disc of radius ~3.8 px (the sphere alone: ~12 px)
     rows, cols = np.nonzero(dark)
