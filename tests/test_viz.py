@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -309,8 +310,9 @@ def test_rollout_recorder_errors(tmp_path):
 
 
 _KILLED_WRITER = textwrap.dedent("""
-    import sys, time
+    import faulthandler, signal, sys, time
     import numpy as np
+    faulthandler.register(signal.SIGUSR1)  # the test asks for the stacks when the process does not exit
     from worldmot.viz.rollout import RolloutRecorder
 
     rec = RolloutRecorder(sys.argv[1], flush_seconds=1e9)
@@ -340,7 +342,13 @@ def test_rollout_recording_survives_an_interrupted_process(tmp_path, sig):
         line = proc.stdout.readline()
         assert line.strip() == "ready", proc.stderr.read()[-2000:]
         proc.send_signal(sig)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            pytest.fail(f"the writer did not exit within 30 s of {sig.name}; its stacks:\n{proc.stderr.read()[-4000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -50,17 +50,18 @@ def main() -> None:
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (args.envs, seq.image_size, seq.image_size, 3), dtype=np.uint8)
     states = rng.uniform(-1, 1, (args.envs, seq.state_dim)).astype(np.float32)
+    goals = rng.integers(0, 256, frames.shape, dtype=np.uint8) if plan.cost == "goal" else None
     tasks = ["reach the red target"] * args.envs
     planner = Planner(model, plan, -np.ones(seq.action_dim), np.ones(seq.action_dim))
     times = []
     for r in range(args.repeats + 1):  # the first one warms up
         planner.reset()
         t0 = time.perf_counter()
-        planner.plan(tasks, frames, states)
+        planner.plan(tasks, frames, states, goals)
         times.append(time.perf_counter() - t0)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; model {model.cfg.name}, "
           f"{args.envs} env(s); plan {plan.method} {plan.candidates} candidates x {plan.iterations} iterations, "
-          f"horizon {plan.horizon} chunks of {seq.chunk}, {plan.flow_steps} flow step(s)")
+          f"horizon {plan.horizon} chunks of {seq.chunk}, {plan.flow_steps} flow step(s), cost {plan.cost}")
     med = statistics.median(times[1:])
     print(f"  {med:.3f} s per replanning step (median of {args.repeats}), {med / args.envs:.3f} s per env")
 
