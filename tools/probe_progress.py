@@ -20,13 +20,12 @@ import json
 import gymnasium as gym
 import numpy as np
 import torch
+import worldmot.envs  # registers the Gymnasium ids (and binds worldmot, for worldmot.load)
 from tqdm import tqdm
-
-import worldmot
-import worldmot.envs  # noqa: F401  (registers the ids)
 from worldmot.envs.instructions import parse_colours
 from worldmot.envs.reach import PROGRESS_SCALE, SUCCESS_DISTANCE
 from worldmot.envs.tabletop import linear_progress
+
 from worldmot.model import imagination
 
 
