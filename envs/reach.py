@@ -51,7 +51,11 @@ class ReachEnv(TabletopEnv):
         return self.targets[order].reshape(-1)
 
     def _progress(self) -> tuple[float, bool]:
-        d = float(np.linalg.norm(self.effector_xy - self.targets[self.named]))
+        return self.progress_toward(self.named)
+
+    def progress_toward(self, target: int) -> tuple[float, bool]:
+        """(progress, success) as if ``target`` (an index into the scene's targets) were the named one."""
+        d = float(np.linalg.norm(self.effector_xy - self.targets[target]))
         success = d <= SUCCESS_DISTANCE
         return (1.0 if success else linear_progress(d, SUCCESS_DISTANCE, PROGRESS_SCALE)), success
 

@@ -23,15 +23,8 @@ import torch
 import worldmot.envs  # registers the Gymnasium ids (and binds worldmot, for worldmot.load)
 from tqdm import tqdm
 from worldmot.envs.instructions import parse_colours
-from worldmot.envs.reach import PROGRESS_SCALE, SUCCESS_DISTANCE
-from worldmot.envs.tabletop import linear_progress
 
 from worldmot.model import imagination
-
-
-def true_progress(env, target: int) -> float:
-    d = float(np.linalg.norm(env.effector_xy - env.targets[target]))
-    return 1.0 if d <= SUCCESS_DISTANCE else linear_progress(d, SUCCESS_DISTANCE, PROGRESS_SCALE)
 
 
 @torch.no_grad()
@@ -66,7 +59,7 @@ def main() -> None:
         order = [reach.named] + [t for t in range(len(reach.colours)) if t != reach.named]
         texts = [info["instruction"].replace(named, reach.colours[t]) for t in order]
         pred.append(predicted_progress(model, texts, obs["pixels"]["top"], obs["agent_pos"]))
-        true.append([true_progress(reach, t) for t in order])
+        true.append([reach.progress_toward(t)[0] for t in order])
     env.close()
     pred, true = np.asarray(pred), np.asarray(true)
     result = {

@@ -34,7 +34,7 @@ class DemoConfig:
     train: str = "tiny"  # a name in configs/train/ or a YAML file
     train_overrides: list[str] = field(default_factory=list)
     eval_episodes: int = 50  # per policy (unseen seeds)
-    planner_episodes: int = 10  # the planner is the slow one: ~1 s per replanning step per env on 2 cores
+    planner_episodes: int = 10  # the planner is the slow one: ~0.4 s per replanning step per env on 2 cores
     # one imagined frame per candidate, replanning after every chunk: the first imagined frame is the model's
     # sharpest (the second restarts from its own blurred one). On 50 Reach episodes 60% success at 3.9 s per
     # replan for 10 envs, against 46% at 9.0 s with two frames and two chunks executed (BENCHMARKS.md)
