@@ -74,6 +74,31 @@ def test_nothing_after_position_p_reaches_positions_up_to_p(where):
     assert (h2[:, p:] - h[:, p:]).abs().max() > 1e-3
 
 
+def test_state_is_read_off_the_frame_before_the_state_token_is_seen():
+    """The read-out at [EOF] of f_k must not see s_k (imagined frames have none): it changes with the frame,
+    never with the state token after it, and the training loss compares it with that state."""
+    model = make_model()
+    batch = make_batch(model)
+    lay = batch.layout
+    inp = full_inputs(batch)
+    at_eof = torch.as_tensor(lay.states - 1)
+    assert (lay.token_template[lay.states - 1] == model.vocab.special["<eof>"]).all()
+    read = model.read_state(run_full(model, batch, inp)[:, at_eof])
+    for k in range(lay.n_steps):
+        states = inp.states.clone()
+        states[:, k] += 5.0
+        same = model.read_state(run_full(model, batch, SegmentInputs(**{**inp.__dict__, "states": states}))[:, at_eof])
+        torch.testing.assert_close(same[:, : k + 1], read[:, : k + 1], rtol=0, atol=1e-6)
+    frames = inp.frames.clone()
+    frames[:, 1] += 0.5
+    moved = model.read_state(run_full(model, batch, SegmentInputs(**{**inp.__dict__, "frames": frames}))[:, at_eof])
+    assert (moved[:, 1] - read[:, 1]).abs().max() > 1e-3
+    torch.testing.assert_close(moved[:, 0], read[:, 0], rtol=0, atol=1e-6)
+    want = ((read - batch.states) ** 2).mean()  # every frame of make_batch is valid
+    out = model(batch, t=inp.t, noise=torch.randn_like(inp.noisy))
+    torch.testing.assert_close(out["st"], want, rtol=1e-4, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Routing
 # ----------------------------------------------------------------------------------------------------
@@ -228,6 +253,8 @@ def test_one_step_imagination_equals_the_full_forward_x0_estimate():
                                                   noise, batch.frames[:, :1], torch.ones(2, 1)))
         x0 = batch.frames[:, 0] + model.frame_head(h[:, lay.noisy_frames[0]])
     torch.testing.assert_close(frame, x0, rtol=1e-4, atol=1e-5)
+    read = model.read_state(h[:, lay.states - 1])  # what the planner compares with the goal's
+    torch.testing.assert_close(im.state, read[:, 1], rtol=1e-4, atol=1e-5)
 
 
 def test_own_context_feeds_back_the_one_step_prediction_from_the_true_past_only():

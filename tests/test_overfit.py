@@ -38,7 +38,8 @@ def test_overfit_one_batch_then_generate_the_next_frame_and_actions():
         w.update(progress=w["progress"][:2], success=w["success"][:2], subtasks=w["subtasks"][:2], actions=w["actions"][:2])
     tokens = model.tokenize_frames(frames)
     batch = pack_windows(windows, cfg=cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
-                         action_tokenizer=model.action_tokenizer, frame_tokens=tokens, drop_state=np.ones((2, 2), bool))
+                         action_tokenizer=model.action_tokenizer, frame_tokens=tokens, states=torch.as_tensor(states[:, :2]),
+                         drop_state=np.ones((2, 2), bool))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
     first = None
@@ -52,6 +53,7 @@ def test_overfit_one_batch_then_generate_the_next_frame_and_actions():
     with torch.no_grad():
         final = np.mean([float(model(batch, generator=g)["loss"]) for _ in range(4)])
         assert final < 0.1 * first, f"loss fell from {first:.3f} to {final:.3f} only"
+        assert float(model(batch, generator=g)["st"]) < 0.01, "the state read off the frames (inputs dropped)"
         im = imagination.start(model, [w["instruction"] for w in windows], tokens[:, 0], horizon=1)
         actions, texts = imagination.write_step(im, reason=True)
         frame = imagination.imagine_frame(im, flow_steps=4, generator=torch.Generator().manual_seed(1))

@@ -21,7 +21,7 @@ from worldmot.policies.planner import PlannerPolicy
 TARGET = torch.tensor([0.6, -0.4])
 
 
-def quadratic_score(self, context, actions, goal, current=None):
+def quadratic_score(self, context, actions, goal, current=None, goal_state=None):
     """Stands in for imagination: the best plan moves by TARGET at every step."""
     err = ((actions - TARGET) ** 2).sum(-1).mean(dim=-1)  # (B, N, H)
     return -err.mean(-1), -err, []
@@ -55,7 +55,7 @@ def test_planner_finds_the_best_action_of_a_known_score(monkeypatch, method):
 
 def test_planner_respects_the_action_bounds(monkeypatch):
     far = torch.tensor([3.0, -3.0])
-    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g, cur=None: (
+    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g, cur=None, gs=None: (
         -((a - far) ** 2).sum(-1).mean(dim=(-1, -2)), -((a - far) ** 2).sum(-1).mean(-1), []))
     planner = Planner(model_with_state(), PlannerConfig(iterations=5), -np.ones(2), np.ones(2))
     obs = observation(1)
@@ -72,6 +72,27 @@ def test_warm_start_shifts_the_previous_plan(monkeypatch):
     torch.testing.assert_close(shifted, torch.tensor([[[[0.3, 0.4]], [[0.3, 0.4]]]]))
     planner.reset()
     torch.testing.assert_close(planner._initial_mean(1), torch.zeros(1, 2, 1, 2))
+
+
+def test_goal_cost_steers_by_the_state_read_off_the_imagined_frame(monkeypatch):
+    """cost=goal compares the state the model reads off each imagined frame with the goal image's: with the
+    pixels alike for every candidate, the plan goes where the read-out state meets the goal's."""
+    model = model_with_state()
+
+    def imagine_frame(im, flow_steps=1, generator=None, noise=None):  # the frame "shows" the first action
+        im.state, im.actions = im.actions[:, :2].clone(), None
+        return torch.zeros_like(im.last_frame)
+
+    monkeypatch.setattr(imagination, "imagine_frame", imagine_frame)
+    monkeypatch.setattr(model, "read_state", lambda hidden: TARGET.expand(hidden.shape[0], -1))  # the goal's
+    obs = observation(1)
+    plans = {}
+    for weight in (1.0, 0.0):
+        cfg = PlannerConfig(cost="goal", horizon=1, candidates=64, iterations=5, elites=8, state_weight=weight)
+        planner = Planner(model, cfg, -np.ones(2), np.ones(2))
+        plans[weight] = planner.plan(obs["task"][:1], obs["pixels"]["top"], obs["agent_pos"], obs["pixels"]["top"])
+    np.testing.assert_allclose(plans[1.0][0], np.broadcast_to(TARGET.numpy(), plans[1.0][0].shape), atol=0.12)
+    assert np.abs(plans[0.0][0] - TARGET.numpy()).max() > 0.12, "without the state term nothing points at TARGET"
 
 
 def test_planner_settings_that_do_not_fit_the_model_are_one_line_errors():

@@ -57,6 +57,7 @@ class ModelConfig:
         default_factory=lambda: {"text": "text", "action": "action", "state": "action", "frame": "frame"}
     )
     lambda_fm: float = 1.0
+    lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     drop_instruction: float = 0.1  # condition dropout for classifier-free guidance
     drop_reasoning: float = 0.3  # so that planning can skip writing reasoning
     drop_state: float = 0.5  # imagined steps have no proprioceptive state

@@ -6,7 +6,8 @@ One imagined step k (positions from the window layout of 1 + horizon steps)::
 
     write_step:    p_k [BOR] r_k [BOA] a_k [EOA]        appended (AR-decoded or given)
     imagine_frame: f_{k+1} noisy                          queries only, n flow steps
-                   [BOF] f_{k+1} [EOF] s_null [PRG]       appended; [PRG]'s output = progress of f_{k+1}
+                   [BOF] f_{k+1} [EOF] s_null [PRG]       appended; [EOF]'s output = state read off f_{k+1},
+                                                    [PRG]'s output = progress of f_{k+1}
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Imagination:
     cfg_scale: float = 1.0
     frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
+    state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
 
     @property
     def batch_size(self) -> int:
@@ -47,7 +49,8 @@ class Imagination:
         rep = lambda x: x.repeat_interleave(n, 0)
         return Imagination(self.model, self.layout, [c.repeat_interleave(n) for c in self.caches], self.step,
                            rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames],
-                           None if self.actions is None else rep(self.actions))
+                           None if self.actions is None else rep(self.actions),
+                           None if self.state is None else rep(self.state))
 
     def _progress_probs(self) -> torch.Tensor:
         """(B, progress_bins + 1) the next token's distribution over the progress tokens, <success> last."""
@@ -68,14 +71,16 @@ def _ids(layout: Layout, start: int, end: int, B: int, device: torch.device) -> 
     return torch.as_tensor(layout.token_template[start:end], device=device).expand(B, -1).clone()
 
 
-def _append(im: Imagination, start: int, end: int, inputs: list[SegmentInputs]) -> None:
-    """Append positions [start, end) to every cache; keep the newest output for the next prediction."""
+def _append(im: Imagination, start: int, end: int, inputs: list[SegmentInputs]) -> torch.Tensor:
+    """Append positions [start, end) to every cache; keep the newest output for the next prediction.
+    Returns the hidden states (B, end - start, D) of the instructed cache."""
     seg = im.layout.segment(start, end)
     hidden = None
     for i, (cache, inp) in enumerate(zip(im.caches, inputs)):
         h, im.caches[i] = im.model.run(seg, inp, cache=cache, append=True)
-        hidden = h[:, -1] if i == 0 else hidden
-    im.last_hidden = hidden
+        hidden = h if i == 0 else hidden
+    im.last_hidden = hidden[:, -1]
+    return hidden
 
 
 @torch.no_grad()
@@ -103,8 +108,9 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
         inp = SegmentInputs(ids, frame_tokens.to(dev)[:, None], st, dropped)
         h, cache = model.run(layout.segment(0, end), inp, append=True)
         caches.append(cache)
-        hidden = h[:, -1] if hidden is None else hidden
-    return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden, cfg_scale)
+        hidden = h if hidden is None else hidden
+    state = model.read_state(hidden[:, int(layout.states[0]) - 1])
+    return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale, state=state)
 
 
 def _choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -194,7 +200,7 @@ def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: f
 @torch.no_grad()
 def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generator | None = None,
                   noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Generate f_{k+1} (B, P, Dp) against the cache, then append it (clean) and read its progress."""
+    """Generate f_{k+1} (B, P, Dp) against the cache, then append it (clean) and read its state and progress."""
     model, lay, k, B = im.model, im.layout, im.step, im.batch_size
     if k + 1 >= lay.n_steps:
         raise ValueError(f"imagination horizon exhausted: the layout holds {lay.n_steps - 1} imagined frames")
@@ -227,7 +233,8 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     start, end = int(lay.bof[k + 1]), int(lay.progress[k + 1])
     st = torch.zeros(B, 1, model.cfg.sequence.state_dim, device=dev)
     inp = SegmentInputs(_ids(lay, start, end, B, dev), frame[:, None], st, torch.ones(B, 1, dtype=torch.bool, device=dev))
-    _append(im, start, end, [inp] * len(im.caches))
+    hidden = _append(im, start, end, [inp] * len(im.caches))
+    im.state = model.read_state(hidden[:, int(lay.states[k + 1]) - 1 - start])
     im.step, im.last_frame, im.actions = k + 1, frame, None
     im.frames.append(frame)
     return frame

@@ -1,4 +1,5 @@
-"""The world model: embeddings + MoT trunk + two heads (AR tokens, frame change), training loss, inference.
+"""The world model: embeddings + MoT trunk + three heads (AR tokens, frame change, state read-out), training
+loss, inference.
 
 Frame parametrization: the frame head predicts the change from the last clean frame, so an untrained
 model (zero head) predicts "the next frame is the last frame": x0_hat = last + head(h). The flow
@@ -95,6 +96,10 @@ class WorldModel(nn.Module):
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
         self.lm_head = nn.Linear(D, self.vocab.size)
         self.frame_head = nn.Linear(D, Dp)
+        # the proprioceptive state read off a frame, at its [EOF] (which has seen the frame, not the state
+        # token after it): imagined frames have no state, and the planner compares this read-out of an imagined
+        # frame with the goal image's. Pixel distances to a goal are flat when the goal is far; a position is not
+        self.state_head = nn.Linear(D, seq.state_dim)
         self.initialize()
 
     def initialize(self) -> None:
@@ -106,7 +111,8 @@ class WorldModel(nn.Module):
         for lin in (self.time_mlp[0], self.time_mlp[2], self.action_cond[0], self.action_cond[2]):
             nn.init.normal_(lin.weight, std=0.02), nn.init.zeros_(lin.bias)
         self.trunk.initialize()
-        for head in (self.lm_head, self.frame_head):  # zero heads: uniform tokens, "next frame = last frame"
+        for head in (self.lm_head, self.frame_head, self.state_head):  # zero heads: uniform tokens, "next frame
+            # = last frame", the mean state
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
     # ------------------------------------------------------------------------------------------------
@@ -136,6 +142,10 @@ class WorldModel(nn.Module):
 
     def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
         return (state.float().to(self.device) - self.state_mean) / self.state_std
+
+    def read_state(self, eof_hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) at a frame's [EOF] -> the normalised state (..., Ds) read off that frame."""
+        return self.state_head(eof_hidden).float()
 
     def time_embed(self, t: torch.Tensor) -> torch.Tensor:
         return self.time_mlp(timestep_embedding(t, 256))
@@ -240,10 +250,11 @@ class WorldModel(nn.Module):
     def forward(self, batch: PackedBatch, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                 own_context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Loss on a packed batch: {loss, ce, fm}. ce: mean over the kinds of AR targets (reasoning, action,
+        """Loss on a packed batch: {loss, ce, fm, st}. ce: mean over the kinds of AR targets (reasoning, action,
         progress) of each kind's weighted mean over its tokens (repeats down-weighted by cfg.ce_repeat_weight);
         fm: mean over noisy frames of the x0 error, moving patches weighted by 1 + cfg.fm_motion_weight.
         t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``.
+        st: mean squared error of the normalised state read off each frame (:meth:`read_state`).
         own_context (B,) bool: rows whose later context frames are the model's own predictions
         (:meth:`own_context`); the targets stay the true frames."""
         layout, dev = batch.layout, self.device
@@ -285,7 +296,13 @@ class WorldModel(nn.Module):
         per_frame = (per_patch * weight).sum(-1) / weight.sum(-1)  # (B, K-1)
         valid = batch.frame_valid[:, 1:].float()
         fm = (per_frame * valid).sum() / valid.sum().clamp(min=1)
-        return {"loss": ce + self.cfg.lambda_fm * fm, "ce": ce, "fm": fm}
+
+        read = self.read_state(h[:, torch.as_tensor(layout.states - 1, device=dev)])  # [EOF] precedes s_k
+        per_state = ((read - batch.states.float()) ** 2).mean(-1)  # (B, K)
+        seen = batch.frame_valid.float()
+        st = (per_state * seen).sum() / seen.sum().clamp(min=1)
+        loss = ce + self.cfg.lambda_fm * fm + self.cfg.lambda_state * st
+        return {"loss": loss, "ce": ce, "fm": fm, "st": st}
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -8,8 +8,9 @@ first ``execute`` chunks of the final mean are returned; the rest, shifted, warm
 Scores (higher is better):
 - "progress": the model's own predicted task progress of the imagined frames, read from its progress
   token after each frame. It needs nothing but the instruction, and it grows smoothly toward the goal.
-- "goal": minus a Gaussian-kernel distance between imagined frames and a goal image (plus a price on
-  changing the frame's pixel values, so that a faded effector does not look nearer the goal).
+- "goal": minus the distance between the state the model reads off each imagined frame and off the goal
+  image (smooth however far the goal is), plus a Gaussian-kernel distance between the frames' pixels and
+  a price on changing the frame's pixel values (so that a faded effector does not look nearer the goal).
 """
 from __future__ import annotations
 
@@ -116,13 +117,16 @@ class Planner:
         return params.expand(*params.shape[:-2], self.C, self.A) if self.cfg.constant_chunks else params
 
     def _score(self, context: imagination.Imagination, actions: torch.Tensor, goal: torch.Tensor | None,
-               current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+               current: torch.Tensor | None = None, goal_state: torch.Tensor | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """actions (B, N, H, C, A) -> scores (B, N), per-step scores (B, N, H) (predicted progress, or minus
-        the goal distance) and the imagined frames (H of (B, N, P, Dp))."""
+        the goal distance) and the imagined frames (H of (B, N, P, Dp)). goal (B, 3, S, S) pixels, current
+        (B, 3, S, S) pixels, goal_state (B, Ds) the state read off the goal image."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
         goal = None if goal is None else goal.repeat_interleave(N, 0)
         current = None if current is None else current.repeat_interleave(N, 0)
+        goal_state = None if goal_state is None else goal_state.repeat_interleave(N, 0)
         per_step, frames = [], []
         for h in range(H):
             imagination.write_step(im, actions[:, :, h].reshape(B * N, self.C, self.A))
@@ -135,6 +139,8 @@ class Planner:
                 cost = goal_distance(pixels, goal)
                 if current is not None and self.cfg.keep_weight:
                     cost = cost + self.cfg.keep_weight * appearance_change(pixels, current)
+                if goal_state is not None and self.cfg.state_weight:
+                    cost = cost + self.cfg.state_weight * (im.state - goal_state).norm(dim=-1)
                 per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
@@ -158,12 +164,15 @@ class Planner:
         tokens = model.tokenize_frames(frames)
         st = None if states is None else torch.as_tensor(np.asarray(states), dtype=torch.float32)
         context = imagination.start(model, tasks, tokens, st, horizon=cfg.horizon)
-        goal = current = None
+        goal = current = goal_state = None
         if cfg.cost == "goal":
             if goals is None:
                 raise ValueError("plan.cost='goal' needs goal images (the env's render_goal())")
-            goal = model.detokenize_frames(model.tokenize_frames(goals)).float()
+            goal_tokens = model.tokenize_frames(goals)
+            goal = model.detokenize_frames(goal_tokens).float()
             current = model.detokenize_frames(tokens).float()
+            if cfg.state_weight:
+                goal_state = imagination.start(model, tasks, goal_tokens).state
         mean = self._initial_mean(B)
         std = torch.full_like(mean, cfg.init_std)
         span = (self.high - self.low)
@@ -177,7 +186,7 @@ class Planner:
                 params[:, N - M:] = self._ar_proposals(context, M)
             params = torch.maximum(torch.minimum(params, self.high), self.low)
             actions = self._full(params)
-            scores, step_scores, imagined = self._score(context, actions, goal, current)
+            scores, step_scores, imagined = self._score(context, actions, goal, current, goal_state)
             history.append(scores)
             top, elite = scores.topk(cfg.elites, dim=1)
             chosen = torch.gather(params, 1, elite[:, :, None, None, None].expand(-1, -1, *params.shape[2:]))

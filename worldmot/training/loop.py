@@ -280,12 +280,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        parts = torch.stack([out["loss"].detach(), out["ce"].detach(), out["fm"].detach()]).float()
+        parts = torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st")]).float()
         if proc.world > 1:
             dist.all_reduce(parts)
             parts /= proc.world
         if not torch.isfinite(parts).all():
-            bad = [n for n, v in zip(("ce", "fm"), parts[1:].tolist()) if not math.isfinite(v)] or ["total"]
+            bad = [n for n, v in zip(("ce", "fm", "st"), parts[1:].tolist()) if not math.isfinite(v)] or ["total"]
             raise WorldmotError(f"step {step + 1}: non-finite {'+'.join(bad)} loss ({parts.tolist()}); stopped. "
                                 f"The last good checkpoint is {last_good or 'none (no checkpoint written yet)'}")
         opt.step()
@@ -296,12 +296,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             now = time.perf_counter()
             tps = tokens_since / (now - t_last)
             t_last, tokens_since = now, 0
-            loss, ce, fm = parts.tolist()
-            row = {"step": done, "loss": loss, "ce": ce, "fm": fm, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": tps}
+            loss, ce, fm, st = parts.tolist()
+            row = {"step": done, "loss": loss, "ce": ce, "fm": fm, "st": st, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": tps}
             log.write(row)
             if viz:
                 viz.log_metrics(row)
-            bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", fm=f"{fm:.4f}", tok_s=f"{tps:,.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", fm=f"{fm:.4f}", st=f"{st:.3f}", tok_s=f"{tps:,.0f}")
         bar.update(1)
         if proc.main and (done % cfg.val.every == 0 or done == cfg.steps):
             samples: list = []

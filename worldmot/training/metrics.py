@@ -122,11 +122,11 @@ def _training_window(model: WorldModel, windows: dict, frames: torch.Tensor) -> 
 @torch.no_grad()
 def held_out_losses(model: WorldModel, batch, seed: int = 0) -> dict[str, float]:
     """The training losses on held-out windows (no condition dropout, diffusion times and noise fixed by
-    ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm}."""
+    ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm, val_st}."""
     B, K = batch.frames.shape[:2]
     t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(seed))
     out = model(batch, t=t, noise=noise)
-    return {"val_loss": float(out["loss"]), "val_ce": float(out["ce"]), "val_fm": float(out["fm"])}
+    return {"val_loss": float(out["loss"]), "val_ce": float(out["ce"]), "val_fm": float(out["fm"]), "val_st": float(out["st"])}
 
 
 @torch.no_grad()
