@@ -328,7 +328,7 @@ def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
     model = make_model(small_config(state_dim=2))
     C = model.cfg.sequence.chunk
     sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
-    env = ImaginedVectorEnv(model, sim, max_steps=3 * C)
+    env = ImaginedVectorEnv(model, sim, max_steps=3 * C, judge="token")
     max_step = sim.get_attr("max_step")[0]  # metres per unit action: the odometry below
     try:
         real, _ = sim.reset(seed=11)
@@ -353,6 +353,36 @@ def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
     # the effector's odometry: agent_pos integrates the actions (kinematic control, max_step per unit action)
     ep = episodes[0]
     np.testing.assert_allclose(ep.states[1], np.clip(ep.states[0] + ep.actions[0] * max_step, -1, 1), atol=1e-6)
+
+
+def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkeypatch):
+    """judge="goal": an episode succeeds at the first imagined frame whose read-out state is within the
+    tolerance of the goal image's, and not before (the reset frame is the simulator's, not judged)."""
+    from worldmot.envs.rollout import rollout
+    from worldmot.evaluation.in_model import ImaginedVectorEnv
+    from worldmot.evaluation.simulator import make_eval_env
+    from worldmot.policies import make_policy
+
+    model = make_model(small_config(state_dim=2))
+    C = model.cfg.sequence.chunk
+    lengths = {}
+    for tolerance in (0.4, 0.6):
+        calls = []
+
+        def read_state(hidden):  # reset reads the simulator's frame, then the goal images, then imagined frames
+            calls.append(len(calls))
+            return torch.tensor([0.0, 0.0] if len(calls) == 2 else [0.5, 0.0]).expand(hidden.shape[0], -1)
+
+        monkeypatch.setattr(model, "read_state", read_state)
+        sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
+        env = ImaginedVectorEnv(model, sim, max_steps=3 * C, judge="goal", goal_tolerance=tolerance)
+        try:
+            episodes = rollout(env, make_policy("random", env, seed=0), seed=11)
+        finally:
+            env.close()
+        lengths[tolerance] = [(len(ep), ep.success) for ep in episodes]
+    assert lengths[0.4] == [(3 * C, False)] * 2  # every imagined frame reads 0.5 away from the goal
+    assert lengths[0.6] == [(C, True)] * 2  # judged at the first imagined frame
 
 
 def test_eval_in_model_and_the_agreement_report(tmp_path):

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=int, default=2, help="videos of the first N episodes")
     parser.add_argument("--in-model", action="store_true", help="run the episodes inside the world model of "
                         "--checkpoint (imagined frames, success judged by the model) instead of the simulator")
+    parser.add_argument("--judge", choices=("goal", "token"), default="goal", help="--in-model: success when the "
+                        "state the model reads off its imagined frame comes near the state it reads off the goal image "
+                        "(goal), or when its <success> token passes 0.5 (token)")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
     parser.add_argument("--plan-config", default=None, help="planner settings (YAML; default: the built-in "
                         "configs/plan/default.yaml)")
@@ -51,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}{'-in-model' if args.in_model else ''}")
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
-                    rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model)
+                    rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model,
+                    judge=args.judge)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

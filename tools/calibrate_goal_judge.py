@@ -1,0 +1,67 @@
+"""How well does the model judge success from a goal image? Picks the tolerance of ``--judge goal``.
+
+``worldmot eval --in-model`` (judge "goal") counts an imagined frame as the goal reached when the state the model
+reads off it (WorldModel.read_state) is within a tolerance of the state it reads off the episode's goal image.
+This tool runs the scripted expert and the random policy in the simulator (unseen seeds), reads the state off
+every true frame and off the goal image, and reports, for each tolerance, how often an episode's judged
+success (any frame within the tolerance) agrees with its true success. True frames measure the read-out
+alone; inside the model the frames are imagined as well.
+
+    python tools/calibrate_goal_judge.py --checkpoint RUN [--env worldmot/Reach-v0] [--episodes 30]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from worldmot.checkpoint import load_model
+from worldmot.envs.rollout import rollout
+from worldmot.evaluation.simulator import make_eval_env
+from worldmot.model import imagination
+from worldmot.policies import make_policy
+
+
+@torch.no_grad()
+def distances_to_goal(model, instruction: str, frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) frames and the (H, W, 3) goal image -> (T,) normalised distances of their read-out states."""
+    images = np.concatenate([goal[None], frames])
+    state = imagination.start(model, [instruction] * len(images), model.tokenize_frames(images)).state
+    return (state[1:] - state[:1]).norm(dim=-1).numpy()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="trained run folder")
+    p.add_argument("--env", default="worldmot/Reach-v0")
+    p.add_argument("--episodes", type=int, default=30, help="per policy")
+    p.add_argument("--seed", type=int, default=100_000)
+    p.add_argument("--tolerances", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6])
+    args = p.parse_args()
+    model = load_model(args.checkpoint).eval()
+    env = make_eval_env(args.env, min(10, args.episodes), False, image_size=model.cfg.sequence.image_size)
+    rows = []  # (policy, true success, min distance, distance at the first success or nan)
+    for name in ("scripted", "random"):
+        policy = make_policy(name, env, seed=args.seed)
+        for start in range(args.seed, args.seed + args.episodes, env.num_envs):
+            for ep in rollout(env, policy, seed=start, goal_frame=True):
+                after = np.concatenate([ep.frames[1:], ep.final_frame[None]])  # the frame after each action
+                d = distances_to_goal(model, ep.instruction, after, ep.goal_frame)
+                at = d[np.argmax(ep.successes)] if ep.success else np.nan
+                rows.append((name, ep.success, float(d.min()), float(at)))
+    env.close()
+    at_success = np.array([r[3] for r in rows if r[1]])
+    print(f"read-out distance to the goal at the first true success: median {np.median(at_success):.3f}, "
+          f"90th percentile {np.percentile(at_success, 90):.3f} ({len(at_success)} episodes)")
+    print("| tolerance | episodes judged right | scripted judged successful | random judged successful |")
+    print("|---|---|---|---|")
+    for tol in args.tolerances:
+        right = np.mean([(r[2] < tol) == r[1] for r in rows])
+        rate = {n: np.mean([r[2] < tol for r in rows if r[0] == n]) for n in ("scripted", "random")}
+        print(f"| {tol} | {right:.0%} | {rate['scripted']:.0%} | {rate['random']:.0%} |")
+    truth = {n: np.mean([r[1] for r in rows if r[0] == n]) for n in ("scripted", "random")}
+    print(f"true success: scripted {truth['scripted']:.0%}, random {truth['random']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
