@@ -369,7 +369,7 @@ def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkey
     for tolerance in (0.4, 0.6):
         calls = []
 
-        def read_state(hidden):  # reset reads the simulator's frame, then the goal images, then imagined frames
+        def read_state(hidden, calls=calls):  # reset reads the simulator's frame, the goal images, then imagined ones
             calls.append(len(calls))
             return torch.tensor([0.0, 0.0] if len(calls) == 2 else [0.5, 0.0]).expand(hidden.shape[0], -1)
 
@@ -422,10 +422,23 @@ def test_rank_agreement_and_pearson():
     assert flipped["spearman_rho"] == pytest.approx(-1.0)
 
 
+def test_two_planners_on_one_checkpoint_are_two_policies():
+    from worldmot.evaluation.agreement import pair_up, report_markdown
+
+    def info(in_model, state_weight, success):
+        return (None, {"env": "E", "policy": "planner", "checkpoint": "run", "seed": 0, "in_model": in_model,
+                       "plan": {"cost": "goal", "state_weight": state_weight}, "aggregated": {"pc_success": success}})
+
+    pairs = pair_up([info(False, 10.0, 90.0), info(False, 0.0, 60.0), info(True, 10.0, 80.0), info(True, 0.0, 40.0)])
+    assert sorted((p["sim"], p["model"]) for p in pairs) == [(60.0, 40.0), (90.0, 80.0)]
+    text = report_markdown(pairs, {"n": 2, "pearson_r": 1.0, "spearman_rho": 1.0})
+    assert "planner cost=goal state_weight=0.0" in text and "planner cost=goal |" in text
+
+
 def test_agreement_report_says_when_one_side_is_constant():
     from worldmot.evaluation.agreement import agreement, report_markdown
 
-    pairs = [{"policy": ["E", name, "-", False, 0], "world_model": "m", "sim": s, "model": 0.0}
+    pairs = [{"policy": ["E", name, "-", False, 0, "-"], "world_model": "m", "sim": s, "model": 0.0}
              for name, s in (("random", 0.0), ("scripted", 100.0))]
     text = report_markdown(pairs, agreement(pairs))
     assert "undefined" in text and "the model gave every one" in text

@@ -1,6 +1,7 @@
 """Does success inside the world model predict success in the simulator? Pearson r and rank agreement.
 
-A policy is identified by (env, policy name, its checkpoint for model/planner, held-out wordings, seed); each
+A policy is identified by (env, policy name, its checkpoint for model/planner, held-out wordings, seed, planner
+settings); each
 ``--in-model`` evaluation of it beside its evaluation in the simulator gives a pair of success rates.
 """
 from __future__ import annotations
@@ -31,10 +32,12 @@ def find_eval_infos(paths: list[str | Path]) -> list[tuple[Path, dict]]:
 
 
 def _policy_key(info: dict) -> tuple:
-    """What the policy is: its name, its own checkpoint (model and planner only), the wordings and seeds."""
+    """What the policy is: its name, its own checkpoint (model and planner only), the wordings and seeds, and
+    a planner's settings (two planners on one checkpoint are two policies)."""
     uses_model = info["policy"] in ("model", "planner")
+    plan = json.dumps(info["plan"], sort_keys=True) if info.get("plan") else "-"
     return (info["env"], info["policy"], str(info.get("checkpoint")) if uses_model else "-",
-            bool(info.get("held_out_instructions")), info.get("seed"))
+            bool(info.get("held_out_instructions")), info.get("seed"), plan)
 
 
 def pair_up(infos: list[tuple[Path, dict]]) -> list[dict]:
@@ -77,10 +80,22 @@ def agreement(pairs: list[dict]) -> dict:
             "spearman_rho": correlation(ranks(sim), ranks(model))}
 
 
+def _settings(plan: dict) -> str:
+    """The planner settings that differ from the defaults, as key=value."""
+    from dataclasses import asdict
+
+    from worldmot.planning import PlannerConfig
+
+    default = asdict(PlannerConfig())
+    return " ".join(f"{k}={v}" for k, v in plan.items() if default.get(k) != v)
+
+
 def report_markdown(pairs: list[dict], stats: dict) -> str:
     lines = ["| env | policy | world model | success in the simulator | success in the model |", "|---|---|---|---|---|"]
     for p in pairs:
         env, policy = p["policy"][:2]
+        if p["policy"][5] != "-":
+            policy = f"{policy} {_settings(json.loads(p['policy'][5]))}".rstrip()
         lines.append(f"| {env} | {policy} | {p['world_model']} | {p['sim']:.0f}% | {p['model']:.0f}% |")
     lines.append("")
     if np.isnan(stats["pearson_r"]):
