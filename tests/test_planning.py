@@ -95,6 +95,13 @@ def test_goal_cost_steers_by_the_state_read_off_the_imagined_frame(monkeypatch):
     assert np.abs(plans[0.0][0] - TARGET.numpy()).max() > 0.12, "without the state term nothing points at TARGET"
 
 
+def test_state_distance_ignores_dimensions_the_model_cannot_read():
+    model = model_with_state(state_dim=3)
+    model.state_read_r2.copy_(torch.tensor([1.0, -0.5, 0.25]))  # R^2 below 0: read worse than the mean
+    a, b = torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[3.0, 100.0, 2.0]])
+    torch.testing.assert_close(model.state_distance(a, b), torch.tensor([(9.0 + 0.25 * 4.0) ** 0.5]))
+
+
 def test_planner_settings_that_do_not_fit_the_model_are_one_line_errors():
     model = model_with_state()  # n_steps = 3: at most 2 imagined steps
     with pytest.raises(WorldmotError, match="plan.horizon=3"):

@@ -108,8 +108,12 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
     val = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in l]
     assert [r["step"] for r in val] == [3, 6]
     for key in ("psnr_1", "ssim_1", "copy_psnr_1", "psnr_2", "psnr_4", "action_acc", "action_mae", "reasoning_acc",
-                "psnr_1_wrong_actions", "policy_action_mae", "policy_action_mae_const", "policy_progress_mae"):
+                "psnr_1_wrong_actions", "policy_action_mae", "policy_action_mae_const", "policy_progress_mae",
+                "val_st", "state_r2"):
         assert key in val[-1]
+    # the saved model carries the last validation's read-out R^2 per state dimension (the planner's weights)
+    assert model.state_read_r2.shape == (3,) and not torch.equal(model.state_read_r2, torch.ones(3))
+    assert float(model.state_read_r2.mean()) == pytest.approx(val[-1]["state_r2"], abs=1e-5)
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000003", "step_00000006"]
 
 

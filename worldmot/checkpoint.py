@@ -67,6 +67,10 @@ def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, tor
     return cfg, meta, weights
 
 
+# buffers that models saved before they existed lack; their initial values stand (state_read_r2: not measured)
+OPTIONAL_BUFFERS = ("state_read_r2",)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """A WorldModel in eval mode from a folder written by :func:`save_model`."""
     from worldmot.model.world_model import WorldModel
@@ -75,6 +79,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     cfg, meta, weights = read_model_files(path)
     model = WorldModel(cfg, ActionTokenizer.from_dict(meta["action_tokenizer"]))
     missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if k not in OPTIONAL_BUFFERS]
     if missing or unexpected:
         raise WorldmotError(f"{Path(path) / WEIGHTS}: weights do not fit the config "
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

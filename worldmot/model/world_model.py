@@ -100,6 +100,9 @@ class WorldModel(nn.Module):
         # token after it): imagined frames have no state, and the planner compares this read-out of an imagined
         # frame with the goal image's. Pixel distances to a goal are flat when the goal is far; a position is not
         self.state_head = nn.Linear(D, seq.state_dim)
+        # R^2 of each dimension's read-out on held-out frames (set by training's validation; 1 until measured):
+        # a dimension the model cannot read off a frame (the arm's velocity, say) must not steer the planner
+        self.register_buffer("state_read_r2", torch.ones(seq.state_dim))
         self.initialize()
 
     def initialize(self) -> None:
@@ -146,6 +149,12 @@ class WorldModel(nn.Module):
     def read_state(self, eof_hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) at a frame's [EOF] -> the normalised state (..., Ds) read off that frame."""
         return self.state_head(eof_hidden).float()
+
+    def state_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Read-out states (..., Ds), (..., Ds) -> (...,) Euclidean distance, each dimension weighted by its
+        read-out R^2 (clamped to [0, 1]): dimensions read no better than their mean count nothing."""
+        w = self.state_read_r2.clamp(0, 1).to(a.device)
+        return (w * (a - b) ** 2).sum(-1).sqrt()
 
     def time_embed(self, t: torch.Tensor) -> torch.Tensor:
         return self.time_mlp(timestep_embedding(t, 256))

@@ -140,7 +140,7 @@ class Planner:
                 if current is not None and self.cfg.keep_weight:
                     cost = cost + self.cfg.keep_weight * appearance_change(pixels, current)
                 if goal_state is not None and self.cfg.state_weight:
-                    cost = cost + self.cfg.state_weight * (im.state - goal_state).norm(dim=-1)
+                    cost = cost + self.cfg.state_weight * self.model.state_distance(im.state, goal_state)
                 per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames

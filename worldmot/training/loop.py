@@ -31,7 +31,7 @@ from worldmot.sequence import pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
 from worldmot.training import checkpoints as ckpt
 from worldmot.training.config import TrainConfig
-from worldmot.training.metrics import validate
+from worldmot.training.metrics import state_read_r2, validate
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -307,6 +307,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             samples: list = []
             row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed, samples=samples,
                            full=cfg.val.full)
+            r2 = state_read_r2(ema.module, val_batch)
+            for m in (model, ema.module):  # the planner weights each state dimension by how well it is read
+                m.state_read_r2.copy_(r2)
+            row["state_r2"] = float(r2.mean())
             log.write({"step": done, "split": "val", **row})
             if viz:
                 viz.log_metrics({"step": done, "split": "val", **row})

@@ -120,6 +120,16 @@ def _training_window(model: WorldModel, windows: dict, frames: torch.Tensor) -> 
 
 
 @torch.no_grad()
+def state_read_r2(model: WorldModel, windows: dict) -> torch.Tensor:
+    """(Ds,) how much of each state dimension's variance the model reads off a fresh frame (f_0 of each held-out
+    window, no state given, as it reads a goal image): 1 - MSE / variance of the normalised state (R^2)."""
+    frames = model.tokenize_frames(windows["frames"][:, 0].numpy())
+    read = imagination.start(model, windows["instruction"], frames).state
+    true = model.normalize_state(windows["states"][:, 0])
+    return 1 - ((read - true) ** 2).mean(0) / true.var(0, unbiased=False).clamp(min=1e-6)
+
+
+@torch.no_grad()
 def held_out_losses(model: WorldModel, batch, seed: int = 0) -> dict[str, float]:
     """The training losses on held-out windows (no condition dropout, diffusion times and noise fixed by
     ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm, val_st}."""
