@@ -109,7 +109,8 @@ def two_link_ik(x: float, y: float, l1: float, l2: float, elbow_sign: float) -> 
 class ReacherExpert:
     """Inverse kinematics plus joint-space PD for Gymnasium's Reacher (torque control), from the observation.
 
-    agent_pos = [cos q0, cos q1, sin q0, sin q1, dq0, dq1], environment_state = [target xy, fingertip xy].
+    agent_pos = [cos q0, cos q1, sin q0, sin q1, dq0, dq1, fingertip xy], environment_state = [target xy,
+    fingertip xy].
     The joints' dynamics are dominated by their armature (1) and gear (200), so
     ``u = kp * (q* - q) - kd * dq`` with omega = sqrt(200 kp) ~ 25 rad/s is about critically damped.
     The elbow keeps the side it is on (no flip through the singular straight arm).

@@ -6,7 +6,8 @@ instruction, a success test, a dense progress in [0, 1] that is also the reward 
 kept in ``info["env_reward"]``), ``terminated`` on success and ``render_goal()``.
 
 Reacher-v5 (torque control of a 2-link arm, action (2,) in [-1, 1]):
-    agent_pos (6,)          [cos q0, cos q1, sin q0, sin q1, dq0, dq1]
+    agent_pos (8,)          [cos q0, cos q1, sin q0, sin q1, dq0, dq1, fingertip xy] (the end effector's
+                            position, as robot states carry it: a world model can read it off a frame)
     environment_state (4,)  [target xy, fingertip xy]
     success                 fingertip within 0.02 m of the target
     progress                1 at success, linear in the distance, 0 at 0.22 m
@@ -156,7 +157,7 @@ class ReacherTask(WrappedMujocoTask):
 
     def _agent_pos(self) -> np.ndarray:
         q, qd = self.data.qpos[:2], self.data.qvel[:2]
-        return np.concatenate([np.cos(q), np.sin(q), qd])
+        return np.concatenate([np.cos(q), np.sin(q), qd, self._xy("fingertip")])
 
     def _environment_state(self) -> np.ndarray:
         return np.concatenate([self._xy("target"), self._xy("fingertip")])

@@ -153,7 +153,8 @@ def test_reacher_wrapper_contract():
     e = gym.make("worldmot/Reacher-v5")
     obs, info = e.reset(seed=0)
     assert obs["pixels"]["top"].shape == (64, 64, 3)
-    assert obs["agent_pos"].shape == (6,) and obs["environment_state"].shape == (4,)
+    assert obs["agent_pos"].shape == (8,) and obs["environment_state"].shape == (4,)
+    np.testing.assert_allclose(obs["agent_pos"][6:], obs["environment_state"][2:])  # the fingertip, both ways
     assert info["instruction"] and not info["is_success"] and 0.0 <= info["progress"] < 1.0
     goal = e.unwrapped.render_goal()
     assert goal.shape == (64, 64, 3) and np.abs(goal.astype(int) - obs["pixels"]["top"]).sum() > 0

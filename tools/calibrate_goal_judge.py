@@ -24,10 +24,11 @@ from worldmot.policies import make_policy
 
 @torch.no_grad()
 def distances_to_goal(model, instruction: str, frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) frames and the (H, W, 3) goal image -> (T,) normalised distances of their read-out states."""
+    """(T, H, W, 3) frames and the (H, W, 3) goal image -> (T,) distances of their read-out states, as the
+    judge measures them (normalised, each dimension weighted by its read-out R^2)."""
     images = np.concatenate([goal[None], frames])
     state = imagination.start(model, [instruction] * len(images), model.tokenize_frames(images)).state
-    return (state[1:] - state[:1]).norm(dim=-1).numpy()
+    return model.state_distance(state[1:], state[:1]).numpy()
 
 
 def main() -> None:
