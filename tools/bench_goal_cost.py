@@ -114,8 +114,9 @@ def main() -> None:
                 model, info["instruction"], frames.reshape(-1, *frames.shape[2:])).reshape(*frames.shape[:2], -1)
         else:
             frames, states = imagined_frames(model, obs, info["instruction"], directions, args.horizon, args.flow_steps)
-        sd = np.zeros(frames.shape[:2]) if states is None else np.linalg.norm(
-            states - read_states(model, info["instruction"], env.render_goal()[None])[:, None], axis=-1)
+        sd = np.zeros(frames.shape[:2]) if states is None else model.state_distance(
+            torch.as_tensor(states), torch.as_tensor(read_states(model, info["instruction"], env.render_goal()[None]))
+        ).numpy()  # as the planner weighs it
         # per-step clipping to the workspace along a straight line ends where clipping the whole move does
         ends = np.clip(obs["agent_pos"][None] + directions * env.max_step * chunk * args.horizon, -WORKSPACE, WORKSPACE)
         pix = to_pixels(frames.reshape(-1, *frames.shape[2:]))

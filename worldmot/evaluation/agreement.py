@@ -1,8 +1,8 @@
 """Does success inside the world model predict success in the simulator? Pearson r and rank agreement.
 
 A policy is identified by (env, policy name, its checkpoint for model/planner, held-out wordings, seed, planner
-settings); each
-``--in-model`` evaluation of it beside its evaluation in the simulator gives a pair of success rates.
+settings); each ``--in-model`` evaluation of it beside its evaluation in the simulator gives a pair of success
+rates.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ the model's chunks of C; after each chunk the model imagines the next frame, and
 the reward. Success is judged by the model in one of two ways (``judge``):
 
 - "goal" (default): the state the model reads off the imagined frame (WorldModel.read_state) comes within
-  ``goal_tolerance`` (normalised state units) of the state it reads off the episode's goal image;
+  ``goal_tolerance`` of the state it reads off the episode's goal image (WorldModel.state_distance:
+  normalised units, each dimension weighted by how well the model reads it);
 - "token": its probability of the <success> token passes ``success_threshold``. Episodes end at success,
   so a recording shows that token once per successful episode, and a tiny model rarely predicts it.
 

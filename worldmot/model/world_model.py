@@ -114,8 +114,8 @@ class WorldModel(nn.Module):
         for lin in (self.time_mlp[0], self.time_mlp[2], self.action_cond[0], self.action_cond[2]):
             nn.init.normal_(lin.weight, std=0.02), nn.init.zeros_(lin.bias)
         self.trunk.initialize()
-        for head in (self.lm_head, self.frame_head, self.state_head):  # zero heads: uniform tokens, "next frame
-            # = last frame", the mean state
+        # zero heads: uniform tokens, "the next frame is the last frame", the mean state
+        for head in (self.lm_head, self.frame_head, self.state_head):
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
     # ------------------------------------------------------------------------------------------------
@@ -262,8 +262,8 @@ class WorldModel(nn.Module):
         """Loss on a packed batch: {loss, ce, fm, st}. ce: mean over the kinds of AR targets (reasoning, action,
         progress) of each kind's weighted mean over its tokens (repeats down-weighted by cfg.ce_repeat_weight);
         fm: mean over noisy frames of the x0 error, moving patches weighted by 1 + cfg.fm_motion_weight.
-        t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``.
         st: mean squared error of the normalised state read off each frame (:meth:`read_state`).
+        t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``.
         own_context (B,) bool: rows whose later context frames are the model's own predictions
         (:meth:`own_context`); the targets stay the true frames."""
         layout, dev = batch.layout, self.device

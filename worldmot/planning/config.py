@@ -27,8 +27,8 @@ class PlannerConfig:
     # distant goal image than a disc in the wrong place, and the planner chose exactly those actions.
     # tools/bench_goal_cost.py, imagined frames: 0 -> 21/60 starts ranked right, 5 -> 23/60
     keep_weight: float = 5.0
-    # cost=goal: weight of the distance (normalised state units) between the state the model reads off an
-    # imagined frame and off the goal image (WorldModel.read_state). 0: pixels only. tools/bench_goal_cost.py,
+    # cost=goal: weight of the distance (WorldModel.state_distance) between the state the model reads off an
+    # imagined frame and off the goal image. 0: pixels only. tools/bench_goal_cost.py,
     # imagined frames, 60 Reach starts ranked right: 0 -> 20, 1 -> 38, 10 -> 44 (true frames, pixels: 49)
     state_weight: float = 10.0
     seed: int = 0
