@@ -95,6 +95,21 @@ def test_goal_cost_steers_by_the_state_read_off_the_imagined_frame(monkeypatch):
     assert np.abs(plans[0.0][0] - TARGET.numpy()).max() > 0.12, "without the state term nothing points at TARGET"
 
 
+def test_goal_state_is_read_once_per_episode_and_again_when_the_goal_changes():
+    model = model_with_state()
+    planner = Planner(model, PlannerConfig(cost="goal"), -np.ones(2), np.ones(2))
+    obs, other = observation(2, seed=0), observation(2, seed=1)
+    goals, new_goals = obs["pixels"]["top"], other["pixels"]["top"]
+    first = planner._goal_state(obs["task"], goals, model.tokenize_frames(goals))
+    assert planner._goal_state(obs["task"], goals.copy(), model.tokenize_frames(goals)) is first
+    fresh = planner._goal_state(obs["task"], new_goals, model.tokenize_frames(new_goals))
+    want = imagination.start(model, obs["task"], model.tokenize_frames(new_goals)).state
+    torch.testing.assert_close(fresh, want)
+    assert not torch.allclose(fresh, first)
+    renamed = planner._goal_state(obs["task"][::-1], new_goals, model.tokenize_frames(new_goals))
+    assert renamed is not fresh  # the read-out depends on the instruction too
+
+
 def test_state_distance_ignores_dimensions_the_model_cannot_read():
     model = model_with_state(state_dim=3)
     model.state_read_r2.copy_(torch.tensor([1.0, -0.5, 0.25]))  # R^2 below 0: read worse than the mean
