@@ -2,12 +2,14 @@
 
 An expert is called as ``expert(agent_pos (B, S), environment_state (B, E), tasks list[str])`` and returns
 ``(actions (B, A) float32 in [-1, 1], subtasks list[str])``. It reads nothing from the simulator, so it
-runs the same on a single env (B = 1) and on vector-env observations. Colour names for the subtask text
-come from the instruction (``parse_colours``: every wording names the object before the goal); an
-instruction without colour names gives generic text ("the block").
+runs the same on a single env (B = 1) and on vector-env observations. The subtask text (the reasoning the
+model learns to write) says where the expert is going: "move to red at +21,-13", "push block +05,-20 pad
++30,+12" (``positions_in`` reads the positions back). Reach takes the colour name from the instruction
+(``parse_colours``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +26,25 @@ def _limit(delta: np.ndarray, max_step: float) -> np.ndarray:
     return (delta / max_step).astype(np.float32)
 
 
-def _name(colours: list[str], i: int) -> str:
-    return f"the {colours[i]}" if len(colours) > i else "the"
+def _name(colours: list[str], i: int, default: str) -> str:
+    return colours[i] if len(colours) > i else default
+
+
+def _at(xy) -> str:
+    """A table position as the reasoning writes it: centimetres from the table centre, "+21,-13".
+
+    The expert says where the thing it goes to is (grounded reasoning, as in embodied chain-of-thought):
+    the model is then trained to localise the named object in the frame with a direct target, and its
+    actions can read the position from its own text. Rounded to 1 cm (0.64 px at 64x64).
+    """
+    x, y = (int(np.clip(np.rint(v * 100), -99, 99)) for v in np.asarray(xy, np.float64)[:2])
+    return f"{x:+03d},{y:+03d}"
+
+
+def positions_in(text: str) -> np.ndarray:
+    """(n, 2) the table positions (metres) a reasoning text names, in order: the inverse of the experts' text."""
+    found = re.findall(r"([+-]\d\d),([+-]\d\d)", text)
+    return np.array([[int(x) / 100, int(y) / 100] for x, y in found], np.float64).reshape(-1, 2)
 
 
 @dataclass
@@ -37,11 +56,11 @@ class ReachExpert:
     def __call__(self, agent_pos, environment_state, tasks):
         actions, subtasks = [], []
         for p, s, task in zip(agent_pos, environment_state, tasks):
-            target = _name(parse_colours(task), 0)
+            target = _name(parse_colours(task), 0, "target")
             delta = np.asarray(s[:2], np.float64) - np.asarray(p[:2], np.float64)
             actions.append(_limit(delta, self.max_step))
             done = np.linalg.norm(delta) < 0.01
-            subtasks.append(f"stay on {target} target" if done else f"move to {target} target")
+            subtasks.append(f"{'stay on' if done else 'move to'} {target} at {_at(s[:2])}")
         return np.stack(actions), subtasks
 
 
@@ -64,19 +83,19 @@ class PushExpert:
     contact: float = 0.08  # block collision radius + effector radius
     workspace: float = 0.45
 
-    def act_one(self, p, b, g, colours: list[str]) -> tuple[np.ndarray, str]:
-        block, pad = f"{_name(colours, 0)} block", f"{_name(colours, 1)} pad"
+    def act_one(self, p, b, g) -> tuple[np.ndarray, str]:
+        where = f"block {_at(b)} pad {_at(g)}"  # the colours are in the instruction; 32 bytes of reasoning
         d = g - b
         dist = float(np.linalg.norm(d))
         if dist < 0.015:
-            return np.zeros(2, np.float32), f"{block} is on {pad}"
+            return np.zeros(2, np.float32), f"done {where}"
         u = d / dist
         rel = p - b
         along = float(np.dot(rel, u))
         lateral = rel - along * u
         if along < -0.6 * self.contact and np.linalg.norm(lateral) < 0.025:
             target = b - u * self.contact + u * min(self.max_step, dist)
-            return _limit(target - p, self.max_step), f"push {block} toward {pad}"
+            return _limit(target - p, self.max_step), f"push {where}"
         behind = np.clip(b - u * (self.contact + 0.02), -self.workspace, self.workspace)
         if along > -0.02 and _segment_distance(b, p, behind) < self.contact + 0.01:
             # the straight way would hit the block: go around its flank first, to a point from which
@@ -85,13 +104,13 @@ class PushExpert:
             side = 1.0 if np.dot(lateral, perp) >= 0 else -1.0
             flank = b + perp * side * (self.contact + 0.04) - u * 0.04
             behind = np.clip(flank, -self.workspace, self.workspace)
-        return _limit(behind - p, self.max_step), f"move behind {block}"
+        return _limit(behind - p, self.max_step), f"behind {where}"
 
     def __call__(self, agent_pos, environment_state, tasks):
         actions, subtasks = [], []
         for p, s, task in zip(agent_pos, environment_state, tasks):
             s = np.asarray(s, np.float64)
-            a, text = self.act_one(np.asarray(p[:2], np.float64), s[0:2], s[2:4], parse_colours(task))
+            a, text = self.act_one(np.asarray(p[:2], np.float64), s[0:2], s[2:4])
             actions.append(a)
             subtasks.append(text)
         return np.stack(actions), subtasks
