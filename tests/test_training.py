@@ -21,6 +21,7 @@ from worldmot.model.world_model import WorldModel
 from worldmot.train_cli import parse
 from worldmot.training import checkpoints as ckpt
 from worldmot.training.loop import train
+from worldmot.training.metrics import reasoning_position_error
 
 # A model small enough that a step takes milliseconds; everything else is the default tiny run.
 SMALL = ["model.width=32", "model.depth=2", "model.heads=2", "model.mlp_ratio=2.0", "model.sequence.image_size=16",
@@ -115,6 +116,15 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
     assert model.state_read_r2.shape == (3,) and not torch.equal(model.state_read_r2, torch.ones(3))
     assert float(model.state_read_r2.mean()) == pytest.approx(val[-1]["state_r2"], abs=1e-5)
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000003", "step_00000006"]
+
+
+def test_reasoning_position_error_counts_texts_without_a_position():
+    true = ["move to red at +10,+00", "move to blue at -20,+30", "move to cyan at +00,+00", "no position"]
+    said = ["move to red at +13,+04", "move to blue", "move to cyan at +00,-10", "move to red at +50,+50"]
+    out = reasoning_position_error(said, true)
+    assert out["policy_reasoning_named"] == pytest.approx(2 / 3)  # the 4th true text names nothing: not counted
+    assert out["policy_reasoning_pos_err"] == pytest.approx((0.05 + 0.10) / 2)
+    assert reasoning_position_error(said, ["move to the red target"] * 4) == {}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Validation metrics: next-frame and open-loop PSNR/SSIM against copying, AR token accuracy, action error."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from worldmot.envs.experts import positions_in
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import PackedBatch, pack_windows
@@ -139,6 +141,25 @@ def held_out_losses(model: WorldModel, batch, seed: int = 0) -> dict[str, float]
     return {"val_loss": float(out["loss"]), "val_ce": float(out["ce"]), "val_fm": float(out["fm"]), "val_st": float(out["st"])}
 
 
+def reasoning_position_error(said: list[str], true: list[str]) -> dict[str, float]:
+    """Where texts ``said`` place the named object against where texts ``true`` do (``positions_in``, the
+    first position each names), over the pairs whose true text names one: {policy_reasoning_named: the
+    fraction of those whose said text names one too, policy_reasoning_pos_err: mean distance (metres) over
+    the pairs that both name one, policy_reasoning_pos_err_const: the same for the median true position}.
+    Empty when no true text names a position."""
+    pairs = [(positions_in(s), positions_in(t)) for s, t in zip(said, true)]
+    pairs = [(s, t) for s, t in pairs if len(t)]
+    if not pairs:
+        return {}
+    out = {"policy_reasoning_named": sum(len(s) > 0 for s, _ in pairs) / len(pairs)}
+    named = [(s[0], t[0]) for s, t in pairs if len(s)]
+    if named:
+        s, t = (torch.as_tensor(np.stack(x)) for x in zip(*named))
+        out["policy_reasoning_pos_err"] = float((s - t).norm(dim=-1).mean())
+        out["policy_reasoning_pos_err_const"] = float((t.median(0).values - t).norm(dim=-1).mean())
+    return out
+
+
 @torch.no_grad()
 def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     """What the AR policy and the planner read, decoded from f_0 alone (no teacher forcing).
@@ -146,12 +167,14 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     policy_action_mae: the greedy AR chunk (reasoning, then actions) against the expert's first chunk;
     teacher-forced action accuracy hides a wrong first action, since later bins mostly repeat it.
     policy_progress_mae: the expected progress the planner scores, against the true progress of f_0.
+    policy_reasoning_pos_err: where the greedy reasoning says the named object is against where the
+    dataset's reasoning says it is (:func:`reasoning_position_error`; grounded reasoning only).
     Each beside the error of a constant (the batch median).
     """
     frames = model.tokenize_frames(windows["frames"][:, 0].numpy())
     im = imagination.start(model, windows["instruction"], frames, windows["states"][:, 0].float(), horizon=1)
     progress = im.progress().cpu()
-    decoded, _ = imagination.write_step(im, None, reason=True)
+    decoded, texts = imagination.write_step(im, None, reason=True)
     true = windows["actions"][:, 0].float()  # (B, C, A)
     ok = ~windows["action_is_pad"][:, 0].reshape(true.shape[0], -1).any(-1)
     out = {}
@@ -162,4 +185,5 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     target = torch.where(windows["success"][:, 0], torch.ones(()), windows["progress"][:, 0].float())
     out["policy_progress_mae"] = float((progress - target).abs().mean())
     out["policy_progress_mae_const"] = float((target.median() - target).abs().mean())
+    out.update(reasoning_position_error(texts, [subtasks[0] for subtasks in windows["subtasks"]]))
     return out
