@@ -35,14 +35,15 @@ class RecordResult:
 
 
 def features_for(observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> dict[str, dict]:
-    """LeRobot features of worldmot's env contract (pixels/agent_pos/environment_state, Box actions)."""
+    """LeRobot features of worldmot's env contract (pixels/agent_pos/environment_state[/keypoints], Box actions)."""
     feats: dict[str, dict] = {}
     for cam, space in observation_space["pixels"].spaces.items():
         feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": list(space.shape),
                                               "names": ["height", "width", "channels"]}
     feats["observation.state"] = _vector(observation_space["agent_pos"].shape)
-    if "environment_state" in observation_space.spaces:
-        feats["observation.environment_state"] = _vector(observation_space["environment_state"].shape)
+    for key in ("environment_state", "keypoints"):
+        if key in observation_space.spaces:
+            feats[f"observation.{key}"] = _vector(observation_space[key].shape)
     feats["action"] = _vector(action_space.shape)
     feats["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     feats["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
@@ -59,8 +60,9 @@ def _frame(obs: dict, k: int | None, action: np.ndarray, reward: float, done: bo
     pick = (lambda x: x) if k is None else (lambda x: x[k])
     frame = {f"observation.images.{cam}": pick(img) for cam, img in obs["pixels"].items()}
     frame["observation.state"] = np.asarray(pick(obs["agent_pos"]), np.float32).reshape(-1)
-    if "observation.environment_state" in feats:
-        frame["observation.environment_state"] = np.asarray(pick(obs["environment_state"]), np.float32).reshape(-1)
+    for key in ("environment_state", "keypoints"):
+        if f"observation.{key}" in feats:
+            frame[f"observation.{key}"] = np.asarray(pick(obs[key]), np.float32).reshape(-1)
     frame["action"] = np.asarray(action, np.float32).reshape(-1)
     frame.update({"next.reward": float(reward), "next.done": bool(done), "next.success": bool(success)})
     return frame
@@ -197,7 +199,7 @@ def _record_vector(env, policy, writer, feats, start, episodes, seed, bar) -> in
             rob, rinfo = launch(done)
             for key in nobs["pixels"]:
                 nobs["pixels"][key][done] = rob["pixels"][key][done]
-            for key in ("agent_pos", "environment_state"):
+            for key in ("agent_pos", "environment_state", "keypoints"):
                 if key in nobs:
                     nobs[key][done] = rob[key][done]
             for k in np.flatnonzero(done):

@@ -34,6 +34,7 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 class PushEnv(TabletopEnv):
     task_name = "push"
     env_state_dim = 8
+    named_objects = 2  # the named block and the named pad
     max_step = 0.03  # 2 pixels a step at 64x64
 
     def _effector_contact(self) -> str:

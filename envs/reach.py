@@ -20,6 +20,7 @@ PROGRESS_SCALE = 0.6
 class ReachEnv(TabletopEnv):
     task_name = "reach"
     env_state_dim = 2 * N_TARGETS
+    named_objects = 1  # the named target
     max_step = 0.03  # 2 pixels a step at 64x64; the farthest start (~0.95 m) takes 32 steps
 
     def _effector_visual(self) -> str:

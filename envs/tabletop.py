@@ -8,6 +8,9 @@ Observation (LeRobot's env convention):
     pixels/top          (H, W, 3) uint8  orthographic top view of the whole workspace
     agent_pos           (2,) float32     effector xy
     environment_state   (E,) float32     object/goal xy, the order is documented by each task
+    keypoints           (2N,) float32    where the N objects the instruction names are in the image:
+                                         (u, v) in [0, 1] from the top-left corner (the first N xy of
+                                         environment_state); training teaches the model to find them
 
 info: ``instruction`` (str), ``is_success`` (bool), ``progress`` (float in [0, 1]; also the reward).
 """
@@ -75,6 +78,7 @@ class TabletopEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / (TIMESTEP * FRAME_SKIP)))}
     task_name = ""  # "reach" / "push": selects wordings and the scripted expert
     env_state_dim = 0
+    named_objects = 0  # how many objects the instruction names: the first 2 * named_objects of environment_state
     max_step = 0.04  # metres of effector motion per env step at |action| = 1
 
     def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
@@ -95,6 +99,7 @@ class TabletopEnv(gym.Env):
                 "pixels": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (s, s, 3), np.uint8)}),
                 "agent_pos": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
                 "environment_state": gym.spaces.Box(-1.0, 1.0, (self.env_state_dim,), np.float32),
+                "keypoints": gym.spaces.Box(0.0, 1.0, (2 * self.named_objects,), np.float32),
             }
         )
         self.instruction = ""
@@ -183,7 +188,14 @@ class TabletopEnv(gym.Env):
             "pixels": {"top": self._frame.copy()},
             "agent_pos": self.effector_xy.astype(np.float32),
             "environment_state": self._environment_state().astype(np.float32),
+            "keypoints": self._keypoints(),
         }
+
+    def _keypoints(self) -> np.ndarray:
+        """(2N,) image (u, v) of the named objects: the orthographic top camera maps the table linearly."""
+        xy = self._environment_state()[: 2 * self.named_objects].reshape(-1, 2)
+        uv = np.stack([xy[:, 0] / VIEW + 0.5, 0.5 - xy[:, 1] / VIEW], -1)
+        return np.clip(uv, 0.0, 1.0).astype(np.float32).reshape(-1)
 
     def _info(self, progress: float, success: bool) -> dict:
         return {"instruction": self.instruction, "is_success": bool(success), "progress": float(progress)}

@@ -48,6 +48,17 @@ def test_observation_contract(env):
     assert np.abs(obs["agent_pos"]).max() <= 0.45 + 1e-6
 
 
+def test_keypoints_land_on_the_named_objects_in_the_frame(env):
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        frame, uv = obs["pixels"]["top"].astype(np.float64) / 255, obs["keypoints"].reshape(-1, 2)
+        named = instructions.parse_colours(info["instruction"])  # Reach: the target; Push: block, pad
+        assert len(uv) == len(named)
+        for (u, v), colour in zip(uv, named):
+            pixel = frame[int(v * 64), int(u * 64)]
+            assert np.abs(pixel - np.array(instructions.COLOURS[colour][:3])).max() < 0.2, (seed, colour, pixel)
+
+
 def test_seeded_reset_is_deterministic(env):
     a, ia = env.reset(seed=7)
     env.step(env.action_space.sample())

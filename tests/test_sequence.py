@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_fixtures import make_batch, make_model
-from worldmot.sequence import FRAME, ROLE_NOISY, attention_mask
+from model_fixtures import make_batch, make_model, make_windows, small_config
+from worldmot.sequence import FRAME, ROLE_NOISY, attention_mask, keypoint_cells, pack_windows
+from worldmot.tokenizers.frames import _patchify
 
 
 def brute_force_mask(block, noisy, sample):
@@ -104,3 +106,28 @@ def test_condition_dropout_empties_instruction_and_reasoning():
     assert model.text_tokenizer.decode(batch.token_ids[0, lay.instruction].tolist()) == ""
     assert not batch.target_mask[:, lay.reasoning[0]].any()  # a dropped reasoning is not a target
     assert batch.target_mask[:, lay.reasoning[1]].any()
+
+
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_keypoint_cell_is_the_patch_that_holds_the_pixel(u, v):
+    cfg = make_model().cfg.sequence  # 16x16 frames, 4x4 patches
+    cell = int(keypoint_cells(np.array([u, v], np.float32), cfg)[0])
+    S, p = cfg.image_size, cfg.patch_size
+    patches = _patchify(torch.arange(S * S, dtype=torch.float32).reshape(1, S, S), p)  # pixel ids per patch
+    row, col = min(int(np.float32(v) * S), S - 1), min(int(np.float32(u) * S), S - 1)
+    assert row * S + col in patches[cell].tolist()
+
+
+def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
+    model = make_model(small_config(keypoints=1), randomize=False)
+    windows, frames, states = make_windows(model.cfg, B=2)
+    for w in windows:
+        w["keypoints"] = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]], np.float32)
+        w["frame_is_pad"] = np.array([False, False, True])
+    batch = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                         action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
+    assert batch.keypoint_cells[:, :, 0].tolist() == [[0, 3, -1]] * 2  # 4x4 grid: top-left, top-right, padded
+    loss = model(batch, generator=torch.Generator().manual_seed(0))
+    assert float(loss["kp"].detach()) == pytest.approx(np.log(16), rel=1e-3)  # a zero-initialised head: uniform over 16
+    loss["kp"].backward()
+    assert model.keypoint_head.weight.grad.abs().sum() > 0

@@ -110,7 +110,7 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
     assert [r["step"] for r in val] == [3, 6]
     for key in ("psnr_1", "ssim_1", "copy_psnr_1", "psnr_2", "psnr_4", "action_acc", "action_mae", "reasoning_acc",
                 "psnr_1_wrong_actions", "policy_action_mae", "policy_action_mae_const", "policy_progress_mae",
-                "val_st", "state_r2"):
+                "val_st", "val_kp", "state_r2"):
         assert key in val[-1]
     # the saved model carries the last validation's read-out R^2 per state dimension (the planner's weights)
     assert model.state_read_r2.shape == (3,) and not torch.equal(model.state_read_r2, torch.ones(3))

@@ -39,6 +39,7 @@ class SequenceConfig:
     instruction_len: int = 48  # bytes of instruction (padded / truncated)
     reasoning_len: int = 32  # bytes of reasoning text per step (padded / truncated)
     text_tokenizer: str = ""  # optional local `tokenizers` JSON file; empty: UTF-8 bytes
+    keypoints: int = 0  # objects the instruction names whose image position the data gives (set from the dataset)
 
 
 @dataclass
@@ -58,6 +59,13 @@ class ModelConfig:
     )
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
+    # weight of the keypoint loss: each frame's patches say which of them holds each named object (a
+    # softmax over the patches). Without it the tiny trunk never found the still targets in a CPU budget
+    # (tools/probe_localisation.py, BENCHMARKS.md): a patch can tell "that is me" locally within 200 steps
+    lambda_keypoint: float = 0.5
+    # initial gain of the QK-norm weights (logits scale with its square): at 1 the attention logits are
+    # bounded by sqrt(head_dim) and a token could not learn to single out the marked patch in 500 steps
+    qk_norm_gain: float = 2.0
     drop_instruction: float = 0.1  # condition dropout for classifier-free guidance
     drop_reasoning: float = 0.3  # so that planning can skip writing reasoning
     drop_state: float = 0.5  # imagined steps have no proprioceptive state

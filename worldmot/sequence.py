@@ -246,10 +246,12 @@ class PackedBatch:
     state_dropped: torch.Tensor  # (B, K) bool: use the learned "no state" embedding
     target_mask: torch.Tensor  # (B, S) bool: CE targets (reasoning incl. <eor>, action bins, progress)
     frame_valid: torch.Tensor  # (B, K) bool: f_k is a real frame (not padding past the episode end)
+    keypoint_cells: torch.Tensor  # (B, K, N) int64: the patch holding each named object in f_k; -1: unknown
 
     def to(self, device: torch.device | str) -> "PackedBatch":
         return PackedBatch(self.layout, *(getattr(self, n).to(device) for n in
-                                          ("token_ids", "frames", "states", "state_dropped", "target_mask", "frame_valid")))
+                                          ("token_ids", "frames", "states", "state_dropped", "target_mask", "frame_valid",
+                                           "keypoint_cells")))
 
     @property
     def batch_size(self) -> int:
@@ -312,6 +314,9 @@ def pack_windows(
     if states is None:
         states = torch.zeros(B, K, cfg.state_dim)
     drop_s = np.zeros((B, K), bool) if drop_state is None else np.broadcast_to(np.asarray(drop_state, bool).reshape(B, -1), (B, K))
+    cells = np.full((B, K, cfg.keypoints), -1, np.int64)
+    if cfg.keypoints and "keypoints" in w:
+        cells = np.where(frame_valid[..., None], keypoint_cells(np.asarray(w["keypoints"], np.float32), cfg), -1)
     return PackedBatch(
         layout=layout,
         token_ids=torch.from_numpy(ids),
@@ -320,7 +325,16 @@ def pack_windows(
         state_dropped=torch.from_numpy(drop_s.copy()),
         target_mask=torch.from_numpy(target),
         frame_valid=torch.from_numpy(frame_valid.copy()),
+        keypoint_cells=torch.from_numpy(np.ascontiguousarray(cells)),
     )
+
+
+def keypoint_cells(keypoints: np.ndarray, cfg: SequenceConfig) -> np.ndarray:
+    """(..., 2N) image (u, v) in [0, 1] -> (..., N) index of the patch holding each point (row-major)."""
+    grid = cfg.image_size // cfg.patch_size
+    uv = keypoints.reshape(*keypoints.shape[:-1], -1, 2)
+    col, row = (np.clip(np.floor(uv[..., i] * grid), 0, grid - 1).astype(np.int64) for i in (0, 1))
+    return row * grid + col
 
 
 def _reasoning_slot(tok: Any, text: str, length: int, eor_id: int) -> tuple[np.ndarray, int]:

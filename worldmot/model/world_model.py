@@ -103,6 +103,8 @@ class WorldModel(nn.Module):
         # R^2 of each dimension's read-out on held-out frames (set by training's validation; 1 until measured):
         # a dimension the model cannot read off a frame (the arm's velocity, say) must not steer the planner
         self.register_buffer("state_read_r2", torch.ones(seq.state_dim))
+        # per frame patch, a logit for each named object being in it (the keypoint loss; see ModelConfig)
+        self.keypoint_head = nn.Linear(D, seq.keypoints) if seq.keypoints else None
         self.initialize()
 
     def initialize(self) -> None:
@@ -114,9 +116,14 @@ class WorldModel(nn.Module):
         for lin in (self.time_mlp[0], self.time_mlp[2], self.action_cond[0], self.action_cond[2]):
             nn.init.normal_(lin.weight, std=0.02), nn.init.zeros_(lin.bias)
         self.trunk.initialize()
+        with torch.no_grad():
+            for name, p in self.trunk.named_parameters():
+                if name.endswith(("q_norm.weight", "k_norm.weight")):
+                    p.fill_(self.cfg.qk_norm_gain)
         # zero heads: uniform tokens, "the next frame is the last frame", the mean state
-        for head in (self.lm_head, self.frame_head, self.state_head):
-            nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head):
+            if head is not None:
+                nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
     # ------------------------------------------------------------------------------------------------
     # Shared pieces
@@ -259,10 +266,11 @@ class WorldModel(nn.Module):
     def forward(self, batch: PackedBatch, generator: torch.Generator | None = None,
                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                 own_context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Loss on a packed batch: {loss, ce, fm, st}. ce: mean over the kinds of AR targets (reasoning, action,
+        """Loss on a packed batch: {loss, ce, fm, st, kp}. ce: mean over the kinds of AR targets (reasoning, action,
         progress) of each kind's weighted mean over its tokens (repeats down-weighted by cfg.ce_repeat_weight);
         fm: mean over noisy frames of the x0 error, moving patches weighted by 1 + cfg.fm_motion_weight.
         st: mean squared error of the normalised state read off each frame (:meth:`read_state`).
+        kp: :meth:`keypoint_loss`.
         t (B, K-1) and noise (B, K-1, P, Dp) default to :meth:`sample_noise` with ``generator``.
         own_context (B,) bool: rows whose later context frames are the model's own predictions
         (:meth:`own_context`); the targets stay the true frames."""
@@ -310,8 +318,21 @@ class WorldModel(nn.Module):
         per_state = ((read - batch.states.float()) ** 2).mean(-1)  # (B, K)
         seen = batch.frame_valid.float()
         st = (per_state * seen).sum() / seen.sum().clamp(min=1)
-        loss = ce + self.cfg.lambda_fm * fm + self.cfg.lambda_state * st
-        return {"loss": loss, "ce": ce, "fm": fm, "st": st}
+        kp = self.keypoint_loss(h, batch)
+        loss = ce + self.cfg.lambda_fm * fm + self.cfg.lambda_state * st + self.cfg.lambda_keypoint * kp
+        return {"loss": loss, "ce": ce, "fm": fm, "st": st, "kp": kp}
+
+    def keypoint_logits(self, frame_hidden: torch.Tensor) -> torch.Tensor:
+        """(..., P, D) hidden states of a frame's patches -> (..., N, P) logits of where each named object is."""
+        return self.keypoint_head(frame_hidden).float().transpose(-1, -2)
+
+    def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """Cross-entropy over each clean frame's patches of the patch holding each named object (0 without)."""
+        cells = batch.keypoint_cells
+        if self.keypoint_head is None or not bool((cells >= 0).any()):
+            return h.sum() * 0
+        logits = self.keypoint_logits(h[:, torch.as_tensor(batch.layout.frames, device=h.device)])  # (B, K, N, P)
+        return F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

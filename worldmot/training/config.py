@@ -12,6 +12,9 @@ class DataConfig:
     camera: str = ""  # feature key of the camera; empty: the dataset's first camera
     state_key: str = "observation.state"
     action_key: str = "action"
+    # image (u, v) of the objects the instruction names, if the dataset has it: the model is taught to find
+    # them in each frame (ModelConfig.lambda_keypoint); absent: no such loss
+    keypoint_key: str = "observation.keypoints"
     val_fraction: float = 0.1  # held-out episodes for validation
     num_workers: int = 2
     stride: int = 1  # window start every `stride` env steps

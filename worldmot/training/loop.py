@@ -117,6 +117,8 @@ def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: Windo
     episodes' q01/q99 (see ActionTokenizer.from_data), state normalisation from stats.json."""
     action_dim, state_dim = dataset_dims(reader, cfg)
     cfg.model.sequence.action_dim, cfg.model.sequence.state_dim = action_dim, state_dim
+    keypoints = reader.features.get(cfg.data.keypoint_key)
+    cfg.model.sequence.keypoints = int(np.prod(keypoints["shape"])) // 2 if keypoints else 0
     tok = ActionTokenizer.from_data(train_set.column(cfg.data.action_key), n_bins=cfg.model.sequence.action_bins)
     st = reader.stats.get(cfg.data.state_key, {})
     mean = np.asarray(st.get("mean", np.zeros(state_dim)), np.float32).reshape(-1)
@@ -229,7 +231,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     dataset_dims(reader, cfg)  # a dataset without the features fails before anything is built
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
-    kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key)
+    kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
+              keypoint_key=cfg.data.keypoint_key)
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, reader, train_set).to(proc.device)
@@ -280,12 +283,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        parts = torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st")]).float()
+        parts = torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st", "kp")]).float()
         if proc.world > 1:
             dist.all_reduce(parts)
             parts /= proc.world
         if not torch.isfinite(parts).all():
-            bad = [n for n, v in zip(("ce", "fm", "st"), parts[1:].tolist()) if not math.isfinite(v)] or ["total"]
+            bad = [n for n, v in zip(("ce", "fm", "st", "kp"), parts[1:].tolist()) if not math.isfinite(v)] or ["total"]
             raise WorldmotError(f"step {step + 1}: non-finite {'+'.join(bad)} loss ({parts.tolist()}); stopped. "
                                 f"The last good checkpoint is {last_good or 'none (no checkpoint written yet)'}")
         opt.step()
@@ -296,12 +299,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             now = time.perf_counter()
             tps = tokens_since / (now - t_last)
             t_last, tokens_since = now, 0
-            loss, ce, fm, st = parts.tolist()
-            row = {"step": done, "loss": loss, "ce": ce, "fm": fm, "st": st, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": tps}
+            loss, ce, fm, st, kp = parts.tolist()
+            row = {"step": done, "loss": loss, "ce": ce, "fm": fm, "st": st, "kp": kp, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": tps}
             log.write(row)
             if viz:
                 viz.log_metrics(row)
-            bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", fm=f"{fm:.4f}", st=f"{st:.3f}", tok_s=f"{tps:,.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", fm=f"{fm:.4f}", st=f"{st:.3f}", kp=f"{kp:.3f}",
+                            tok_s=f"{tps:,.0f}")
         bar.update(1)
         if proc.main and (done % cfg.val.every == 0 or done == cfg.steps):
             samples: list = []

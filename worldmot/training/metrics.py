@@ -134,11 +134,11 @@ def state_read_r2(model: WorldModel, windows: dict) -> torch.Tensor:
 @torch.no_grad()
 def held_out_losses(model: WorldModel, batch, seed: int = 0) -> dict[str, float]:
     """The training losses on held-out windows (no condition dropout, diffusion times and noise fixed by
-    ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm, val_st}."""
+    ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm, val_st, val_kp}."""
     B, K = batch.frames.shape[:2]
     t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(seed))
     out = model(batch, t=t, noise=noise)
-    return {"val_loss": float(out["loss"]), "val_ce": float(out["ce"]), "val_fm": float(out["fm"]), "val_st": float(out["st"])}
+    return {f"val_{k}": float(out[k]) for k in ("loss", "ce", "fm", "st", "kp")}
 
 
 def reasoning_position_error(said: list[str], true: list[str]) -> dict[str, float]:

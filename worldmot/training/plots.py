@@ -18,10 +18,10 @@ def plot_curves(metrics: Path, out: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     steps = [r["step"] for r in train]
-    for key in ("loss", "ce", "fm", "st"):
-        if key in train[0]:  # runs from before the state read-out have no st
+    for key in ("loss", "ce", "fm", "st", "kp"):
+        if key in train[0] and any(r[key] > 0 for r in train):  # older runs lack st; data without keypoints: kp 0
             axes[1 if key == "fm" else 0].plot(steps, [r[key] for r in train], label=key)
-    axes[0].set_title("loss = ce + lambda_fm fm + lambda_state st"), axes[1].set_title("flow matching (x0 MSE)")
+    axes[0].set_title("loss = ce + lambda_fm fm + lambda_state st + lambda_keypoint kp"), axes[1].set_title("flow matching (x0 MSE)")
     axes[0].set_yscale("log"), axes[1].set_yscale("log")
     for k in (1, 2, 4):
         pts = [(r["step"], r[f"psnr_{k}"], r[f"copy_psnr_{k}"]) for r in val if f"psnr_{k}" in r]

@@ -8,7 +8,7 @@
 Entities, on the timeline ``step``:
 
     curves/<group>/<split>/<metric>   one series per metric of the rows; ``split`` is the row's "split"
-                                      ("val") or "train"; groups share a plot: loss (loss, ce, fm, st), lr,
+                                      ("val") or "train"; groups share a plot: loss (loss, ce, fm, st, kp), lr,
                                       grad_norm, throughput, psnr, ssim, accuracy (*_acc), error (*_mae*)
     validation/true                   a grid: one row per validation sample, one column per horizon
     validation/predicted              the same grid of the model's frames
@@ -36,7 +36,7 @@ from worldmot.viz.images import grid, to_hwc_uint8
 APPLICATION_ID = "worldmot train"
 FILE_NAME = "train.rrd"
 _GROUPS = [  # (pattern on the metric name, group), first match wins
-    (r"^(loss|ce|fm|st)$", "loss"), (r"^lr$", "lr"), (r"^grad_norm$", "grad_norm"), (r"per_s$", "throughput"),
+    (r"^(loss|ce|fm|st|kp)$", "loss"), (r"^lr$", "lr"), (r"^grad_norm$", "grad_norm"), (r"per_s$", "throughput"),
     (r"psnr", "psnr"), (r"ssim", "ssim"), (r"_acc$", "accuracy"), (r"_mae", "error"),
 ]
 
