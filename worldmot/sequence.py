@@ -247,11 +247,12 @@ class PackedBatch:
     target_mask: torch.Tensor  # (B, S) bool: CE targets (reasoning incl. <eor>, action bins, progress)
     frame_valid: torch.Tensor  # (B, K) bool: f_k is a real frame (not padding past the episode end)
     keypoint_cells: torch.Tensor  # (B, K, N) int64: the patch holding each named object in f_k; -1: unknown
+    keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each named object in f_k (valid where cell >= 0)
 
     def to(self, device: torch.device | str) -> "PackedBatch":
         return PackedBatch(self.layout, *(getattr(self, n).to(device) for n in
                                           ("token_ids", "frames", "states", "state_dropped", "target_mask", "frame_valid",
-                                           "keypoint_cells")))
+                                           "keypoint_cells", "keypoints")))
 
     @property
     def batch_size(self) -> int:
@@ -315,8 +316,10 @@ def pack_windows(
         states = torch.zeros(B, K, cfg.state_dim)
     drop_s = np.zeros((B, K), bool) if drop_state is None else np.broadcast_to(np.asarray(drop_state, bool).reshape(B, -1), (B, K))
     cells = np.full((B, K, cfg.keypoints), -1, np.int64)
+    uv = np.zeros((B, K, 2 * cfg.keypoints), np.float32)
     if cfg.keypoints and "keypoints" in w:
-        cells = np.where(frame_valid[..., None], keypoint_cells(np.asarray(w["keypoints"], np.float32), cfg), -1)
+        uv = np.asarray(w["keypoints"], np.float32).reshape(B, K, -1)
+        cells = np.where(frame_valid[..., None], keypoint_cells(uv, cfg), -1)
     return PackedBatch(
         layout=layout,
         token_ids=torch.from_numpy(ids),
@@ -326,6 +329,7 @@ def pack_windows(
         target_mask=torch.from_numpy(target),
         frame_valid=torch.from_numpy(frame_valid.copy()),
         keypoint_cells=torch.from_numpy(np.ascontiguousarray(cells)),
+        keypoints=torch.from_numpy(np.ascontiguousarray(uv)),
     )
 
 

@@ -39,6 +39,7 @@ class Imagination:
     frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
     state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
+    objects: torch.Tensor | None = None  # (B, N, 2) named objects' image (u, v) read off it (WorldModel.read_objects)
 
     @property
     def batch_size(self) -> int:
@@ -50,7 +51,8 @@ class Imagination:
         return Imagination(self.model, self.layout, [c.repeat_interleave(n) for c in self.caches], self.step,
                            rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames],
                            None if self.actions is None else rep(self.actions),
-                           None if self.state is None else rep(self.state))
+                           None if self.state is None else rep(self.state),
+                           None if self.objects is None else rep(self.objects))
 
     def _progress_probs(self) -> torch.Tensor:
         """(B, progress_bins + 1) the next token's distribution over the progress tokens, <success> last."""
@@ -109,8 +111,10 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
         h, cache = model.run(layout.segment(0, end), inp, append=True)
         caches.append(cache)
         hidden = h if hidden is None else hidden
-    state = model.read_state(hidden[:, int(layout.states[0]) - 1])
-    return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale, state=state)
+    eof = hidden[:, int(layout.states[0]) - 1]
+    objects = model.read_objects(eof) if model.object_head is not None else None
+    return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale,
+                       state=model.read_state(eof), objects=objects)
 
 
 def _choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:

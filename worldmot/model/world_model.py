@@ -103,8 +103,11 @@ class WorldModel(nn.Module):
         # R^2 of each dimension's read-out on held-out frames (set by training's validation; 1 until measured):
         # a dimension the model cannot read off a frame (the arm's velocity, say) must not steer the planner
         self.register_buffer("state_read_r2", torch.ones(seq.state_dim))
-        # per frame patch, a logit for each named object being in it (the keypoint loss; see ModelConfig)
+        # per frame patch, a logit for each named object being in it, and at each frame's [EOF] (beside the
+        # state read-out) where the named objects are: (u, v) - 0.5 per object (the keypoint loss, ModelConfig).
+        # The patches find them locally; the read-out gathers them where later tokens can look them up
         self.keypoint_head = nn.Linear(D, seq.keypoints) if seq.keypoints else None
+        self.object_head = nn.Linear(D, 2 * seq.keypoints) if seq.keypoints else None
         self.initialize()
 
     def initialize(self) -> None:
@@ -121,7 +124,7 @@ class WorldModel(nn.Module):
                 if name.endswith(("q_norm.weight", "k_norm.weight")):
                     p.fill_(self.cfg.qk_norm_gain)
         # zero heads: uniform tokens, "the next frame is the last frame", the mean state
-        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head):
+        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head):
             if head is not None:
                 nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
@@ -326,13 +329,23 @@ class WorldModel(nn.Module):
         """(..., P, D) hidden states of a frame's patches -> (..., N, P) logits of where each named object is."""
         return self.keypoint_head(frame_hidden).float().transpose(-1, -2)
 
+    def read_objects(self, eof_hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) at a frame's [EOF] -> (..., N, 2) image (u, v) of the named objects."""
+        uv = self.object_head(eof_hidden).float() + 0.5
+        return uv.reshape(*uv.shape[:-1], -1, 2)
+
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """Cross-entropy over each clean frame's patches of the patch holding each named object (0 without)."""
+        """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
+        squared error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`); 0 without keypoints."""
         cells = batch.keypoint_cells
-        if self.keypoint_head is None or not bool((cells >= 0).any()):
+        valid = cells >= 0  # (B, K, N)
+        if self.keypoint_head is None or not bool(valid.any()):
             return h.sum() * 0
         logits = self.keypoint_logits(h[:, torch.as_tensor(batch.layout.frames, device=h.device)])  # (B, K, N, P)
-        return F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
+        ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
+        read = self.read_objects(h[:, torch.as_tensor(batch.layout.states - 1, device=h.device)])  # (B, K, N, 2)
+        err = ((read - batch.keypoints.view_as(read)) ** 2).sum(-1)  # (B, K, N)
+        return ce + 10 * err[valid].mean()
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

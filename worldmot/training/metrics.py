@@ -169,6 +169,8 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     policy_progress_mae: the expected progress the planner scores, against the true progress of f_0.
     policy_reasoning_pos_err: where the greedy reasoning says the named object is against where the
     dataset's reasoning says it is (:func:`reasoning_position_error`; grounded reasoning only).
+    object_err_px: where the model reads the named objects off f_0 (WorldModel.read_objects) against the
+    dataset's keypoints, in pixels (keypoint datasets only).
     Each beside the error of a constant (the batch median).
     """
     frames = model.tokenize_frames(windows["frames"][:, 0].numpy())
@@ -186,4 +188,9 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     out["policy_progress_mae"] = float((progress - target).abs().mean())
     out["policy_progress_mae_const"] = float((target.median() - target).abs().mean())
     out.update(reasoning_position_error(texts, [subtasks[0] for subtasks in windows["subtasks"]]))
+    if im.objects is not None and "keypoints" in windows:
+        true = windows["keypoints"][:, 0].float().reshape(im.objects.shape)
+        size = model.cfg.sequence.image_size
+        out["object_err_px"] = float((im.objects.cpu() - true).norm(dim=-1).mean() * size)
+        out["object_err_px_const"] = float((true.median(0).values - true).norm(dim=-1).mean() * size)
     return out
