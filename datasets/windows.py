@@ -66,7 +66,8 @@ class WindowDataset(Dataset):
     (n_steps, state_dim), actions float32 (n_steps, chunk, action_dim), action_is_pad bool (n_steps, chunk),
     instruction str, subtasks list[str] (n_steps), progress float32 (n_steps,), success bool (n_steps,),
     episode_index int, frame_index int (t0); keypoints float32 (n_steps, 2N) where the dataset has
-    ``keypoint_key`` (image (u, v) in [0, 1] of the N objects the instruction names). Padded positions repeat the episode's last row (as LeRobot).
+    ``keypoint_key`` (image (u, v) in [0, 1] of the N objects the instruction names). Padded positions
+    repeat the episode's last row (as LeRobot).
     Actions are raw unless ``normalize_actions``: then q01..q99 of stats.json map to [-1, 1] (values outside
     stay outside). The world model bins raw actions itself with the same q01/q99 (ActionTokenizer).
     """

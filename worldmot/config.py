@@ -59,9 +59,10 @@ class ModelConfig:
     )
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
-    # weight of the keypoint loss: each frame's patches say which of them holds each named object (a
-    # softmax over the patches). Without it the tiny trunk never found the still targets in a CPU budget
-    # (tools/probe_localisation.py, BENCHMARKS.md): a patch can tell "that is me" locally within 200 steps
+    # weight of the keypoint loss (datasets with keypoints): each frame's patches say which of them holds
+    # each named object (a softmax over the patches), and the frame's [EOF] reads their (u, v). Without it
+    # the tiny trunk never found the still targets in a CPU budget (tools/probe_localisation.py,
+    # BENCHMARKS.md): a patch tells "that is me" locally within 200 steps; the read-out gathers it
     lambda_keypoint: float = 0.5
     # initial gain of the QK-norm weights (logits scale with its square): at 1 the attention logits are
     # bounded by sqrt(head_dim) and a token could not learn to single out the marked patch in 500 steps
