@@ -59,14 +59,16 @@ class ModelConfig:
     )
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
-    # weight of the keypoint loss (datasets with keypoints): each frame's patches say which of them holds
-    # each named object (a softmax over the patches), and the frame's [EOF] reads their (u, v). Without it
-    # the tiny trunk never found the still targets in a CPU budget (tools/probe_localisation.py,
-    # BENCHMARKS.md): a patch tells "that is me" locally within 200 steps; the read-out gathers it
-    lambda_keypoint: float = 0.5
-    # initial gain of the QK-norm weights (logits scale with its square): at 1 the attention logits are
-    # bounded by sqrt(head_dim) and a token could not learn to single out the marked patch in 500 steps
-    qk_norm_gain: float = 2.0
+    # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them
+    # holds each named object (a softmax over the patches), and the frame's [EOF] reads their (u, v). Without
+    # it the tiny trunk never found the still targets in a CPU budget (tools/probe_localisation.py): a patch
+    # tells "that is me" locally within 200 steps; the read-out gathers it. Off by default: with 0.5 (and
+    # qk_norm_gain=2) two 600-step Reach runs gave AR policies of 20% and 4% (2% without) but the goal-image
+    # planner fell to 60-72% (78-90% without) with 1.6 dB less next-frame PSNR (BENCHMARKS.md)
+    lambda_keypoint: float = 0.0
+    # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
+    # by sqrt(head_dim) and no token learned to single out the marked patch in 500 steps; use 2 with keypoints
+    qk_norm_gain: float = 1.0
     drop_instruction: float = 0.1  # condition dropout for classifier-free guidance
     drop_reasoning: float = 0.3  # so that planning can skip writing reasoning
     drop_state: float = 0.5  # imagined steps have no proprioceptive state

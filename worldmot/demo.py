@@ -37,9 +37,9 @@ class DemoConfig:
     planner_episodes: int = 10  # the planner is the slow one: ~0.4 s per replanning step per env on 2 cores
     # one imagined frame per candidate, replanning after every chunk: the first imagined frame is the model's
     # sharpest (the second restarts from its own blurred one). On 50 Reach episodes 60% success at 3.9 s per
-    # replan for 10 envs, against 46% at 9.0 s with two frames and two chunks executed; 8 of the candidates
-    # sampled from the model's AR policy: 72% at 4.1 s, against 60% without (BENCHMARKS.md)
-    plan_overrides: list[str] = field(default_factory=lambda: ["cost=goal", "horizon=1", "execute=1", "ar_proposals=8"])
+    # replan for 10 envs, against 46% at 9.0 s with two frames and two chunks executed (BENCHMARKS.md). With
+    # a keypoint-trained model (train_overrides, README) add "ar_proposals=8": its AR policy points the way
+    plan_overrides: list[str] = field(default_factory=lambda: ["cost=goal", "horizon=1", "execute=1"])
     eval_seed: int = 100_000
     eval_envs: int = 10
 

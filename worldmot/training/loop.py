@@ -117,7 +117,7 @@ def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: Windo
     episodes' q01/q99 (see ActionTokenizer.from_data), state normalisation from stats.json."""
     action_dim, state_dim = dataset_dims(reader, cfg)
     cfg.model.sequence.action_dim, cfg.model.sequence.state_dim = action_dim, state_dim
-    keypoints = reader.features.get(cfg.data.keypoint_key)
+    keypoints = reader.features.get(cfg.data.keypoint_key) if cfg.model.lambda_keypoint > 0 else None
     cfg.model.sequence.keypoints = int(np.prod(keypoints["shape"])) // 2 if keypoints else 0
     tok = ActionTokenizer.from_data(train_set.column(cfg.data.action_key), n_bins=cfg.model.sequence.action_bins)
     st = reader.stats.get(cfg.data.state_key, {})
