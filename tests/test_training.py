@@ -118,6 +118,12 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000003", "step_00000006"]
 
 
+def test_keypoint_loss_on_a_dataset_without_keypoints_is_a_one_line_error(dataset, tmp_path):
+    with pytest.raises(WorldmotError, match=r"model\.lambda_keypoint=0\.5 needs the feature 'observation\.keypoints'"):
+        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "model.lambda_keypoint=0.5")))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_reasoning_position_error_counts_texts_without_a_position():
     true = ["move to red at +10,+00", "move to blue at -20,+30", "move to cyan at +00,+00", "no position"]
     said = ["move to red at +13,+04", "move to blue", "move to cyan at +00,-10", "move to red at +50,+50"]

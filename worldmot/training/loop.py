@@ -112,12 +112,23 @@ def dataset_dims(reader: LeRobotDatasetReader, cfg: TrainConfig) -> tuple[int, i
     return dims[0], dims[1]
 
 
+def keypoint_key(reader: LeRobotDatasetReader, cfg: TrainConfig) -> str:
+    """The keypoint feature the run trains on ("" when model.lambda_keypoint is 0); a one-line error when
+    the loss is asked for and the dataset lacks the feature."""
+    if cfg.model.lambda_keypoint <= 0:
+        return ""
+    if cfg.data.keypoint_key not in reader.features:
+        raise WorldmotError(f"{reader.root}/meta/info.json: model.lambda_keypoint={cfg.model.lambda_keypoint} needs "
+                            f"the feature {cfg.data.keypoint_key!r} (set data.keypoint_key, or model.lambda_keypoint=0)")
+    return cfg.data.keypoint_key
+
+
 def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: WindowDataset) -> WorldModel:
     """A fresh model for the dataset: action/state sizes from info.json, action bins between the training
     episodes' q01/q99 (see ActionTokenizer.from_data), state normalisation from stats.json."""
     action_dim, state_dim = dataset_dims(reader, cfg)
     cfg.model.sequence.action_dim, cfg.model.sequence.state_dim = action_dim, state_dim
-    keypoints = reader.features.get(cfg.data.keypoint_key) if cfg.model.lambda_keypoint > 0 else None
+    keypoints = reader.features.get(keypoint_key(reader, cfg))
     cfg.model.sequence.keypoints = int(np.prod(keypoints["shape"])) // 2 if keypoints else 0
     tok = ActionTokenizer.from_data(train_set.column(cfg.data.action_key), n_bins=cfg.model.sequence.action_bins)
     st = reader.stats.get(cfg.data.state_key, {})
@@ -232,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
     kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
-              keypoint_key=cfg.data.keypoint_key)
+              keypoint_key=keypoint_key(reader, cfg))
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, reader, train_set).to(proc.device)
