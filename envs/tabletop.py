@@ -8,9 +8,10 @@ Observation (LeRobot's env convention):
     pixels/top          (H, W, 3) uint8  orthographic top view of the whole workspace
     agent_pos           (2,) float32     effector xy
     environment_state   (E,) float32     object/goal xy, the order is documented by each task
-    keypoints           (2N,) float32    where the N objects the instruction names are in the image:
-                                         (u, v) in [0, 1] from the top-left corner (the first N xy of
-                                         environment_state); training teaches the model to find them
+    keypoints           (2N+2,) float32  where the N objects the instruction names (the first N xy of
+                                         environment_state), then the effector, are in the image: (u, v)
+                                         in [0, 1] from the top-left corner; training teaches the model
+                                         to find them, and the planner prices object positions with them
 
 info: ``instruction`` (str), ``is_success`` (bool), ``progress`` (float in [0, 1]; also the reward).
 """
@@ -99,7 +100,7 @@ class TabletopEnv(gym.Env):
                 "pixels": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (s, s, 3), np.uint8)}),
                 "agent_pos": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
                 "environment_state": gym.spaces.Box(-1.0, 1.0, (self.env_state_dim,), np.float32),
-                "keypoints": gym.spaces.Box(0.0, 1.0, (2 * self.named_objects,), np.float32),
+                "keypoints": gym.spaces.Box(0.0, 1.0, (2 * self.named_objects + 2,), np.float32),
             }
         )
         self.instruction = ""
@@ -192,8 +193,9 @@ class TabletopEnv(gym.Env):
         }
 
     def _keypoints(self) -> np.ndarray:
-        """(2N,) image (u, v) of the named objects: the orthographic top camera maps the table linearly."""
-        xy = self._environment_state()[: 2 * self.named_objects].reshape(-1, 2)
+        """(2N+2,) image (u, v) of the named objects, then the effector: the orthographic top camera maps
+        the table linearly."""
+        xy = np.concatenate([self._environment_state()[: 2 * self.named_objects], self.effector_xy]).reshape(-1, 2)
         uv = np.stack([xy[:, 0] / VIEW + 0.5, 0.5 - xy[:, 1] / VIEW], -1)
         return np.clip(uv, 0.0, 1.0).astype(np.float32).reshape(-1)
 

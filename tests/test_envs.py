@@ -53,10 +53,12 @@ def test_keypoints_land_on_the_named_objects_in_the_frame(env):
         obs, info = env.reset(seed=seed)
         frame, uv = obs["pixels"]["top"].astype(np.float64) / 255, obs["keypoints"].reshape(-1, 2)
         named = instructions.parse_colours(info["instruction"])  # Reach: the target; Push: block, pad
-        assert len(uv) == len(named)
+        assert len(uv) == len(named) + 1  # then the effector
         for (u, v), colour in zip(uv, named):
             pixel = frame[int(v * 64), int(u * 64)]
             assert np.abs(pixel - np.array(instructions.COLOURS[colour][:3])).max() < 0.2, (seed, colour, pixel)
+        u, v = uv[-1]
+        assert frame[int(v * 64), int(u * 64)].max() < 0.3, (seed, "effector", frame[int(v * 64), int(u * 64)])  # dark
 
 
 def test_seeded_reset_is_deterministic(env):

@@ -21,7 +21,7 @@ from worldmot.policies.planner import PlannerPolicy
 TARGET = torch.tensor([0.6, -0.4])
 
 
-def quadratic_score(self, context, actions, goal, current=None, goal_state=None):
+def quadratic_score(self, context, actions, goal, current=None, goal_state=None, goal_objects=None):
     """Stands in for imagination: the best plan moves by TARGET at every step."""
     err = ((actions - TARGET) ** 2).sum(-1).mean(dim=-1)  # (B, N, H)
     return -err.mean(-1), -err, []
@@ -55,7 +55,7 @@ def test_planner_finds_the_best_action_of_a_known_score(monkeypatch, method):
 
 def test_planner_respects_the_action_bounds(monkeypatch):
     far = torch.tensor([3.0, -3.0])
-    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g, cur=None, gs=None: (
+    monkeypatch.setattr(Planner, "_score", lambda self, c, a, g, cur=None, gs=None, go=None: (
         -((a - far) ** 2).sum(-1).mean(dim=(-1, -2)), -((a - far) ** 2).sum(-1).mean(-1), []))
     planner = Planner(model_with_state(), PlannerConfig(iterations=5), -np.ones(2), np.ones(2))
     obs = observation(1)
@@ -100,13 +100,13 @@ def test_goal_state_is_read_once_per_episode_and_again_when_the_goal_changes():
     planner = Planner(model, PlannerConfig(cost="goal"), -np.ones(2), np.ones(2))
     obs, other = observation(2, seed=0), observation(2, seed=1)
     goals, new_goals = obs["pixels"]["top"], other["pixels"]["top"]
-    first = planner._goal_state(obs["task"], goals, model.tokenize_frames(goals))
-    assert planner._goal_state(obs["task"], goals.copy(), model.tokenize_frames(goals)) is first
-    fresh = planner._goal_state(obs["task"], new_goals, model.tokenize_frames(new_goals))
+    first = planner._goal_readout(obs["task"], goals, model.tokenize_frames(goals))[0]
+    assert planner._goal_readout(obs["task"], goals.copy(), model.tokenize_frames(goals))[0] is first
+    fresh = planner._goal_readout(obs["task"], new_goals, model.tokenize_frames(new_goals))[0]
     want = imagination.start(model, obs["task"], model.tokenize_frames(new_goals)).state
     torch.testing.assert_close(fresh, want)
     assert not torch.allclose(fresh, first)
-    renamed = planner._goal_state(obs["task"][::-1], new_goals, model.tokenize_frames(new_goals))
+    renamed = planner._goal_readout(obs["task"][::-1], new_goals, model.tokenize_frames(new_goals))[0]
     assert renamed is not fresh  # the read-out depends on the instruction too
 
 

@@ -128,8 +128,24 @@ def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
                          action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
     assert batch.keypoint_cells[:, :, 0].tolist() == [[0, 3, -1]] * 2  # 4x4 grid: top-left, top-right, padded
     loss = model(batch, generator=torch.Generator().manual_seed(0))
-    # zero-initialised heads: uniform over the 16 patches, and every object read at the centre (0.5, 0.5):
-    # 0.4^2 + 0.4^2 off for both valid frames, the padded one not counted
-    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.32, rel=1e-4)
+    # zero-initialised heads: uniform over the 16 patches, every object at its patch's centre (0.1 patch
+    # widths off in u and in v) and read at the image centre (0.4 off in u and v), the padded frame not counted
+    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 0.02 + 10 * 0.32, rel=1e-4)
     loss["kp"].backward()
     assert model.keypoint_head.weight.grad.abs().sum() > 0 and model.object_head.bias.grad.abs().sum() > 0
+
+
+def test_objects_are_located_at_the_likeliest_patch_plus_its_offset():
+    model = make_model(small_config(keypoints=2), randomize=False)  # 4x4 patches
+    D, N = model.keypoint_head.in_features, 2
+    with torch.no_grad():  # the head copies the first 3N hidden dims: logits of N objects, then N (du, dv)
+        model.keypoint_head.weight.zero_()
+        model.keypoint_head.weight[:, : 3 * N] = torch.eye(3 * N)
+        model.keypoint_head.bias.zero_()
+    hidden = torch.zeros(16, D)
+    hidden[6, 0] = 5.0  # object 0 in patch 6 (row 1, column 2), a quarter patch right and up of its centre
+    hidden[6, 2:4] = torch.tensor([0.25, -0.25])
+    hidden[13, 1] = 5.0  # object 1 in patch 13 (row 3, column 1), offsets beyond the patch are clamped
+    hidden[13, 4:6] = torch.tensor([-2.0, 0.0])
+    uv = model.locate_objects(hidden[None])[0]
+    torch.testing.assert_close(uv, torch.tensor([[(2 + 0.75) / 4, (1 + 0.25) / 4], [(1 + 0.0) / 4, (3 + 0.5) / 4]]))

@@ -39,7 +39,7 @@ class Imagination:
     frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
     state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
-    objects: torch.Tensor | None = None  # (B, N, 2) named objects' image (u, v) read off it (WorldModel.read_objects)
+    objects: torch.Tensor | None = None  # (B, N, 2) named objects' image (u, v) on it (WorldModel.locate_objects)
 
     @property
     def batch_size(self) -> int:
@@ -112,7 +112,8 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
         caches.append(cache)
         hidden = h if hidden is None else hidden
     eof = hidden[:, int(layout.states[0]) - 1]
-    objects = model.read_objects(eof) if model.object_head is not None else None
+    patches = hidden[:, torch.as_tensor(layout.frames[0], device=hidden.device)]
+    objects = model.locate_objects(patches) if model.keypoint_head is not None else None
     return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale,
                        state=model.read_state(eof), objects=objects)
 
@@ -238,7 +239,10 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     st = torch.zeros(B, 1, model.cfg.sequence.state_dim, device=dev)
     inp = SegmentInputs(_ids(lay, start, end, B, dev), frame[:, None], st, torch.ones(B, 1, dtype=torch.bool, device=dev))
     hidden = _append(im, start, end, [inp] * len(im.caches))
-    im.state = model.read_state(hidden[:, int(lay.states[k + 1]) - 1 - start])
+    eof = hidden[:, int(lay.states[k + 1]) - 1 - start]
+    im.state = model.read_state(eof)
+    patches = hidden[:, torch.as_tensor(lay.frames[k + 1] - start, device=hidden.device)]
+    im.objects = model.locate_objects(patches) if model.keypoint_head is not None else None
     im.step, im.last_frame, im.actions = k + 1, frame, None
     im.frames.append(frame)
     return frame

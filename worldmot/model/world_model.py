@@ -103,10 +103,12 @@ class WorldModel(nn.Module):
         # R^2 of each dimension's read-out on held-out frames (set by training's validation; 1 until measured):
         # a dimension the model cannot read off a frame (the arm's velocity, say) must not steer the planner
         self.register_buffer("state_read_r2", torch.ones(seq.state_dim))
-        # per frame patch, a logit for each named object being in it, and at each frame's [EOF] (beside the
-        # state read-out) where the named objects are: (u, v) - 0.5 per object (the keypoint loss, ModelConfig).
-        # The patches find them locally; the read-out gathers them where later tokens can look them up
-        self.keypoint_head = nn.Linear(D, seq.keypoints) if seq.keypoints else None
+        # per frame patch and named object, a logit for the object being in it and where in the patch it is
+        # (the keypoint loss, ModelConfig; :meth:`locate_objects` reads positions off them), and at each frame's
+        # [EOF] (beside the state read-out) where the objects are, (u, v) - 0.5 per object, for later tokens
+        # to look up. The patches place them to a pixel or two; the [EOF] read-out, on 600 CPU steps of Push,
+        # was 13 px off for the block where the patches were 3 px off without the offsets
+        self.keypoint_head = nn.Linear(D, 3 * seq.keypoints) if seq.keypoints else None
         self.object_head = nn.Linear(D, 2 * seq.keypoints) if seq.keypoints else None
         self.initialize()
 
@@ -325,9 +327,26 @@ class WorldModel(nn.Module):
         loss = ce + self.cfg.lambda_fm * fm + self.cfg.lambda_state * st + self.cfg.lambda_keypoint * kp
         return {"loss": loss, "ce": ce, "fm": fm, "st": st, "kp": kp}
 
+    def keypoint_outputs(self, frame_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., P, D) hidden states of a frame's patches -> logits (..., N, P) of each object being in a patch
+        and its offset (..., N, P, 2) from the patch centre, in patch widths (u right, v down)."""
+        out = self.keypoint_head(frame_hidden).float()
+        N = self.cfg.sequence.keypoints
+        return out[..., :N].transpose(-1, -2), out[..., N:].unflatten(-1, (N, 2)).transpose(-2, -3)
+
     def keypoint_logits(self, frame_hidden: torch.Tensor) -> torch.Tensor:
         """(..., P, D) hidden states of a frame's patches -> (..., N, P) logits of where each named object is."""
-        return self.keypoint_head(frame_hidden).float().transpose(-1, -2)
+        return self.keypoint_outputs(frame_hidden)[0]
+
+    def locate_objects(self, frame_hidden: torch.Tensor) -> torch.Tensor:
+        """(..., P, D) hidden states of a frame's patches -> (..., N, 2) image (u, v) of the named objects: the
+        centre of the likeliest patch plus the offset predicted there."""
+        logits, offsets = self.keypoint_outputs(frame_hidden)
+        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
+        cell = logits.argmax(-1)  # (..., N)
+        offset = offsets.gather(-2, cell[..., None, None].expand(*cell.shape, 1, 2)).squeeze(-2)
+        col_row = torch.stack([cell % grid, cell // grid], -1).float()
+        return ((col_row + 0.5 + offset.clamp(-0.5, 0.5)) / grid).clamp(0, 1)
 
     def read_objects(self, eof_hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) at a frame's [EOF] -> (..., N, 2) image (u, v) of the named objects."""
@@ -335,17 +354,23 @@ class WorldModel(nn.Module):
         return uv.reshape(*uv.shape[:-1], -1, 2)
 
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
-        squared error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`); 0 without keypoints."""
+        """Cross-entropy over each clean frame's patches of the patch holding each named object, plus the
+        squared error of the object's offset from that patch's centre (in patch widths), plus 10x the squared
+        error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`); 0 without keypoints."""
         cells = batch.keypoint_cells
         valid = cells >= 0  # (B, K, N)
         if self.keypoint_head is None or not bool(valid.any()):
             return h.sum() * 0
-        logits = self.keypoint_logits(h[:, torch.as_tensor(batch.layout.frames, device=h.device)])  # (B, K, N, P)
+        logits, offsets = self.keypoint_outputs(h[:, torch.as_tensor(batch.layout.frames, device=h.device)])
         ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
+        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
+        uv = batch.keypoints.view(*cells.shape, 2)  # (B, K, N, 2)
+        at = offsets.gather(-2, cells.clamp(min=0)[..., None, None].expand(*cells.shape, 1, 2)).squeeze(-2)
+        true_offset = uv * grid - (torch.stack([cells % grid, cells // grid], -1).float() + 0.5)
+        off = ((at - true_offset) ** 2).sum(-1)  # (B, K, N)
         read = self.read_objects(h[:, torch.as_tensor(batch.layout.states - 1, device=h.device)])  # (B, K, N, 2)
-        err = ((read - batch.keypoints.view_as(read)) ** 2).sum(-1)  # (B, K, N)
-        return ce + 10 * err[valid].mean()
+        err = ((read - uv) ** 2).sum(-1)
+        return ce + off[valid].mean() + 10 * err[valid].mean()
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

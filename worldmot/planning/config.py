@@ -31,6 +31,14 @@ class PlannerConfig:
     # imagined frame and off the goal image. 0: pixels only. tools/bench_goal_cost.py,
     # imagined frames, 60 Reach starts ranked right: 0 -> 20, 1 -> 38, 10 -> 44 (true frames, pixels: 49)
     state_weight: float = 10.0
+    # cost=goal: weight of the distance between the keypoints (named objects, effector) read off each imagined
+    # frame and off the goal image (worldmot/planning/object_cost.py); needs a model trained with keypoints
+    object_weight: float = 0.0
+    # the pushing prior (object_cost.py), 0: off. Effector-to-object distance at contact, as a fraction of
+    # the image side (Push: block 0.05 + effector 0.03 m of a 1 m view); push_tolerance: an object this
+    # close to its goal position counts as there
+    push_distance: float = 0.0
+    push_tolerance: float = 0.04
     seed: int = 0
 
     def check(self, n_steps: int) -> None:
@@ -47,5 +55,8 @@ class PlannerConfig:
         if self.candidates < 2 or not 1 <= self.elites <= self.candidates:
             raise WorldmotError(f"plan.elites={self.elites}, plan.candidates={self.candidates}: "
                                 "expected 2 <= candidates and 1 <= elites <= candidates")
+        if self.object_weight < 0 or self.push_distance < 0 or self.push_tolerance < 0:
+            raise WorldmotError(f"plan.object_weight={self.object_weight}, plan.push_distance={self.push_distance}, "
+                                f"plan.push_tolerance={self.push_tolerance}: expected >= 0")
         if self.iterations < 1:
             raise WorldmotError(f"plan.iterations={self.iterations}: expected >= 1")

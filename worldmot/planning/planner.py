@@ -10,7 +10,9 @@ Scores (higher is better):
   token after each frame. It needs nothing but the instruction, and it grows smoothly toward the goal.
 - "goal": minus the distance between the state the model reads off each imagined frame and off the goal
   image (smooth however far the goal is), plus a Gaussian-kernel distance between the frames' pixels and
-  a price on changing the frame's pixel values (so that a faded effector does not look nearer the goal).
+  a price on changing the frame's pixel values (so that a faded effector does not look nearer the goal),
+  plus (``object_weight``, models trained with keypoints) the distance between where the model reads the
+  named objects and the effector in each imagined frame and in the goal image (object_cost.py).
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ import numpy as np
 import torch
 
 from worldmot.model import imagination
+from worldmot.errors import WorldmotError
 from worldmot.model.world_model import WorldModel
 from worldmot.planning.config import PlannerConfig
+from worldmot.planning.object_cost import object_cost
 
 
 @dataclass
@@ -88,6 +92,9 @@ class Planner:
     def __init__(self, model: WorldModel, cfg: PlannerConfig, low: np.ndarray, high: np.ndarray):
         seq = model.cfg.sequence
         cfg.check(seq.n_steps)
+        if cfg.object_weight and model.object_head is None:
+            raise WorldmotError(f"plan.object_weight={cfg.object_weight}: the model reads no keypoints (train it with "
+                                "model.lambda_keypoint > 0 on a dataset with observation.keypoints)")
         self.model, self.cfg = model, cfg
         self.C, self.A = seq.chunk, seq.action_dim
         self.low = torch.tensor(np.broadcast_to(low, (self.A,)), dtype=torch.float32)
@@ -95,7 +102,7 @@ class Planner:
         self.mean: torch.Tensor | None = None  # (B, H, c, A) warm start, c = 1 for constant chunks
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.last: PlanInfo | None = None
-        self._goal: tuple | None = None  # (tasks, goal images, the state read off them): one read per episode
+        self._goal: tuple | None = None  # (tasks, goal images, what is read off them): one read per episode
 
     def reset(self, seed: int | None = None) -> None:
         self.mean, self._goal = None, None
@@ -119,15 +126,16 @@ class Planner:
 
     def _score(self, context: imagination.Imagination, actions: torch.Tensor, goal: torch.Tensor | None,
                current: torch.Tensor | None = None, goal_state: torch.Tensor | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+               goal_objects: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """actions (B, N, H, C, A) -> scores (B, N), per-step scores (B, N, H) (predicted progress, or minus
         the goal distance) and the imagined frames (H of (B, N, P, Dp)). goal (B, 3, S, S) pixels, current
-        (B, 3, S, S) pixels, goal_state (B, Ds) the state read off the goal image."""
+        (B, 3, S, S) pixels, goal_state (B, Ds) the state and goal_objects (B, K, 2) the keypoints read off
+        the goal image."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
-        goal = None if goal is None else goal.repeat_interleave(N, 0)
-        current = None if current is None else current.repeat_interleave(N, 0)
-        goal_state = None if goal_state is None else goal_state.repeat_interleave(N, 0)
+        now_objects = im.objects
+        rep = lambda x: None if x is None else x.repeat_interleave(N, 0)
+        goal, current, goal_state, goal_objects = rep(goal), rep(current), rep(goal_state), rep(goal_objects)
         per_step, frames = [], []
         for h in range(H):
             imagination.write_step(im, actions[:, :, h].reshape(B * N, self.C, self.A))
@@ -142,17 +150,23 @@ class Planner:
                     cost = cost + self.cfg.keep_weight * appearance_change(pixels, current)
                 if goal_state is not None and self.cfg.state_weight:
                     cost = cost + self.cfg.state_weight * self.model.state_distance(im.state, goal_state)
+                if goal_objects is not None:
+                    cost = cost + self.cfg.object_weight * object_cost(im.objects, now_objects, goal_objects,
+                                                                       self.cfg.push_distance, self.cfg.push_tolerance)
                 per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
 
-    def _goal_state(self, tasks: list[str], goals: np.ndarray, goal_tokens: torch.Tensor) -> torch.Tensor:
-        """(B, Ds) the state read off the goal images, encoded again only when the tasks or the images change
-        (they are fixed within an episode, and encoding them cost 11% of a replanning step)."""
+    def _goal_readout(self, tasks: list[str], goals: np.ndarray, goal_tokens: torch.Tensor,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The state (B, Ds) and the keypoints (B, K, 2) or None read off the goal images, encoded again only
+        when the tasks or the images change (they are fixed within an episode, and encoding them cost 11% of
+        a replanning step)."""
         if (self._goal is None or self._goal[0] != list(tasks) or self._goal[1].shape != np.shape(goals)
                 or not np.array_equal(self._goal[1], goals)):
-            self._goal = (list(tasks), np.array(goals), imagination.start(self.model, tasks, goal_tokens).state)
-        return self._goal[2]
+            read = imagination.start(self.model, tasks, goal_tokens)
+            self._goal = (list(tasks), np.array(goals), read.state, read.objects)
+        return self._goal[2], self._goal[3]
 
     def _ar_proposals(self, context: imagination.Imagination, M: int) -> torch.Tensor:
         """(B, M, H, c, A) sequences that repeat a chunk sampled from the model's own AR policy."""
@@ -173,15 +187,17 @@ class Planner:
         tokens = model.tokenize_frames(frames)
         st = None if states is None else torch.as_tensor(np.asarray(states), dtype=torch.float32)
         context = imagination.start(model, tasks, tokens, st, horizon=cfg.horizon)
-        goal = current = goal_state = None
+        goal = current = goal_state = goal_objects = None
         if cfg.cost == "goal":
             if goals is None:
                 raise ValueError("plan.cost='goal' needs goal images (the env's render_goal())")
             goal_tokens = model.tokenize_frames(goals)
             goal = model.detokenize_frames(goal_tokens).float()
             current = model.detokenize_frames(tokens).float()
-            if cfg.state_weight:
-                goal_state = self._goal_state(tasks, goals, goal_tokens)
+            if cfg.state_weight or cfg.object_weight:
+                goal_state, goal_objects = self._goal_readout(tasks, goals, goal_tokens)
+                goal_state = goal_state if cfg.state_weight else None
+                goal_objects = goal_objects if cfg.object_weight else None
         mean = self._initial_mean(B)
         std = torch.full_like(mean, cfg.init_std)
         span = (self.high - self.low)
@@ -195,7 +211,7 @@ class Planner:
                 params[:, N - M:] = self._ar_proposals(context, M)
             params = torch.maximum(torch.minimum(params, self.high), self.low)
             actions = self._full(params)
-            scores, step_scores, imagined = self._score(context, actions, goal, current, goal_state)
+            scores, step_scores, imagined = self._score(context, actions, goal, current, goal_state, goal_objects)
             history.append(scores)
             top, elite = scores.topk(cfg.elites, dim=1)
             chosen = torch.gather(params, 1, elite[:, :, None, None, None].expand(-1, -1, *params.shape[2:]))

@@ -169,7 +169,7 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     policy_progress_mae: the expected progress the planner scores, against the true progress of f_0.
     policy_reasoning_pos_err: where the greedy reasoning says the named object is against where the
     dataset's reasoning says it is (:func:`reasoning_position_error`; grounded reasoning only).
-    object_err_px: where the model reads the named objects off f_0 (WorldModel.read_objects) against the
+    object_err_px: where the model places the named objects on f_0 (WorldModel.locate_objects) against the
     dataset's keypoints, in pixels (keypoint datasets only).
     Each beside the error of a constant (the batch median).
     """

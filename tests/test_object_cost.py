@@ -1,0 +1,105 @@
+"""The planner's keypoint cost and its pushing prior (worldmot/planning/object_cost.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model_fixtures import make_model, small_config
+from worldmot.errors import WorldmotError
+from worldmot.planning import Planner, PlannerConfig
+from worldmot.planning.object_cost import object_cost
+
+CONTACT = 0.08
+DIRECTIONS = torch.tensor([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 16, endpoint=False)],
+                          dtype=torch.float32)
+
+
+def keypoints(block, pad, effector) -> torch.Tensor:
+    return torch.tensor([[block, pad, effector]], dtype=torch.float32)
+
+
+def push(block: torch.Tensor, effector: torch.Tensor) -> torch.Tensor:
+    """Frictionless disc contact: the block is pushed out to the contact distance along the line of centres."""
+    rel = block - effector
+    d = rel.norm(dim=-1, keepdim=True)
+    return torch.where(d < CONTACT, effector + rel / d.clamp(min=1e-9) * CONTACT, block)
+
+
+def greedy_episode(block, pad, effector, steps: int = 120, step: float = 0.03) -> float:
+    """One-step lookahead over 16 directions with a perfect model of the contact; the block's final distance."""
+    block, pad, effector = (torch.tensor(x, dtype=torch.float32) for x in (block, pad, effector))
+    goal = torch.stack([pad, pad, pad - CONTACT * (pad - block) / (pad - block).norm()])[None]
+    for _ in range(steps):
+        now = torch.stack([block, pad, effector])[None]
+        moved = effector + step * DIRECTIONS
+        after = push(block.expand(16, 2), moved)
+        imagined = torch.stack([after, pad.expand(16, 2), moved], 1)
+        cost = object_cost(imagined, now.expand(16, -1, -1), goal.expand(16, -1, -1), CONTACT, 0.02)
+        best = int(cost.argmin())
+        effector, block = moved[best], after[best]
+    return float((block - pad).norm())
+
+
+def test_without_the_prior_each_keypoint_is_priced_by_its_distance_to_its_goal():
+    goal = keypoints([0.5, 0.5], [0.5, 0.5], [0.2, 0.2])
+    near = keypoints([0.5, 0.6], [0.5, 0.5], [0.2, 0.2])
+    far = keypoints([0.5, 0.9], [0.5, 0.5], [0.2, 0.2])
+    assert object_cost(goal, goal, goal) == pytest.approx(0.0)
+    assert object_cost(near, near, goal) == pytest.approx(0.1, abs=1e-6)
+    assert object_cost(far, far, goal) == pytest.approx(0.4, abs=1e-6)  # linear: not flat when far
+
+
+def test_the_prior_sends_the_effector_behind_the_block_not_through_it():
+    block, pad = [0.5, 0.5], [0.8, 0.5]  # push along +u
+    goal = keypoints(pad, pad, [0.72, 0.5])
+    now = keypoints(block, pad, [0.65, 0.5])  # the effector starts on the pad's side
+    grid = torch.stack(torch.meshgrid(torch.linspace(0.1, 0.9, 81), torch.linspace(0.1, 0.9, 81), indexing="ij"), -1)
+    effectors = grid.reshape(-1, 2)
+    M = len(effectors)
+    imagined = torch.cat([torch.tensor([block, pad]).expand(M, 2, 2), effectors[:, None]], 1)
+    cost = object_cost(imagined, now.expand(M, -1, -1), goal.expand(M, -1, -1), CONTACT, 0.02)
+    best = effectors[cost.argmin()]
+    assert best[0] < 0.5 - 0.5 * CONTACT and abs(best[1] - 0.5) < 0.02  # behind the block, on its line
+    in_front = object_cost(keypoints(block, pad, [0.58, 0.5]), now, goal, CONTACT, 0.02)
+    beside = object_cost(keypoints(block, pad, [0.5, 0.64]), now, goal, CONTACT, 0.02)
+    assert in_front > beside  # touching the block on the pad's side costs more than going round it
+
+
+def test_an_object_at_its_goal_leaves_the_effector_to_its_own_goal_position():
+    pad = [0.8, 0.5]
+    goal = keypoints(pad, pad, [0.72, 0.5])
+    done = keypoints([0.81, 0.5], pad, [0.3, 0.3])
+    there = keypoints([0.81, 0.5], pad, [0.72, 0.5])
+    assert object_cost(there, done, goal, CONTACT, 0.02) < object_cost(done, done, goal, CONTACT, 0.02)
+    assert object_cost(there, done, goal, CONTACT, 0.02) == pytest.approx(0.01, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_planning_on_the_cost_pushes_the_block_home_from_any_side(seed):
+    rng = np.random.default_rng(seed)
+    block, pad = rng.uniform(0.3, 0.7, 2), rng.uniform(0.2, 0.8, 2)
+    while np.linalg.norm(pad - block) < 0.2:
+        pad = rng.uniform(0.2, 0.8, 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    effector = block + 0.18 * np.array([np.cos(angle), np.sin(angle)])  # any side, the pad's included
+    assert greedy_episode(block, pad, effector) < 0.03
+
+
+def test_object_weight_needs_a_model_that_reads_keypoints():
+    with pytest.raises(WorldmotError, match="plan.object_weight=1.0: the model reads no keypoints"):
+        Planner(make_model(small_config()), PlannerConfig(cost="goal", object_weight=1.0), -np.ones(2), np.ones(2))
+
+
+def test_the_planner_prices_keypoints_read_off_imagined_frames():
+    model = make_model(small_config(keypoints=2))
+    cfg = PlannerConfig(cost="goal", object_weight=1.0, push_distance=CONTACT, candidates=4, elites=2, horizon=1)
+    planner = Planner(model, cfg, -np.ones(2), np.ones(2))
+    rng = np.random.default_rng(0)
+    frames, goals = (rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    tasks = ["push the red block onto the blue pad"] * 2
+    plain = Planner(model, PlannerConfig(cost="goal", candidates=4, elites=2, horizon=1), -np.ones(2), np.ones(2))
+    actions = planner.plan(tasks, frames, None, goals)
+    assert actions.shape == (2, cfg.execute * model.cfg.sequence.chunk, 2) and np.isfinite(actions).all()
+    plain.plan(tasks, frames, None, goals)
+    assert not torch.allclose(planner.last.scores, plain.last.scores)  # the keypoint term is in the score
