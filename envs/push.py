@@ -79,6 +79,7 @@ class PushEnv(TabletopEnv):
             self._set_rgba(f"block{i}", COLOURS[self.block_colours[i]])
             self.data.qpos[2 * i : 2 * i + 2] = blocks[i]
         self.pads = np.array(pads)
+        self.block_start = blocks[self.named_block].copy()
         start = sample_separated(rng, 1, -WORKSPACE + 0.05, WORKSPACE - 0.05, 0.16, avoid=blocks)[0]
         self.data.mocap_pos[0, :2] = start
         self.instruction = sample_instruction(
@@ -104,9 +105,8 @@ class PushEnv(TabletopEnv):
         return 0.2 * approach + 0.8 * moved, False
 
     def _set_goal_configuration(self) -> None:
-        block = self.block_xy(self.named_block)
         pad = self.pads[self.named_pad]
-        u = pad - block
+        u = pad - self.block_start  # the goal is the episode's: the same image whenever it is rendered
         u = u / max(np.linalg.norm(u), 1e-9)
         self.data.qpos[2 * self.named_block : 2 * self.named_block + 2] = pad
         # the effector ends where it pushed from: behind the block, on the line it came along

@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_fixtures import make_model, small_config
 from worldmot.errors import WorldmotError
 from worldmot.planning import Planner, PlannerConfig
-from worldmot.planning.object_cost import object_cost
+from worldmot.planning.object_cost import around_disc, object_cost
 
 CONTACT = 0.08
 DIRECTIONS = torch.tensor([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 16, endpoint=False)],
@@ -75,7 +77,7 @@ def test_an_object_at_its_goal_leaves_the_effector_to_its_own_goal_position():
     assert object_cost(there, done, goal, CONTACT, 0.02) == pytest.approx(0.01, abs=1e-6)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(10))
 def test_greedy_planning_on_the_cost_pushes_the_block_home_from_any_side(seed):
     rng = np.random.default_rng(seed)
     block, pad = rng.uniform(0.3, 0.7, 2), rng.uniform(0.2, 0.8, 2)
@@ -103,3 +105,35 @@ def test_the_planner_prices_keypoints_read_off_imagined_frames():
     assert actions.shape == (2, cfg.execute * model.cfg.sequence.chunk, 2) and np.isfinite(actions).all()
     plain.plan(tasks, frames, None, goals)
     assert not torch.allclose(planner.last.scores, plain.last.scores)  # the keypoint term is in the score
+
+
+def segment_misses_disc(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: float) -> bool:
+    t = np.clip(np.dot(c - a, b - a) / max(np.dot(b - a, b - a), 1e-12), 0, 1)
+    return np.linalg.norm(a + t * (b - a) - c) >= r
+
+
+coordinate = st.floats(-1, 1, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(coordinate, coordinate), st.tuples(coordinate, coordinate), st.floats(0.05, 0.3))
+def test_the_way_around_a_disc_is_never_shorter_than_straight_and_is_straight_when_clear(a, b, radius):
+    a, b = np.array(a), np.array(b)
+    centre = np.zeros(2)
+    if min(np.linalg.norm(a), np.linalg.norm(b)) < radius + 1e-3:
+        return  # both ends outside the disc
+    ta, tb, tc = (torch.tensor(x, dtype=torch.float64)[None] for x in (a, b, centre))
+    way = float(around_disc(ta, tb, tc, radius))
+    assert way == pytest.approx(float(around_disc(tb, ta, tc, radius)), abs=1e-9)
+    straight = np.linalg.norm(a - b)
+    if segment_misses_disc(a, b, centre, radius):
+        assert way == pytest.approx(straight, abs=1e-9)
+    else:
+        assert way >= straight - 1e-9
+
+
+def test_the_way_round_from_the_far_side_is_two_tangents_and_an_arc():
+    d, r = 0.3, 0.1
+    way = around_disc(torch.tensor([[-d, 0.0]]), torch.tensor([[d, 0.0]]), torch.zeros(1, 2), r)
+    expected = 2 * np.sqrt(d * d - r * r) + r * (np.pi - 2 * np.arccos(r / d))
+    assert float(way) == pytest.approx(expected, rel=1e-6)

@@ -130,7 +130,7 @@ def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
     loss = model(batch, generator=torch.Generator().manual_seed(0))
     # zero-initialised heads: uniform over the 16 patches, every object at its patch's centre (0.1 patch
     # widths off in u and in v) and read at the image centre (0.4 off in u and v), the padded frame not counted
-    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 0.02 + 10 * 0.32, rel=1e-4)
+    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32, rel=1e-4)
     loss["kp"].backward()
     assert model.keypoint_head.weight.grad.abs().sum() > 0 and model.object_head.bias.grad.abs().sum() > 0
 

@@ -354,7 +354,7 @@ class WorldModel(nn.Module):
         return uv.reshape(*uv.shape[:-1], -1, 2)
 
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """Cross-entropy over each clean frame's patches of the patch holding each named object, plus the
+        """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
         squared error of the object's offset from that patch's centre (in patch widths), plus 10x the squared
         error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`); 0 without keypoints."""
         cells = batch.keypoint_cells
@@ -370,7 +370,7 @@ class WorldModel(nn.Module):
         off = ((at - true_offset) ** 2).sum(-1)  # (B, K, N)
         read = self.read_objects(h[:, torch.as_tensor(batch.layout.states - 1, device=h.device)])  # (B, K, N, 2)
         err = ((read - uv) ** 2).sum(-1)
-        return ce + off[valid].mean() + 10 * err[valid].mean()
+        return ce + 10 * off[valid].mean() + 10 * err[valid].mean()
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -7,8 +7,8 @@ where a pixel cost is flat.
 
 Moving an object needs one more thing that no distance to the goal says: the effector must first get
 behind the object, on the side away from its goal, without pushing it the wrong way on the way there. The
-pushing prior turns that into a cost, for the named object farthest from its goal position: go to a point
-just inside contact behind it, and keep out of a disc around it unless behind. Which object and which
+pushing prior turns that into a cost, for the named object farthest from its goal position: the length of
+the way to a point just inside contact behind it, around the object unless already behind. Which object and which
 direction come from the current (true) frame's read-out; the object's position comes from the imagined
 frame, so a model that imagines the object moving with the effector keeps the target moving with it.
 """
@@ -16,9 +16,23 @@ from __future__ import annotations
 
 import torch
 
-BARRIER_WEIGHT = 10.0  # per unit of intrusion into the disc around the object: > 1, so going around wins
+BARRIER_WEIGHT = 10.0  # per unit of intrusion into the disc around the object
 BARRIER_MARGIN = 0.04  # of the image side beyond contact: about one chunk of effector motion
-PUSH_DEPTH = 0.25  # the pushing target lies this fraction of the contact distance inside contact
+PUSH_DEPTH = 0.5  # the pushing target lies this fraction of the contact distance inside contact: a model
+# that imagines the object standing still under contact still pushes it by this much per replanning step
+
+
+def around_disc(a: torch.Tensor, b: torch.Tensor, centre: torch.Tensor, radius: float) -> torch.Tensor:
+    """(M, 2) points a, b, centres -> (M,) length of the shortest path from a to b that keeps out of the disc
+    (straight where the segment misses it, else tangent, arc, tangent). A plain distance with a barrier has
+    a local minimum in front of the disc; this has none (points inside count as on its rim)."""
+    ra, rb = a - centre, b - centre
+    da, db = ra.norm(dim=-1).clamp(min=radius), rb.norm(dim=-1).clamp(min=radius)
+    cos = (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp(min=1e-9)
+    angle = torch.acos(cos.clamp(-1, 1))
+    ta, tb = torch.acos(radius / da), torch.acos(radius / db)  # the angles the tangent points subtend
+    wrapped = (da ** 2 - radius ** 2).sqrt() + (db ** 2 - radius ** 2).sqrt() + radius * (angle - ta - tb)
+    return torch.where(angle > ta + tb, wrapped, (a - b).norm(dim=-1))
 
 
 def object_cost(objects: torch.Tensor, now: torch.Tensor, goal: torch.Tensor, push_distance: float = 0.0,
@@ -27,9 +41,10 @@ def object_cost(objects: torch.Tensor, now: torch.Tensor, goal: torch.Tensor, pu
     imagined frame, the current frame and the goal image -> (M,) cost in fractions of the image side.
 
     Without the pushing prior (push_distance 0): the summed distances of every keypoint to its goal position.
-    With it (push_distance: block-to-effector distance at contact, as a fraction of the image side): while
+    With it (push_distance: object-to-effector distance at contact, as a fraction of the image side): while
     a named object is more than ``tolerance`` from its goal position in the current frame, the effector's
-    term is the pushing prior's instead of its distance to its own goal position."""
+    term is the way to the pushing position (behind the object, inside contact) instead of the distance to
+    its own goal position: straight when behind, else around the object to a point behind it first."""
     named, effector = objects[:, :-1], objects[:, -1]
     cost = (named - goal[:, :-1]).norm(dim=-1).sum(-1)
     reach = (effector - goal[:, -1]).norm(dim=-1)
@@ -40,9 +55,13 @@ def object_cost(objects: torch.Tensor, now: torch.Tensor, goal: torch.Tensor, pu
     far = away.norm(dim=-1)
     j = far.argmax(-1)
     direction = away[rows, j] / far[rows, j].clamp(min=1e-6)[:, None]
-    rel = effector - named[rows, j]
-    behind = (rel * direction).sum(-1) < -0.5 * push_distance
-    target = named[rows, j] - direction * (1 - PUSH_DEPTH) * push_distance
-    intrusion = (push_distance + BARRIER_MARGIN - rel.norm(dim=-1)).clamp(min=0) * (~behind)
-    push = (effector - target).norm(dim=-1) + BARRIER_WEIGHT * intrusion
+    block = named[rows, j]
+    rel = effector - block
+    behind = (rel * direction).sum(-1) < -0.5 * (1 - PUSH_DEPTH) * push_distance  # the target's side, with room
+    target = block - direction * (1 - PUSH_DEPTH) * push_distance
+    approach = block - direction * (push_distance + BARRIER_MARGIN)
+    intrusion = (push_distance - rel.norm(dim=-1)).clamp(min=0)
+    detour = (around_disc(effector, approach, block, push_distance + BARRIER_MARGIN / 2)
+              + (approach - target).norm(dim=-1) + BARRIER_WEIGHT * intrusion)
+    push = torch.where(behind, (effector - target).norm(dim=-1), detour)
     return cost + torch.where(far[rows, j] > tolerance, push, reach)
