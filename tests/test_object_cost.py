@@ -6,8 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from model_fixtures import make_model, small_config
+
 from worldmot.errors import WorldmotError
 from worldmot.planning import Planner, PlannerConfig
 from worldmot.planning.object_cost import around_disc, object_cost

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldmot.model import imagination
 from worldmot.errors import WorldmotError
+from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.planning.config import PlannerConfig
 from worldmot.planning.object_cost import object_cost
@@ -92,7 +92,7 @@ class Planner:
     def __init__(self, model: WorldModel, cfg: PlannerConfig, low: np.ndarray, high: np.ndarray):
         seq = model.cfg.sequence
         cfg.check(seq.n_steps)
-        if cfg.object_weight and model.object_head is None:
+        if cfg.object_weight and model.keypoint_head is None:
             raise WorldmotError(f"plan.object_weight={cfg.object_weight}: the model reads no keypoints (train it with "
                                 "model.lambda_keypoint > 0 on a dataset with observation.keypoints)")
         self.model, self.cfg = model, cfg
