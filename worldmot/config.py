@@ -39,7 +39,7 @@ class SequenceConfig:
     instruction_len: int = 48  # bytes of instruction (padded / truncated)
     reasoning_len: int = 32  # bytes of reasoning text per step (padded / truncated)
     text_tokenizer: str = ""  # optional local `tokenizers` JSON file; empty: UTF-8 bytes
-    keypoints: int = 0  # objects the instruction names whose image position the data gives (set from the dataset)
+    keypoints: int = 0  # points whose image position the data gives: the named objects, then the effector (set from the dataset)
 
 
 @dataclass
@@ -60,7 +60,8 @@ class ModelConfig:
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them
-    # holds each named object (a softmax over the patches), and the frame's [EOF] reads their (u, v). Without
+    # holds each point (a softmax over the patches) and where inside it, and the frame's [EOF] reads their
+    # (u, v); the planner's object cost uses the patches' answer (WorldModel.locate_objects). Without
     # it the tiny trunk never found the still targets in a CPU budget (tools/probe_localisation.py): a patch
     # tells "that is me" locally within 200 steps; the read-out gathers it. Off by default: with 0.5 (and
     # qk_norm_gain=2) two 600-step Reach runs gave AR policies of 20% and 4% (2% without) but the goal-image

@@ -247,7 +247,7 @@ class PackedBatch:
     target_mask: torch.Tensor  # (B, S) bool: CE targets (reasoning incl. <eor>, action bins, progress)
     frame_valid: torch.Tensor  # (B, K) bool: f_k is a real frame (not padding past the episode end)
     keypoint_cells: torch.Tensor  # (B, K, N) int64: the patch holding each named object in f_k; -1: unknown
-    keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each named object in f_k (valid where cell >= 0)
+    keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each keypoint in f_k (valid where cell >= 0)
 
     def to(self, device: torch.device | str) -> "PackedBatch":
         return PackedBatch(self.layout, *(getattr(self, n).to(device) for n in

@@ -338,15 +338,23 @@ class WorldModel(nn.Module):
         """(..., P, D) hidden states of a frame's patches -> (..., N, P) logits of where each named object is."""
         return self.keypoint_outputs(frame_hidden)[0]
 
+    def _cell_centre(self, cell: torch.Tensor) -> torch.Tensor:
+        """(...,) row-major patch indices -> (..., 2) their centres (column, row) + 0.5, in patch widths."""
+        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
+        return torch.stack([cell % grid, cell // grid], -1).float() + 0.5
+
+    @staticmethod
+    def _offset_at(offsets: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """offsets (..., N, P, 2), cell (..., N) -> (..., N, 2) the offsets predicted at those patches."""
+        return offsets.gather(-2, cell[..., None, None].expand(*cell.shape, 1, 2)).squeeze(-2)
+
     def locate_objects(self, frame_hidden: torch.Tensor) -> torch.Tensor:
         """(..., P, D) hidden states of a frame's patches -> (..., N, 2) image (u, v) of the named objects: the
         centre of the likeliest patch plus the offset predicted there."""
         logits, offsets = self.keypoint_outputs(frame_hidden)
-        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
         cell = logits.argmax(-1)  # (..., N)
-        offset = offsets.gather(-2, cell[..., None, None].expand(*cell.shape, 1, 2)).squeeze(-2)
-        col_row = torch.stack([cell % grid, cell // grid], -1).float()
-        return ((col_row + 0.5 + offset.clamp(-0.5, 0.5)) / grid).clamp(0, 1)
+        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
+        return ((self._cell_centre(cell) + self._offset_at(offsets, cell).clamp(-0.5, 0.5)) / grid).clamp(0, 1)
 
     def read_objects(self, eof_hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) at a frame's [EOF] -> (..., N, 2) image (u, v) of the named objects."""
@@ -365,9 +373,8 @@ class WorldModel(nn.Module):
         ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
         grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
         uv = batch.keypoints.view(*cells.shape, 2)  # (B, K, N, 2)
-        at = offsets.gather(-2, cells.clamp(min=0)[..., None, None].expand(*cells.shape, 1, 2)).squeeze(-2)
-        true_offset = uv * grid - (torch.stack([cells % grid, cells // grid], -1).float() + 0.5)
-        off = ((at - true_offset) ** 2).sum(-1)  # (B, K, N)
+        at = self._offset_at(offsets, cells.clamp(min=0))
+        off = ((at - (uv * grid - self._cell_centre(cells))) ** 2).sum(-1)  # (B, K, N)
         read = self.read_objects(h[:, torch.as_tensor(batch.layout.states - 1, device=h.device)])  # (B, K, N, 2)
         err = ((read - uv) ** 2).sum(-1)
         return ce + 10 * off[valid].mean() + 10 * err[valid].mean()

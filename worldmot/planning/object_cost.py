@@ -1,7 +1,8 @@
 """The planner's cost on where things are: image positions (keypoints) the model reads off imagined frames.
 
-A model trained with keypoints (``model.lambda_keypoint``) reads, at each frame's [EOF], the image (u, v) of
-the objects the instruction names and of the effector (WorldModel.read_objects). Positions read off a goal
+A model trained with keypoints (``model.lambda_keypoint``) places on every frame, real or imagined, the
+objects the instruction names and the effector: image (u, v) from its frame patches (WorldModel.locate_objects,
+Imagination.objects). Positions placed on a goal
 image say where everything should end up; the distance to them falls linearly however far the goal is,
 where a pixel cost is flat.
 
@@ -27,9 +28,9 @@ def around_disc(a: torch.Tensor, b: torch.Tensor, centre: torch.Tensor, radius: 
     (straight where the segment misses it, else tangent, arc, tangent). A plain distance with a barrier has
     a local minimum in front of the disc; this has none (points inside count as on its rim)."""
     ra, rb = a - centre, b - centre
-    da, db = ra.norm(dim=-1).clamp(min=radius), rb.norm(dim=-1).clamp(min=radius)
-    cos = (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp(min=1e-9)
-    angle = torch.acos(cos.clamp(-1, 1))
+    na, nb = ra.norm(dim=-1), rb.norm(dim=-1)
+    angle = torch.acos(((ra * rb).sum(-1) / (na * nb).clamp(min=1e-9)).clamp(-1, 1))
+    da, db = na.clamp(min=radius), nb.clamp(min=radius)
     ta, tb = torch.acos(radius / da), torch.acos(radius / db)  # the angles the tangent points subtend
     wrapped = (da ** 2 - radius ** 2).sqrt() + (db ** 2 - radius ** 2).sqrt() + radius * (angle - ta - tb)
     return torch.where(angle > ta + tb, wrapped, (a - b).norm(dim=-1))
