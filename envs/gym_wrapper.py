@@ -9,11 +9,13 @@ Reacher-v5 (torque control of a 2-link arm, action (2,) in [-1, 1]):
     agent_pos (8,)          [cos q0, cos q1, sin q0, sin q1, dq0, dq1, fingertip xy] (the end effector's
                             position, as robot states carry it: a world model can read it off a frame)
     environment_state (4,)  [target xy, fingertip xy]
+    keypoints (4,)          image (u, v) in [0, 1] of the target, then the fingertip
     success                 fingertip within 0.02 m of the target
     progress                1 at success, linear in the distance, 0 at 0.22 m
 Pusher-v5 (torque control of a 7-DoF arm, action (7,) in [-2, 2]):
     agent_pos (14,)         [qpos of the 7 arm joints, their qvel]
     environment_state (6,)  [object xy, goal xy, arm tip xy]
+    keypoints (4,)          image (u, v) in [0, 1] of the object, then the arm tip
     success                 object centre within 0.05 m of the goal centre (xy)
     progress                1 at success, else 0.2 * (tip close to the object) + 0.8 * (object close to goal)
 The target (Reacher) and fingertip are drawn larger than in the original model (visual geoms only; the
@@ -35,6 +37,19 @@ PUSHER_TEMPLATES = ["push the object to the goal", "push the cylinder onto the g
 PUSHER_HELD_OUT = ["slide the puck over to the goal", "get the object onto the target"]
 
 
+def project(points: np.ndarray, camera: mujoco.MjvCamera, fovy: float) -> np.ndarray:
+    """(P, 3) world points -> (P, 2) float32 image (u, v) in [0, 1] from the top-left corner, as a square
+    render from the free ``camera`` (vertical field of view ``fovy`` degrees) shows them; clipped to the image."""
+    az, el = np.radians(camera.azimuth), np.radians(camera.elevation)
+    forward = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    up = np.array([-np.sin(el) * np.cos(az), -np.sin(el) * np.sin(az), np.cos(el)])
+    right = np.cross(forward, up)
+    rel = points - (np.asarray(camera.lookat) - camera.distance * forward)
+    scale = 2.0 * np.tan(np.radians(fovy) / 2.0) * (rel @ forward)
+    uv = np.stack([0.5 + (rel @ right) / scale, 0.5 - (rel @ up) / scale], -1)
+    return np.clip(uv, 0.0, 1.0).astype(np.float32)
+
+
 class WrappedMujocoTask(gym.Env):
     """Base class: ``gym_id`` names the Gymnasium env, subclasses define state, success and goal."""
 
@@ -44,6 +59,7 @@ class WrappedMujocoTask(gym.Env):
     held_out: list[str] = []
     camera_lookat = (0.0, 0.0, 0.0)
     camera_distance = 1.0
+    keypoint_bodies: tuple[str, ...] = ()  # the named objects, then the effector (the tabletop tasks' order)
 
     def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
         if render_mode not in (None, "rgb_array"):
@@ -68,6 +84,7 @@ class WrappedMujocoTask(gym.Env):
                 "pixels": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (s, s, 3), np.uint8)}),
                 "agent_pos": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
                 "environment_state": gym.spaces.Box(-np.inf, np.inf, (env_dim,), np.float32),
+                "keypoints": gym.spaces.Box(0.0, 1.0, (2 * len(self.keypoint_bodies),), np.float32),
             }
         )
         self.instruction = ""
@@ -129,7 +146,13 @@ class WrappedMujocoTask(gym.Env):
             "pixels": {"top": self._frame.copy()},
             "agent_pos": self._agent_pos().astype(np.float32),
             "environment_state": self._environment_state().astype(np.float32),
+            "keypoints": self._keypoints(),
         }
+
+    def _keypoints(self) -> np.ndarray:
+        """(2K,) image (u, v) of ``keypoint_bodies``: MuJoCo's pinhole projection of the free camera."""
+        points = np.stack([self.data.body(b).xpos for b in self.keypoint_bodies])
+        return project(points, self.camera.camera, float(self.model.vis.global_.fovy)).reshape(-1)
 
     def _info(self, progress: float, success: bool, env_reward: float) -> dict:
         return {"instruction": self.instruction, "is_success": bool(success), "progress": float(progress),
@@ -146,6 +169,7 @@ class ReacherTask(WrappedMujocoTask):
     camera_distance = 0.75  # the arena's walls at +-0.3 m fill the view
     success_distance = 0.02
     links = (0.1, 0.11)
+    keypoint_bodies = ("target", "fingertip")
 
     @property
     def expert_spec(self) -> tuple[str, dict]:
@@ -181,6 +205,7 @@ class PusherTask(WrappedMujocoTask):
     camera_lookat = (0.4, -0.2, -0.3)  # the table area where the object, the goal and the arm move
     camera_distance = 1.5
     success_distance = 0.05
+    keypoint_bodies = ("object", "tips_arm")
 
     def _agent_pos(self) -> np.ndarray:
         return np.concatenate([self.data.qpos[:7], self.data.qvel[:7]])

@@ -193,6 +193,21 @@ def test_reacher_wrapper_contract():
     assert all(ep.terminated for ep in results if ep.success)
 
 
+def test_reacher_keypoints_are_where_the_camera_draws_target_and_fingertip():
+    e = gym.make("worldmot/Reacher-v5", image_size=128)
+    for seed in range(5):
+        obs, _ = e.reset(seed=seed)
+        for _ in range(5):  # the arm away from its start
+            obs, *_ = e.step(e.action_space.sample())
+        frame, uv = obs["pixels"]["top"].astype(np.float64), obs["keypoints"].reshape(2, 2) * 128
+        red = frame[..., 0] - frame[..., 1] > 50  # the target's disc (shaded); the walls and the arm's root too
+        red[:12], red[-12:], red[:, :12], red[:, -12:], red[57:71, 57:71] = False, False, False, False, False
+        ys, xs = np.nonzero(red)
+        assert np.hypot(xs.mean() + 0.5 - uv[0, 0], ys.mean() + 0.5 - uv[0, 1]) < 1.0, seed
+        r, g, b = frame[int(uv[1, 1]), int(uv[1, 0])]
+        assert g - r > 60 and b - r > 40, (seed, "fingertip (teal, shaded)", r, g, b)
+
+
 def test_pusher_wrapper_contract():
     e = gym.make("worldmot/Pusher-v5")
     obs, info = e.reset(seed=0)
