@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+import worldmot
+
 from rrd_helpers import Recording
 
 # a demo small enough for the test run: 4 episodes, a 1-layer model, 2 training steps, 1-2 episodes per policy
@@ -40,6 +42,8 @@ def test_demo_writes_every_stage_and_a_report(demo):
     for row in ("| random |", "| scripted |", "| model |", "| planner |", "copy last frame", "per replanning step"):
         assert row in report, row
     assert (out / "success.png").stat().st_size > 1000 and (out / "curves.png").exists()
+    # Reach records keypoints, the tiny config learns them, and the planner prices them (configs/plan/objects.yaml)
+    assert worldmot.load(out / "run").keypoint_head is not None and "(planner: objects)" in report
     rec = Recording(out / "demo.rrd")
     assert rec.rows("episode_000/plan/imagined") >= 1  # the planner's imagined frames
     assert "| planner |" in res.stdout and f"rerun {out / 'demo.rrd'}" in res.stdout
@@ -67,5 +71,9 @@ def test_demo_rerun_skips_what_is_done_and_resumes_training(demo):
 def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path):
     res = run_demo(tmp_path / "d", "--env", "worldmot/Nope-v0")
     assert res.returncode == 2 and "unknown Gymnasium id" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "d").exists()
+    res = run_demo(tmp_path / "d", "--plan", "nope")
+    assert res.returncode == 2 and "--plan nope: no such file" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "d").exists()

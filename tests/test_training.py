@@ -118,10 +118,19 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000003", "step_00000006"]
 
 
-def test_keypoint_loss_on_a_dataset_without_keypoints_is_a_one_line_error(dataset, tmp_path):
-    with pytest.raises(WorldmotError, match=r"model\.lambda_keypoint=0\.5 needs the feature 'observation\.keypoints'"):
-        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "model.lambda_keypoint=0.5")))
+def test_keypoint_loss_on_a_named_feature_the_dataset_lacks_is_a_one_line_error(dataset, tmp_path):
+    with pytest.raises(WorldmotError, match=r"model\.lambda_keypoint=0\.5 needs the feature 'observation\.points'"):
+        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "model.lambda_keypoint=0.5",
+                              "data.keypoint_key=observation.points")))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_dataset_without_keypoints_trains_without_the_keypoint_loss(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(parse(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5")))
+    assert "no 'observation.keypoints'; training without the keypoint loss" in capsys.readouterr().out
+    model = worldmot.load(run)
+    assert model.keypoint_head is None and model.cfg.lambda_keypoint == 0.0  # the saved config says what ran
 
 
 def test_reasoning_position_error_counts_texts_without_a_position():

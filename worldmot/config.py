@@ -63,9 +63,8 @@ class ModelConfig:
     # holds each point (a softmax over the patches) and where inside it, and the frame's [EOF] reads their
     # (u, v); the planner's object cost uses the patches' answer (WorldModel.locate_objects). Without
     # it the tiny trunk never found the still targets in a CPU budget (tools/probe_localisation.py): a patch
-    # tells "that is me" locally within 200 steps; the read-out gathers it. Off by default: with 0.5 (and
-    # qk_norm_gain=2) two 600-step Reach runs gave AR policies of 20% and 4% (2% without) but the goal-image
-    # planner fell to 60-72% (78-90% without) with 1.6 dB less next-frame PSNR (BENCHMARKS.md)
+    # tells "that is me" locally within 200 steps; the read-out gathers it. The tiny config turns it on
+    # (configs/model/tiny.yaml); a dataset without keypoints trains without it (training/loop.py)
     lambda_keypoint: float = 0.0
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
     # by sqrt(head_dim) and no token learned to single out the marked patch in 500 steps; use 2 with keypoints

@@ -35,11 +35,11 @@ class DemoConfig:
     train_overrides: list[str] = field(default_factory=list)
     eval_episodes: int = 50  # per policy (unseen seeds)
     planner_episodes: int = 10  # the planner is the slow one: ~0.4 s per replanning step per env on 2 cores
-    # one imagined frame per candidate, replanning after every chunk: the first imagined frame is the model's
-    # sharpest (the second restarts from its own blurred one). On 50 Reach episodes 60% success at 3.9 s per
-    # replan for 10 envs, against 46% at 9.0 s with two frames and two chunks executed (BENCHMARKS.md). With
-    # a keypoint-trained model (train_overrides, README) add "ar_proposals=8": its AR policy points the way
-    plan_overrides: list[str] = field(default_factory=lambda: ["cost=goal", "horizon=1", "execute=1"])
+    # CEM on where the model places the named target and the effector on one imagined frame per candidate
+    # and on the goal image: on 50 Reach episodes 98%, against 78-90% on pixels and the state read-out and
+    # 60% on pixels alone (BENCHMARKS.md); the model learns the positions from the recorded keypoints
+    plan: str = ""  # a name in configs/plan/ or a YAML file; empty: the env's (plan_name)
+    plan_overrides: list[str] = field(default_factory=list)
     eval_seed: int = 100_000
     eval_envs: int = 10
 
@@ -95,14 +95,29 @@ def train_stage(cfg: DemoConfig, out: Path, data: Path) -> Path:
     return run
 
 
-def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
-    from worldmot.checkpoint import load_model
+def plan_name(cfg: DemoConfig) -> str:
+    """The planner's settings: cfg.plan, else Push's pushing prior for Push and positions alone otherwise."""
+    return cfg.plan or ("push" if cfg.env == "worldmot/Push-v0" else "objects")
+
+
+def plan_settings(cfg: DemoConfig):
+    """The PlannerConfig the demo plans with; a one-line error for a plan that is not there or does not load."""
     from worldmot.config import config_dir, load_config
-    from worldmot.evaluation.run import evaluate, summary_line
     from worldmot.planning import PlannerConfig
 
+    name = plan_name(cfg)
+    path = Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / "plan" / f"{name}.yaml"
+    if not path.is_file():
+        raise WorldmotError(f"--plan {name}: no such file {path} (expected a name in configs/plan/ or a YAML file)")
+    return load_config(PlannerConfig, [path], cfg.plan_overrides)
+
+
+def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
+    from worldmot.checkpoint import load_model
+    from worldmot.evaluation.run import evaluate, summary_line
+
     model = None
-    plan = load_config(PlannerConfig, [config_dir() / "plan" / "default.yaml"], cfg.plan_overrides)
+    plan = plan_settings(cfg)
     infos = {}
     for policy in POLICIES:
         folder = out / "eval" / policy
@@ -128,6 +143,7 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
     if out.exists() and not out.is_dir():
         raise WorldmotError(f"--out {out}: is a file (expected the demo's folder)")
     _check_env(cfg.env)
+    plan_settings(cfg)  # before anything is written
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=400, help="episodes to record")
     parser.add_argument("--eval-episodes", type=int, default=50, help="episodes per policy (random, scripted, model)")
     parser.add_argument("--planner-episodes", type=int, default=10, help="episodes of the planner (the slow one)")
+    parser.add_argument("--plan", default="", help="planner settings: a name in configs/plan/ or a YAML file "
+                        "(default: push for worldmot/Push-v0, else objects)")
     parser.add_argument("overrides", nargs="*", help="training settings as key=value, e.g. steps=300")
 
 
@@ -26,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     if bad:
         raise WorldmotError(f"{bad[0]!r}: expected a training setting key=value")
     cfg = DemoConfig(env=args.env, episodes=args.episodes, eval_episodes=args.eval_episodes,
-                     planner_episodes=args.planner_episodes, train_overrides=list(args.overrides))
+                     planner_episodes=args.planner_episodes, plan=args.plan, train_overrides=list(args.overrides))
     report = run_demo(cfg, Path(args.out), fresh=args.fresh)
     text = report.read_text()
     table = text[text.index("| policy"): text.index("![success]")].strip()

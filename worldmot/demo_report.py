@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from worldmot.demo import plan_name
+
 
 def last_validation(run: Path) -> dict:
     """The newest validation row of RUN/metrics.jsonl ({} when there is none)."""
@@ -84,7 +86,7 @@ def write_report(out: Path, cfg, run: Path, infos: dict[str, dict], stage_second
 
 Recorded {cfg.episodes} episodes with the scripted expert (exploration noise {cfg.action_noise} on
 {cfg.noise_duty:.0%} of the steps, in bursts), trained the MoT world model ({run}), evaluated four policies
-on unseen seeds from {cfg.eval_seed} (planner: {' '.join(cfg.plan_overrides) or 'configs/plan/default.yaml'}).
+on unseen seeds from {cfg.eval_seed} (planner: {' '.join([plan_name(cfg), *cfg.plan_overrides])}).
 
 ## Success in the simulator
 

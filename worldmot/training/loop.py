@@ -30,7 +30,7 @@ from worldmot.model.world_model import WorldModel
 from worldmot.sequence import pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
 from worldmot.training import checkpoints as ckpt
-from worldmot.training.config import TrainConfig
+from worldmot.training.config import DataConfig, TrainConfig
 from worldmot.training.metrics import state_read_r2, validate
 
 
@@ -112,15 +112,23 @@ def dataset_dims(reader: LeRobotDatasetReader, cfg: TrainConfig) -> tuple[int, i
     return dims[0], dims[1]
 
 
-def keypoint_key(reader: LeRobotDatasetReader, cfg: TrainConfig) -> str:
-    """The keypoint feature the run trains on ("" when model.lambda_keypoint is 0); a one-line error when
-    the loss is asked for and the dataset lacks the feature."""
-    if cfg.model.lambda_keypoint <= 0:
-        return ""
-    if cfg.data.keypoint_key not in reader.features:
+def resolve_keypoints(reader: LeRobotDatasetReader, cfg: TrainConfig, announce: bool = True) -> None:
+    """model.lambda_keypoint applies where the dataset has data.keypoint_key. Without the default key (most
+    datasets other than worldmot's own) the run trains without the loss and its saved config says so
+    (lambda_keypoint 0); a key named on purpose and absent is a one-line error."""
+    if cfg.model.lambda_keypoint <= 0 or cfg.data.keypoint_key in reader.features:
+        return
+    if cfg.data.keypoint_key != DataConfig.keypoint_key:
         raise WorldmotError(f"{reader.root}/meta/info.json: model.lambda_keypoint={cfg.model.lambda_keypoint} needs "
                             f"the feature {cfg.data.keypoint_key!r} (set data.keypoint_key, or model.lambda_keypoint=0)")
-    return cfg.data.keypoint_key
+    if announce:
+        print(f"{reader.root}: no {cfg.data.keypoint_key!r}; training without the keypoint loss")
+    cfg.model.lambda_keypoint = 0.0
+
+
+def keypoint_key(cfg: TrainConfig) -> str:
+    """The keypoint feature the run trains on ("" when model.lambda_keypoint is 0); after resolve_keypoints."""
+    return cfg.data.keypoint_key if cfg.model.lambda_keypoint > 0 else ""
 
 
 def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: WindowDataset) -> WorldModel:
@@ -128,7 +136,7 @@ def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: Windo
     episodes' q01/q99 (see ActionTokenizer.from_data), state normalisation from stats.json."""
     action_dim, state_dim = dataset_dims(reader, cfg)
     cfg.model.sequence.action_dim, cfg.model.sequence.state_dim = action_dim, state_dim
-    keypoints = reader.features.get(keypoint_key(reader, cfg))
+    keypoints = reader.features.get(keypoint_key(cfg))
     cfg.model.sequence.keypoints = int(np.prod(keypoints["shape"])) // 2 if keypoints else 0
     tok = ActionTokenizer.from_data(train_set.column(cfg.data.action_key), n_bins=cfg.model.sequence.action_bins)
     st = reader.stats.get(cfg.data.state_key, {})
@@ -240,10 +248,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise WorldmotError(f"{run_dir}: already holds checkpoints (use --resume, or another run_dir)")
 
     dataset_dims(reader, cfg)  # a dataset without the features fails before anything is built
+    resolve_keypoints(reader, cfg, announce=proc.main)
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
     kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
-              keypoint_key=keypoint_key(reader, cfg))
+              keypoint_key=keypoint_key(cfg))
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, reader, train_set).to(proc.device)
