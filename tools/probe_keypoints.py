@@ -97,7 +97,8 @@ def main() -> None:
                 break
         mid.append(pixel_error(model, obs, info["instruction"], size))
     result = {"checkpoint": args.checkpoint, "env": args.env,
-              "fresh_px": np.mean(fresh, 0).round(3).tolist(), "mid_task_px": np.mean(mid, 0).round(3).tolist()}
+              "fresh_px": [round(float(e), 3) for e in np.mean(fresh, 0)],
+              "mid_task_px": [round(float(e), 3) for e in np.mean(mid, 0)]}
     if isinstance(env.unwrapped, TabletopEnv) and args.episodes:
         policy = ExpertOnReadouts(model, env)
         runs = [rollout(env, policy, seed=args.seed + 2000 + i)
