@@ -76,15 +76,16 @@ def main() -> None:
     model = worldmot.load(args.checkpoint)
     model.eval()
     if model.keypoint_head is None:
-        raise SystemExit(f"{args.checkpoint}: the model was trained without keypoints (model.lambda_keypoint=0)")
+        raise SystemExit(f"{args.checkpoint}: the model reads no keypoints; train it on a recording with "
+                         "observation.keypoints (the tiny config learns them)")
     env = gym.make(args.env)
     size = env.observation_space["pixels"]["top"].shape[0]
     rng = np.random.default_rng(args.seed)
     fresh, mid = [], []
     for i in tqdm(range(args.scenes), desc="fresh scenes"):
         obs, info = env.reset(seed=args.seed + i)
-        for _ in range(int(rng.integers(0, 31))):
-            obs, *_ = env.step(env.action_space.sample())
+        for _ in range(int(rng.integers(0, 31))):  # seeded, so the figures repeat
+            obs, *_ = env.step(rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32))
         fresh.append(pixel_error(model, obs, info["instruction"], size))
     expert = make_policy("scripted", env)
     for i in tqdm(range(args.scenes), desc="mid-task scenes"):

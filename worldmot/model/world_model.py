@@ -338,10 +338,14 @@ class WorldModel(nn.Module):
         """(..., P, D) hidden states of a frame's patches -> (..., N, P) logits of where each named object is."""
         return self.keypoint_outputs(frame_hidden)[0]
 
+    @property
+    def _grid(self) -> int:
+        """Patches per image side."""
+        return self.cfg.sequence.image_size // self.cfg.sequence.patch_size
+
     def _cell_centre(self, cell: torch.Tensor) -> torch.Tensor:
         """(...,) row-major patch indices -> (..., 2) their centres (column, row) + 0.5, in patch widths."""
-        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
-        return torch.stack([cell % grid, cell // grid], -1).float() + 0.5
+        return torch.stack([cell % self._grid, cell // self._grid], -1).float() + 0.5
 
     @staticmethod
     def _offset_at(offsets: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -353,8 +357,7 @@ class WorldModel(nn.Module):
         centre of the likeliest patch plus the offset predicted there."""
         logits, offsets = self.keypoint_outputs(frame_hidden)
         cell = logits.argmax(-1)  # (..., N)
-        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
-        return ((self._cell_centre(cell) + self._offset_at(offsets, cell).clamp(-0.5, 0.5)) / grid).clamp(0, 1)
+        return ((self._cell_centre(cell) + self._offset_at(offsets, cell).clamp(-0.5, 0.5)) / self._grid).clamp(0, 1)
 
     def read_objects(self, eof_hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) at a frame's [EOF] -> (..., N, 2) image (u, v) of the named objects."""
@@ -371,10 +374,9 @@ class WorldModel(nn.Module):
             return h.sum() * 0
         logits, offsets = self.keypoint_outputs(h[:, torch.as_tensor(batch.layout.frames, device=h.device)])
         ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
-        grid = self.cfg.sequence.image_size // self.cfg.sequence.patch_size
         uv = batch.keypoints.view(*cells.shape, 2)  # (B, K, N, 2)
         at = self._offset_at(offsets, cells.clamp(min=0))
-        off = ((at - (uv * grid - self._cell_centre(cells))) ** 2).sum(-1)  # (B, K, N)
+        off = ((at - (uv * self._grid - self._cell_centre(cells))) ** 2).sum(-1)  # (B, K, N)
         read = self.read_objects(h[:, torch.as_tensor(batch.layout.states - 1, device=h.device)])  # (B, K, N, 2)
         err = ((read - uv) ** 2).sum(-1)
         return ce + 10 * off[valid].mean() + 10 * err[valid].mean()
