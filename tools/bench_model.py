@@ -65,6 +65,18 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def print_profile(fn, device: str, rows: int = 15) -> None:
+    """Run fn once under torch.profiler and print the ops that took the most device (or CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        sync(device)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
 def bench_training(args) -> None:
     models = {name: build(args.model, e, args.device) for name, e in EXPERTS.items()}
     opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}

@@ -3,7 +3,7 @@
 Timing depends on shapes, not on training, so a freshly initialised model of the config stands in when no
 --checkpoint is given. Median of --repeats after one warm-up.
 
-    python tools/bench_plan.py [--checkpoint RUN] [--envs 1] [--repeats 7] [key=value planner settings]
+    python tools/bench_plan.py [--checkpoint RUN] [--envs 1] [--repeats 7] [--device cpu|cuda] [--plan default] [key=value planner settings]
 """
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from worldmot.tokenizers.actions import ActionTokenizer
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def load_or_build(checkpoint: str | None, model: str) -> WorldModel:
+def load_or_build(checkpoint: str | None, model: str, device: str, keypoints: int) -> WorldModel:
     if checkpoint:
         from worldmot.checkpoint import load_model
 
-        return load_model(checkpoint)
-    cfg = load_config(ModelConfig, [CONFIGS / "model" / f"{model}.yaml"])
+        return load_model(checkpoint, device)
+    cfg = load_config(ModelConfig, [CONFIGS / "model" / f"{model}.yaml"], [f"sequence.keypoints={keypoints}"])
     A = cfg.sequence.action_dim
-    return WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins)).eval()
+    return WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins)).to(device).eval()
 
 
 def main() -> None:
@@ -40,12 +40,16 @@ def main() -> None:
     p.add_argument("--envs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast)")
+    p.add_argument("--plan", default="default", help="a planner config in configs/plan/")
+    p.add_argument("--keypoints", type=int, default=0, help="a fresh model's keypoints (the objects plan needs them)")
+    p.add_argument("--profile", action="store_true", help="also print the ops that take the most time")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_or_build(args.checkpoint, args.model)
-    plan = load_config(PlannerConfig, [CONFIGS / "plan" / "default.yaml"], args.overrides)
+    model = load_or_build(args.checkpoint, args.model, args.device, args.keypoints)
+    plan = load_config(PlannerConfig, [CONFIGS / "plan" / f"{args.plan}.yaml"], args.overrides)
     seq = model.cfg.sequence
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (args.envs, seq.image_size, seq.image_size, 3), dtype=np.uint8)
@@ -59,7 +63,15 @@ def main() -> None:
         t0 = time.perf_counter()
         planner.plan(tasks, frames, states, goals)
         times.append(time.perf_counter() - t0)
-    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; model {model.cfg.name}, "
+    if args.profile:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_model import print_profile
+
+        print_profile(lambda: planner.plan(tasks, frames, states, goals), args.device)
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"{where}, torch {torch.__version__}; model {model.cfg.name}, "
           f"{args.envs} env(s); plan {plan.method} {plan.candidates} candidates x {plan.iterations} iterations, "
           f"horizon {plan.horizon} chunks of {seq.chunk}, {plan.flow_steps} flow step(s), cost {plan.cost}")
     med = statistics.median(times[1:])

@@ -6,7 +6,7 @@
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
-    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda]
+    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile]
                                 [--peak-tflops 989]   # CUDA: the GPU's dense bf16 peak, for MFU
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import EXPERTS, build, random_batch, sync  # noqa: E402
+from bench_model import EXPERTS, build, print_profile, random_batch, sync  # noqa: E402
 
 
 def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
@@ -44,19 +44,23 @@ def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
 
 def step_rate(args) -> dict:
     model = build(args.model, EXPERTS[args.experts], args.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=args.device == "cuda")
     batch = random_batch(model, args.batch).to(args.device)
     autocast = dict(device_type=args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
+    net = model
 
     def step() -> None:
         with torch.autocast(**autocast):
-            loss = model(batch)["loss"]
+            loss = net(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
         step()
+    if args.compile:
+        net = torch.compile(model)
+        step()  # compiles
     times = []
     for _ in range(args.repeats + 1):  # the first is a warm-up
         sync(args.device)
@@ -64,6 +68,8 @@ def step_rate(args) -> dict:
         step()
         sync(args.device)
         times.append(time.perf_counter() - t0)
+    if args.profile:
+        print_profile(step, args.device)
     t = statistics.median(times[1:])
     tokens = batch.token_ids.numel()
     return {"step_s": t, "tokens_per_step": tokens, "tokens_per_s": tokens / t, "flops_per_step": counter.get_total_flops(),
@@ -95,6 +101,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the accelerator's dense peak, for MFU")
+    p.add_argument("--compile", action="store_true", help="time the torch.compile'd model")
+    p.add_argument("--profile", action="store_true", help="also print the ops that take the most time")
     p.add_argument("--dataset", default="", help="also time the whole training loop on this dataset")
     p.add_argument("--loop-steps", type=int, default=40)
     args = p.parse_args()
@@ -106,7 +114,7 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters), batch {args.batch} x "
+    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{', compiled' if args.compile else ''}), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")

@@ -121,6 +121,11 @@ def identity_modulation(k: int, width: int, like: torch.Tensor) -> torch.Tensor:
     return mod.reshape(1, 1, -1)
 
 
+def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """norm(x) with the weight in x's dtype: under bf16 autocast an fp32 weight keeps torch off its fused kernel."""
+    return F.rms_norm(x, norm.normalized_shape, norm.weight.to(x.dtype), norm.eps)
+
+
 class ExpertBlock(nn.Module):
     """One layer of one expert: adaLN-zero modulation, QKV with QK-norm, output projection, MLP.
 
@@ -145,7 +150,7 @@ class ExpertBlock(nn.Module):
         """x (B, n, D) -> q, k, v each (B, H, n, dh)."""
         B, n, D = x.shape
         q, k, v = self.qkv(modulate(self.norm1(x), shift, scale)).view(B, n, 3, self.heads, D // self.heads).unbind(2)
-        return self.q_norm(q).transpose(1, 2), self.k_norm(k).transpose(1, 2), v.transpose(1, 2)
+        return _rms(self.q_norm, q).transpose(1, 2), _rms(self.k_norm, k).transpose(1, 2), v.transpose(1, 2)
 
     def finish(self, x: torch.Tensor, attn: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Residual updates after attention: x, attn (B, n, D) -> (B, n, D)."""

@@ -180,7 +180,14 @@ class Planner:
     @torch.no_grad()
     def plan(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None = None,
              goals: np.ndarray | None = None) -> np.ndarray:
-        """frames (B, H, W, 3) uint8, states (B, S), goals (B, H, W, 3) -> actions (B, execute * C, A)."""
+        """frames (B, H, W, 3) uint8, states (B, S), goals (B, H, W, 3) -> actions (B, execute * C, A).
+        On CUDA the model runs under bf16 autocast; the sampling distribution stays fp32 on the CPU."""
+        dev = self.model.device.type
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
+            return self._plan(tasks, frames, states, goals)
+
+    def _plan(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None,
+              goals: np.ndarray | None) -> np.ndarray:
         t0 = time.perf_counter()
         cfg, model = self.cfg, self.model
         B, N = len(tasks), cfg.candidates
@@ -212,6 +219,7 @@ class Planner:
             params = torch.maximum(torch.minimum(params, self.high), self.low)
             actions = self._full(params)
             scores, step_scores, imagined = self._score(context, actions, goal, current, goal_state, goal_objects)
+            scores = scores.float().cpu()  # the sampling distribution lives on the CPU: B x N x H x c x A numbers
             history.append(scores)
             top, elite = scores.topk(cfg.elites, dim=1)
             chosen = torch.gather(params, 1, elite[:, :, None, None, None].expand(-1, -1, *params.shape[2:]))

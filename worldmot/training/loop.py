@@ -175,7 +175,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n and "patch_pos" not in n)]
     o = cfg.optim
     return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                             lr=o.lr, betas=(o.beta1, o.beta2))
+                             lr=o.lr, betas=(o.beta1, o.beta2), fused=next(model.parameters()).is_cuda)
 
 
 def ema_with_warmup(decay: float):
