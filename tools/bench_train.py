@@ -47,19 +47,18 @@ def step_rate(args) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=args.device == "cuda")
     batch = random_batch(model, args.batch).to(args.device)
     autocast = dict(device_type=args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
-    net = model
 
     def step() -> None:
         with torch.autocast(**autocast):
-            loss = net(batch)["loss"]
+            loss = model(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
         step()
-    if args.compile:
-        net = torch.compile(model)
+    if args.compile:  # as `worldmot train compile=true` does
+        model.trunk.compile_blocks()
         step()  # compiles
     times = []
     for _ in range(args.repeats + 1):  # the first is a warm-up

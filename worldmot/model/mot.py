@@ -104,21 +104,37 @@ class KVCache:
 # Blocks
 # ----------------------------------------------------------------------------------------------------
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+@dataclass
+class Modulation:
+    """adaLN-zero vectors of one expert slice (DiT): only noisy frames are conditioned on their diffusion time.
 
-
-def identity_modulation(k: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """(1, 1, k*D) modulation of clean tokens: shift 0, scale 0 and, for a block's 6 chunks, gates 1.
-
-    Only noisy frames are conditioned on time (adaLN-zero, as in DiT); every clean token has t = 0, so a
-    learned modulation would be a constant, and with zero-initialised gates the action path learned to
-    switch itself off (action logits identical across samples after 700 steps, measured).
+    Clean tokens (the first n_clean of the slice) have t = 0, so a learned modulation would be a constant; they
+    get the identity (shift 0, scale 0, gate 1) without a tensor for it. With zero-initialised gates a learned
+    clean modulation made the action path switch itself off (action logits identical across samples after
+    700 steps, measured). ``chunks`` are k vectors (B, J, D) per noisy frame; ``frame`` (n_noisy,) maps each
+    noisy token to its frame. None stands for a slice without noisy tokens.
     """
-    mod = torch.zeros(k, width, device=like.device, dtype=like.dtype)
-    if k == 6:
-        mod[2] = mod[5] = 1.0  # gate1, gate2
-    return mod.reshape(1, 1, -1)
+
+    chunks: tuple[torch.Tensor, ...]
+    n_clean: int
+    frame: torch.Tensor
+
+    def shift_scale(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """h (B, n_e, D) -> h * (1 + scale) + shift on the noisy tokens, with chunks i and i + 1."""
+        shift, scale = self.chunks[i][:, self.frame], self.chunks[i + 1][:, self.frame]
+        return torch.cat([h[:, :self.n_clean], h[:, self.n_clean:] * (1 + scale) + shift], 1)
+
+    def gate(self, y: torch.Tensor, i: int) -> torch.Tensor:
+        """y (B, n_e, D) -> y * gate on the noisy tokens, with chunk i."""
+        return torch.cat([y[:, :self.n_clean], y[:, self.n_clean:] * self.chunks[i][:, self.frame]], 1)
+
+
+def shift_scale(h: torch.Tensor, mod: Modulation | None, i: int) -> torch.Tensor:
+    return h if mod is None else mod.shift_scale(h, i)
+
+
+def gate(y: torch.Tensor, mod: Modulation | None, i: int) -> torch.Tensor:
+    return y if mod is None else mod.gate(y, i)
 
 
 def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
@@ -146,17 +162,16 @@ class ExpertBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         self.ada = nn.Linear(width, 6 * width) if time_conditioned else None
 
-    def qkv_of(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def qkv_of(self, x: torch.Tensor, mod: Modulation | None) -> tuple[torch.Tensor, ...]:
         """x (B, n, D) -> q, k, v each (B, H, n, dh)."""
         B, n, D = x.shape
-        q, k, v = self.qkv(modulate(self.norm1(x), shift, scale)).view(B, n, 3, self.heads, D // self.heads).unbind(2)
+        q, k, v = self.qkv(shift_scale(self.norm1(x), mod, 0)).view(B, n, 3, self.heads, D // self.heads).unbind(2)
         return _rms(self.q_norm, q).transpose(1, 2), _rms(self.k_norm, k).transpose(1, 2), v.transpose(1, 2)
 
-    def finish(self, x: torch.Tensor, attn: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def finish(self, x: torch.Tensor, attn: torch.Tensor, mod: Modulation | None) -> torch.Tensor:
         """Residual updates after attention: x, attn (B, n, D) -> (B, n, D)."""
-        _, _, gate1, shift2, scale2, gate2 = mod
-        x = x + gate1 * self.out(attn)
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        x = x + gate(self.out(attn), mod, 2)
+        return x + gate(self.mlp(shift_scale(self.norm2(x), mod, 3)), mod, 5)
 
 
 class FinalNorm(nn.Module):
@@ -167,10 +182,9 @@ class FinalNorm(nn.Module):
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.ada = nn.Linear(width, 2 * width) if time_conditioned else None
 
-    def forward(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
-        """x (B, n, D), mod (B, n, 2D) from ``self.ada`` -> (B, n, D)."""
-        shift, scale = mod.chunk(2, dim=-1)
-        return modulate(self.norm(x), shift, scale)
+    def forward(self, x: torch.Tensor, mod: Modulation | None) -> torch.Tensor:
+        """x (B, n, D), mod from ``self.ada`` -> (B, n, D)."""
+        return shift_scale(self.norm(x), mod, 0)
 
 
 class MoTTrunk(nn.Module):
@@ -190,6 +204,15 @@ class MoTTrunk(nn.Module):
         self.final = nn.ModuleDict({e: FinalNorm(width, e in timed) for e in self.expert_names})
         self.width = width
         self._plans: dict[tuple, RoutingPlan] = {}
+        self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
+
+    def compile_blocks(self, **options) -> None:
+        """torch.compile the per-expert work of a block (norms, modulation, QKV, QK-norm; output projection,
+        gates, MLP), where the elementwise ops that leave a GPU idle live. Regional: every expert of every
+        layer runs the same two compiled functions (parameters are inputs), so it compiles in seconds, and the
+        loss's data-dependent masking stays eager instead of breaking the graph."""
+        self._qkv_of = torch.compile(ExpertBlock.qkv_of, **options)
+        self._finish = torch.compile(ExpertBlock.finish, **options)
 
     def initialize(self) -> None:
         """adaLN-zero for noisy frames: their residual branches and final modulation start at zero (DiT)."""
@@ -215,15 +238,14 @@ class MoTTrunk(nn.Module):
             plan = self._plans[key] = build_plan(seg, self.experts, self.expert_names, device)
         return plan
 
-    def _per_token(self, sl: ExpertSlice, B: int, ada: nn.Linear | None, k: int, noisy: torch.Tensor | None,
-                   like: torch.Tensor) -> torch.Tensor:
-        """Modulation vectors (B, n_e, k*D) of a slice's tokens. ``ada`` runs on the J noisy-frame times only
-        (not per token, which would cost as much as the MLP); clean tokens get :func:`identity_modulation`."""
-        parts = [identity_modulation(k, self.width, like).expand(B, sl.first_noisy - sl.start, -1)]
-        if sl.end > sl.first_noisy:
-            assert noisy is not None, "noisy tokens need their diffusion time"
-            parts.append(ada(noisy)[:, sl.noisy_frame])
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    def _modulation(self, sl: ExpertSlice, ada: nn.Linear | None, k: int, noisy: torch.Tensor | None,
+                    ) -> Modulation | None:
+        """The slice's modulation: ``ada`` runs on the J noisy-frame times only (not per token, which would
+        cost as much as the MLP); None where the slice has no noisy tokens."""
+        if sl.end == sl.first_noisy:
+            return None
+        assert noisy is not None, "noisy tokens need their diffusion time"
+        return Modulation(ada(noisy).chunk(k, dim=-1), sl.first_noisy - sl.start, sl.noisy_frame)
 
     def run(self, seg: Segment, x: torch.Tensor, noisy_cond: torch.Tensor | None = None,
             cache: KVCache | None = None, append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
@@ -248,8 +270,8 @@ class MoTTrunk(nn.Module):
             mods, qs, ks, vs = [], [], [], []
             for sl in plan.slices:
                 block = layer[sl.name]
-                mod = self._per_token(sl, B, block.ada, 6, noisy_cond, x).chunk(6, dim=-1)
-                q, k, v = block.qkv_of(x[:, sl.start:sl.end], mod[0], mod[1])
+                mod = self._modulation(sl, block.ada, 6, noisy_cond)
+                q, k, v = self._qkv_of(block, x[:, sl.start:sl.end], mod)
                 mods.append(mod)
                 qs.append(q), ks.append(k), vs.append(v)
             q, k, v = torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2)
@@ -260,10 +282,10 @@ class MoTTrunk(nn.Module):
                 v = torch.cat([cache.values[i].expand(B, -1, -1, -1), v], 2)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, n, dh)
             attn = attn.transpose(1, 2).reshape(x.shape)
-            x = torch.cat([layer[sl.name].finish(x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
+            x = torch.cat([self._finish(layer[sl.name], x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
                            for sl, mod in zip(plan.slices, mods)], dim=1)
         x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end],
-                                           self._per_token(sl, B, self.final[sl.name].ada, 2, noisy_cond, x))
+                                           self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
                        for sl in plan.slices], dim=1)
         out = x[:, plan.inverse]
         if not append:

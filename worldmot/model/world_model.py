@@ -94,6 +94,7 @@ class WorldModel(nn.Module):
         # frames under negated actions differed by 1e-4, measured)
         self.action_cond = nn.Sequential(nn.Linear(seq.chunk * seq.action_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
+        self._segment_constants: dict[tuple, SegmentConstants] = {}
         self.lm_head = nn.Linear(D, self.vocab.size)
         self.frame_head = nn.Linear(D, Dp)
         # the proprioceptive state read off a frame, at its [EOF] (which has seen the frame, not the state
@@ -173,32 +174,37 @@ class WorldModel(nn.Module):
 
     def embed(self, seg: Segment, inp: SegmentInputs) -> torch.Tensor:
         """Embeddings (B, n, D) of a segment: token ids, states, clean and noisy frame patches, + positions."""
-        role = seg.arr("role")
         x = self.token_embed(inp.token_ids.clamp(min=0))
-        B, dev = x.shape[0], x.device
-        idx = lambda r: torch.as_tensor(np.nonzero(role == r)[0], device=dev)
-        if (role == ROLE_STATE).any():
+        B = x.shape[0]
+        c = self._constants(seg, x.device)
+        if c.state_idx is not None:
             s = self.state_in(inp.states)
             if inp.state_dropped is not None:
                 s = torch.where(inp.state_dropped[..., None], self.state_null.expand_as(s), s)
-            x = x.index_copy(1, idx(ROLE_STATE), s.to(x.dtype))
-        if (role == ROLE_FRAME).any():
+            x = x.index_copy(1, c.state_idx, s.to(x.dtype))
+        if c.frame_idx is not None:
             f = inp.frames.reshape(B, -1, inp.frames.shape[-1])
-            x = x.index_copy(1, idx(ROLE_FRAME), self.frame_in(torch.cat([f, torch.zeros_like(f)], -1)).to(x.dtype))
-        if (role == ROLE_NOISY).any():
+            x = x.index_copy(1, c.frame_idx, self.frame_in(torch.cat([f, torch.zeros_like(f)], -1)).to(x.dtype))
+        if c.noisy_idx is not None:
             # input scaling c_in(t) = 1 - t: at t = 1 x_t is pure noise and carries nothing about x0, so the
             # network sees zeros there and one-step generation is deterministic instead of speckled
             f = (inp.noisy * (1 - inp.t)[..., None, None]).reshape(B, -1, inp.noisy.shape[-1])
             last = inp.noisy_last.reshape(B, -1, inp.noisy_last.shape[-1])
-            x = x.index_copy(1, idx(ROLE_NOISY), self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
-        dim = torch.as_tensor(_action_dims(seg.layout, self.cfg.sequence.action_dim)[seg.start:seg.end], device=dev)
-        if bool((dim >= 0).any()):
-            x = x + self._action_values(inp.token_ids, dim)
-        patch = torch.as_tensor(seg.arr("patch"), device=dev)
-        pos = position_embedding(torch.as_tensor(seg.arr("pos"), device=dev), x.shape[-1])
-        in_frame = self.patch_pos[patch.clamp(min=0)] + self.patch_pos_2d[patch.clamp(min=0)]
-        pos = pos + torch.where((patch >= 0)[:, None], in_frame, torch.zeros_like(pos))
-        return x + pos
+            x = x.index_copy(1, c.noisy_idx, self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
+        if c.action_dim is not None:
+            x = x + self._action_values(inp.token_ids, c.action_dim)
+        in_frame = self.patch_pos[c.patch] + self.patch_pos_2d[c.patch]
+        return x + (c.pos + in_frame * c.in_patch)
+
+    def _constants(self, seg: Segment, device: torch.device) -> "SegmentConstants":
+        """The segment's index tensors and fixed positions on the device, built once per segment: a host-to-
+        device copy per call stalled every forward on the GPU (planning is many small forwards)."""
+        key = seg.key + (str(device),)
+        c = self._segment_constants.get(key)
+        if c is None or c.layout is not seg.layout:
+            c = self._segment_constants[key] = SegmentConstants.of(seg, self.cfg.sequence.action_dim, self.cfg.width,
+                                                                   device)
+        return c
 
     def action_values(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Action-bin token ids (any shape) -> their bin centres in [-1, 1] (normalised action units)."""
@@ -406,6 +412,30 @@ class WorldModel(nn.Module):
             pred = allowed[self.lm_head(h[:, pos - 1])[..., allowed].argmax(-1)]
             out[kind] = (pred[mask], batch.token_ids[:, pos][mask])
         return out
+
+
+@dataclass
+class SegmentConstants:
+    """What :meth:`WorldModel.embed` needs of a segment's layout, as device tensors. n = segment length."""
+
+    layout: Layout  # held so that the cache key (the layout's id) cannot be reused by another layout
+    state_idx: torch.Tensor | None  # (N,) positions of states, None: none
+    frame_idx: torch.Tensor | None  # (F*P,) positions of clean frame patches
+    noisy_idx: torch.Tensor | None  # (J*P,) positions of noisy frame patches
+    action_dim: torch.Tensor | None  # (n,) action dimension of each action bin, -1 elsewhere; None: no bins
+    patch: torch.Tensor  # (n,) patch index in its frame, 0 outside frames
+    in_patch: torch.Tensor  # (n, 1) 1.0 at frame patches, 0.0 elsewhere
+    pos: torch.Tensor  # (n, D) sinusoidal embedding of the sequence positions
+
+    @classmethod
+    def of(cls, seg: Segment, action_dim: int, width: int, device: torch.device) -> "SegmentConstants":
+        role, patch = seg.arr("role"), seg.arr("patch")
+        on = lambda a: torch.as_tensor(a, device=device)
+        idx = lambda r: on(np.nonzero(role == r)[0]) if (role == r).any() else None
+        dims = _action_dims(seg.layout, action_dim)[seg.start:seg.end]
+        return cls(seg.layout, idx(ROLE_STATE), idx(ROLE_FRAME), idx(ROLE_NOISY),
+                   on(dims) if (dims >= 0).any() else None, on(np.maximum(patch, 0)),
+                   on((patch >= 0)[:, None].astype(np.float32)), position_embedding(on(seg.arr("pos")), width))
 
 
 @functools.cache  # layouts are built once per shape and compared by identity: one array per layout

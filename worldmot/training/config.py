@@ -48,7 +48,7 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 32  # global batch (split over DDP ranks)
     device: str = "auto"  # auto | cpu | cuda
-    compile: bool = False  # torch.compile the model (GPU)
+    compile: bool = False  # torch.compile the trunk's blocks (MoTTrunk.compile_blocks; GPU)
     threads: int = 0  # CPU threads per process; 0: all cores / ranks
     log_every: int = 10
     checkpoint_every: int = 250

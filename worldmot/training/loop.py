@@ -275,8 +275,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     net = model
     if proc.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+    if cfg.compile:  # regional: the loss's data-dependent masking broke a whole-model graph and recompiled
+        model.trunk.compile_blocks()
 
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None) if proc.main else None
     viz = None
