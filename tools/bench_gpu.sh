@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU numbers of BENCHMARKS.md in one go: training tokens/s and MFU (bf16) for the tiny/small/base
-# configs at two batch sizes, eager or compiled, and the planner's latency per replanning step.
+# configs at three batch sizes, eager or compiled, and the planner's latency per replanning step (BENCHMARKS.md).
 #
 #     tools/bench_gpu.sh [eager|compiled|plan] [OUTDIR]     # OUTDIR/bench_gpu.log gets the whole log
 #
@@ -18,16 +18,17 @@ export PYTHONUNBUFFERED=1
     eager|compiled)
       flag=""; [ "$what" = compiled ] && flag="--compile"
       for model in tiny small base; do
-        for batch in 64 256; do
+        for batch in 64 128 256; do
           python tools/bench_train.py --device cuda --model "$model" --batch "$batch" --repeats 10 \
-            --peak-tflops "$peak" $flag | tail -3
+            --peak-tflops "$peak" $flag 2>&1 | tail -3 || echo "$model batch $batch $flag failed (out of memory?)"
         done
       done ;;
     plan)
       for envs in 1 10; do
-        python tools/bench_plan.py --device cuda --envs "$envs" --repeats 10
-        python tools/bench_plan.py --device cuda --envs "$envs" --repeats 10 --plan objects --keypoints 2
-        python tools/bench_plan.py --device cuda --envs "$envs" --repeats 10 --plan push --keypoints 3
+        for flag in "" --compile; do
+          python tools/bench_plan.py --device cuda --envs "$envs" --repeats 10 $flag
+          python tools/bench_plan.py --device cuda --envs "$envs" --repeats 10 --plan objects --keypoints 2 $flag
+        done
       done ;;
     *) echo "bench_gpu.sh: unknown part '$what' (expected eager, compiled or plan)" >&2; exit 2 ;;
   esac

@@ -196,7 +196,7 @@ class WorldModel(nn.Module):
         in_frame = self.patch_pos[c.patch] + self.patch_pos_2d[c.patch]
         return x + (c.pos + in_frame * c.in_patch)
 
-    def _constants(self, seg: Segment, device: torch.device) -> "SegmentConstants":
+    def _constants(self, seg: Segment, device: torch.device) -> SegmentConstants:
         """The segment's index tensors and fixed positions on the device, built once per segment: a host-to-
         device copy per call stalled every forward on the GPU (planning is many small forwards)."""
         key = seg.key + (str(device),)
@@ -428,7 +428,7 @@ class SegmentConstants:
     pos: torch.Tensor  # (n, D) sinusoidal embedding of the sequence positions
 
     @classmethod
-    def of(cls, seg: Segment, action_dim: int, width: int, device: torch.device) -> "SegmentConstants":
+    def of(cls, seg: Segment, action_dim: int, width: int, device: torch.device) -> SegmentConstants:
         role, patch = seg.arr("role"), seg.arr("patch")
         on = lambda a: torch.as_tensor(a, device=device)
         idx = lambda r: on(np.nonzero(role == r)[0]) if (role == r).any() else None
