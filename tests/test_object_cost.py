@@ -28,10 +28,12 @@ def push(block: torch.Tensor, effector: torch.Tensor) -> torch.Tensor:
     return torch.where(d < CONTACT, effector + rel / d.clamp(min=1e-9) * CONTACT, block)
 
 
-def greedy_episode(block, pad, effector, steps: int = 120, step: float = 0.03) -> float:
-    """One-step lookahead over 16 directions with a perfect model of the contact; the block's final distance."""
+def greedy_episode(block, pad, effector, steps: int = 120, step: float = 0.03, pad_on_goal=None) -> float:
+    """One-step lookahead over 16 directions with a perfect model of the contact; the block's final distance.
+    pad_on_goal: where the pad is read off the goal image (default: where it is)."""
     block, pad, effector = (torch.tensor(x, dtype=torch.float32) for x in (block, pad, effector))
-    goal = torch.stack([pad, pad, pad - CONTACT * (pad - block) / (pad - block).norm()])[None]
+    read_pad = pad if pad_on_goal is None else torch.tensor(pad_on_goal, dtype=torch.float32)
+    goal = torch.stack([pad, read_pad, pad - CONTACT * (pad - block) / (pad - block).norm()])[None]
     for _ in range(steps):
         now = torch.stack([block, pad, effector])[None]
         moved = effector + step * DIRECTIONS
@@ -86,6 +88,13 @@ def test_greedy_planning_on_the_cost_pushes_the_block_home_from_any_side(seed):
     angle = rng.uniform(0, 2 * np.pi)
     effector = block + 0.18 * np.array([np.cos(angle), np.sin(angle)])  # any side, the pad's included
     assert greedy_episode(block, pad, effector) < 0.03
+
+
+def test_the_block_is_pushed_home_when_the_pad_is_misplaced_on_the_goal_image():
+    """On the goal image the block covers its pad, and a model may place the pad elsewhere (the other pad):
+    the prior still pushes the instruction's subject, not the object that looks farthest from its goal."""
+    block, pad = np.array([0.66, 0.45]), np.array([0.32, 0.35])
+    assert greedy_episode(block, pad, block + [0.15, 0.0], pad_on_goal=[0.66, 0.78]) < 0.03
 
 
 def test_object_weight_needs_a_model_that_reads_keypoints():

@@ -39,6 +39,7 @@ class PlannerConfig:
     # close to its goal position counts as there
     push_distance: float = 0.0
     push_tolerance: float = 0.04
+    push_object: int = 0  # which named object the effector pushes (keypoint order: the instruction's subject first)
     seed: int = 0
 
     def check(self, n_steps: int) -> None:
@@ -58,5 +59,7 @@ class PlannerConfig:
         if self.object_weight < 0 or self.push_distance < 0 or self.push_tolerance < 0:
             raise WorldmotError(f"plan.object_weight={self.object_weight}, plan.push_distance={self.push_distance}, "
                                 f"plan.push_tolerance={self.push_tolerance}: expected >= 0")
+        if self.push_object < 0:
+            raise WorldmotError(f"plan.push_object={self.push_object}: expected >= 0")
         if self.iterations < 1:
             raise WorldmotError(f"plan.iterations={self.iterations}: expected >= 1")

@@ -8,10 +8,13 @@ where a pixel cost is flat.
 
 Moving an object needs one more thing that no distance to the goal says: the effector must first get
 behind the object, on the side away from its goal, without pushing it the wrong way on the way there. The
-pushing prior turns that into a cost, for the named object farthest from its goal position: the length of
-the way to a point just inside contact behind it, around the object unless already behind. Which object and which
-direction come from the current (true) frame's read-out; the object's position comes from the imagined
-frame, so a model that imagines the object moving with the effector keeps the target moving with it.
+pushing prior turns that into a cost, for the object that moves (the instruction's subject, the first named
+object: "push the red block onto the green pad"): the length of the way to a point just inside contact
+behind it, around the object unless already behind. The direction comes from the current (true) frame's
+read-out; the object's position comes from the imagined frame, so a model that imagines the object moving
+with the effector keeps the target moving with it. Choosing instead the object farthest from its goal
+position sent the effector round the pad: on the goal image the block covers its pad, and the tiny model
+then placed the pad at the other pad (Push, seed 100003).
 """
 from __future__ import annotations
 
@@ -37,26 +40,25 @@ def around_disc(a: torch.Tensor, b: torch.Tensor, centre: torch.Tensor, radius: 
 
 
 def object_cost(objects: torch.Tensor, now: torch.Tensor, goal: torch.Tensor, push_distance: float = 0.0,
-                tolerance: float = 0.04) -> torch.Tensor:
+                tolerance: float = 0.04, pushed: int = 0) -> torch.Tensor:
     """objects, now, goal: (M, N + 1, 2) image (u, v) of the N named objects then the effector, read off the
     imagined frame, the current frame and the goal image -> (M,) cost in fractions of the image side.
 
     Without the pushing prior (push_distance 0): the summed distances of every keypoint to its goal position.
     With it (push_distance: object-to-effector distance at contact, as a fraction of the image side): while
-    a named object is more than ``tolerance`` from its goal position in the current frame, the effector's
-    term is the way to the pushing position (behind the object, inside contact) instead of the distance to
-    its own goal position: straight when behind, else around the object to a point behind it first."""
+    the named object ``pushed`` is more than ``tolerance`` from its goal position in the current frame, the
+    effector's term is the way to the pushing position (behind the object, inside contact) instead of the
+    distance to its own goal position: straight when behind, else around the object to a point behind it
+    first."""
     named, effector = objects[:, :-1], objects[:, -1]
     cost = (named - goal[:, :-1]).norm(dim=-1).sum(-1)
     reach = (effector - goal[:, -1]).norm(dim=-1)
     if push_distance <= 0:
         return cost + reach
-    rows = torch.arange(objects.shape[0], device=objects.device)
-    away = goal[:, :-1] - now[:, :-1]  # (M, N, 2) still to go, per object
+    away = goal[:, pushed] - now[:, pushed]  # (M, 2) still to go
     far = away.norm(dim=-1)
-    j = far.argmax(-1)
-    direction = away[rows, j] / far[rows, j].clamp(min=1e-6)[:, None]
-    block = named[rows, j]
+    direction = away / far.clamp(min=1e-6)[:, None]
+    block = named[:, pushed]
     rel = effector - block
     behind = (rel * direction).sum(-1) < -0.5 * (1 - PUSH_DEPTH) * push_distance  # the target's side, with room
     target = block - direction * (1 - PUSH_DEPTH) * push_distance
@@ -65,4 +67,4 @@ def object_cost(objects: torch.Tensor, now: torch.Tensor, goal: torch.Tensor, pu
     detour = (around_disc(effector, approach, block, push_distance + BARRIER_MARGIN / 2)
               + (approach - target).norm(dim=-1) + BARRIER_WEIGHT * intrusion)
     push = torch.where(behind, (effector - target).norm(dim=-1), detour)
-    return cost + torch.where(far[rows, j] > tolerance, push, reach)
+    return cost + torch.where(far > tolerance, push, reach)

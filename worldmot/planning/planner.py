@@ -95,6 +95,9 @@ class Planner:
         if cfg.object_weight and model.keypoint_head is None:
             raise WorldmotError(f"plan.object_weight={cfg.object_weight}: the model reads no keypoints (train it with "
                                 "model.lambda_keypoint > 0 on a dataset with observation.keypoints)")
+        if cfg.object_weight and cfg.push_distance and cfg.push_object >= seq.keypoints - 1:
+            raise WorldmotError(f"plan.push_object={cfg.push_object}: the model places {seq.keypoints - 1} named "
+                                f"object(s), expected 0 to {seq.keypoints - 2}")
         self.model, self.cfg = model, cfg
         self.C, self.A = seq.chunk, seq.action_dim
         self.low = torch.tensor(np.broadcast_to(low, (self.A,)), dtype=torch.float32)
@@ -152,7 +155,8 @@ class Planner:
                     cost = cost + self.cfg.state_weight * self.model.state_distance(im.state, goal_state)
                 if goal_objects is not None:
                     cost = cost + self.cfg.object_weight * object_cost(im.objects, now_objects, goal_objects,
-                                                                       self.cfg.push_distance, self.cfg.push_tolerance)
+                                                                       self.cfg.push_distance, self.cfg.push_tolerance,
+                                                                       self.cfg.push_object)
                 per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
