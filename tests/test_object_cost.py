@@ -102,6 +102,13 @@ def test_object_weight_needs_a_model_that_reads_keypoints():
         Planner(make_model(small_config()), PlannerConfig(cost="goal", object_weight=1.0), -np.ones(2), np.ones(2))
 
 
+def test_push_object_must_be_one_of_the_named_objects():
+    model = make_model(small_config(keypoints=2))  # one named object, then the effector
+    cfg = PlannerConfig(cost="goal", object_weight=1.0, push_distance=CONTACT, push_object=1)
+    with pytest.raises(WorldmotError, match=r"plan.push_object=1: the model places 1 named object\(s\), expected 0 to 0"):
+        Planner(model, cfg, -np.ones(2), np.ones(2))
+
+
 def test_the_planner_prices_keypoints_read_off_imagined_frames():
     model = make_model(small_config(keypoints=2))
     cfg = PlannerConfig(cost="goal", object_weight=1.0, push_distance=CONTACT, candidates=4, elites=2, horizon=1)
