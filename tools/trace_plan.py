@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import worldmot.envs
+import worldmot.envs  # registers the envs with Gymnasium
 from worldmot.policies.planner import PlannerPolicy
 
 import worldmot
