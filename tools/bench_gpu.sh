@@ -6,6 +6,7 @@
 #
 # PEAK_TFLOPS is the GPU's dense bf16 peak for MFU (default 989: an H100 SXM).
 set -euo pipefail
+command -v nvidia-smi >/dev/null || { echo "bench_gpu.sh: no NVIDIA GPU here (nvidia-smi not found)" >&2; exit 2; }
 what=${1:-eager}
 out=${2:-bench_gpu_out}
 mkdir -p "$out"
