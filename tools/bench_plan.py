@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from worldmot.config import ModelConfig, load_config
 from worldmot.model.world_model import WorldModel
 from worldmot.planning import Planner, PlannerConfig
 from worldmot.tokenizers.actions import ActionTokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_model import print_profile  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -67,11 +71,6 @@ def main() -> None:
         planner.plan(tasks, frames, states, goals)
         times.append(time.perf_counter() - t0)
     if args.profile:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_model import print_profile
-
         print_profile(lambda: planner.plan(tasks, frames, states, goals), args.device)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"{where}, torch {torch.__version__}; model {model.cfg.name}, "

@@ -21,7 +21,7 @@ from worldmot.config import config_dir, load_config
 from worldmot.planning import PlannerConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from probe_keypoints import placed
+from probe_keypoints import pixel_error, placed
 
 
 def _uv(point: np.ndarray) -> str:
@@ -57,10 +57,9 @@ def by_root(model, env, scenes: int) -> None:
         obs, info = env.reset(seed=300_000 + i)
         for _ in range(int(rng.integers(0, 30))):
             obs, *_ = env.step(rng.uniform(-1, 1, env.action_space.shape))
-        true = obs["keypoints"].reshape(-1, 2) * size
-        read = placed(model, [info["instruction"]], obs["pixels"]["top"][None], obs["agent_pos"][None])[0] * size
-        rows.append((np.linalg.norm(true[-1] - size / 2), np.linalg.norm(read[-1] - true[-1]),
-                     np.linalg.norm(read[0] - true[0])))
+        error = pixel_error(model, obs, info["instruction"], size)  # (K,): the first keypoint .. the effector
+        effector = obs["keypoints"].reshape(-1, 2)[-1] * size
+        rows.append((np.linalg.norm(effector - size / 2), error[-1], error[0]))
     r = np.array(rows)
     for lo, hi in [(0, 8), (8, 12), (12, 16), (16, np.inf)]:
         m = (r[:, 0] >= lo) & (r[:, 0] < hi)

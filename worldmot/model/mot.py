@@ -209,8 +209,8 @@ class MoTTrunk(nn.Module):
     def compile_blocks(self, **options) -> None:
         """torch.compile the per-expert work of a block (norms, modulation, QKV, QK-norm; output projection,
         gates, MLP), where the elementwise ops that leave a GPU idle live. Regional: every expert of every
-        layer runs the same two compiled functions (parameters are inputs), so it compiles in seconds, and the
-        loss's data-dependent masking stays eager instead of breaking the graph."""
+        layer runs the same two compiled functions (parameters are inputs; a graph per shape, not per expert and
+        layer), and the loss's data-dependent masking stays eager instead of breaking the graph."""
         self._qkv_of = torch.compile(ExpertBlock.qkv_of, **options)
         self._finish = torch.compile(ExpertBlock.finish, **options)
 
