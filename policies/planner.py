@@ -65,6 +65,7 @@ class PlannerPolicy(ChunkedPolicy):
         best = torch.stack([f[rows, info.best] for f in info.frames], 1)  # (B, H, P, Dp)
         pixels = self.model.detokenize_frames(best.flatten(0, 1)).float()  # (B*H, 3, S, S) in [-1, 1]
         imagined = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
-        return PlanTrace(step=self.step, imagined=imagined.view(B, len(info.frames), *imagined.shape[1:]).numpy(),
-                         costs=(-info.iteration_scores).numpy(), step_scores=info.step_scores[rows, info.best].numpy(),
+        return PlanTrace(step=self.step, imagined=imagined.view(B, len(info.frames), *imagined.shape[1:]).cpu().numpy(),
+                         costs=(-info.iteration_scores).numpy(),
+                         step_scores=info.step_scores.float().cpu()[rows, info.best].numpy(),
                          chosen=actions)

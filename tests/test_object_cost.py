@@ -10,7 +10,7 @@ from model_fixtures import make_model, small_config
 
 from worldmot.errors import WorldmotError
 from worldmot.planning import Planner, PlannerConfig
-from worldmot.planning.object_cost import around_disc, object_cost
+from worldmot.planning.object_cost import around_disc, lead_distance, object_cost
 
 CONTACT = 0.08
 DIRECTIONS = torch.tensor([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 16, endpoint=False)],
@@ -95,6 +95,41 @@ def test_the_block_is_pushed_home_when_the_pad_is_misplaced_on_the_goal_image():
     the prior still pushes the instruction's subject, not the object that looks farthest from its goal."""
     block, pad = np.array([0.66, 0.45]), np.array([0.32, 0.35])
     assert greedy_episode(block, pad, block + [0.15, 0.0], pad_on_goal=[0.66, 0.78]) < 0.03
+
+
+def settle(start, goal, lead_chunks: float, steps: int = 40, accel: float = 0.01) -> np.ndarray:
+    """A point mass under force (a torque-driven arm's tip, simplified), one-step lookahead over 16 full
+    pushes and none, each priced by its distance to the goal plus, with lead_chunks > 0, the lead term:
+    the distances to the goal over the last 5 steps."""
+    pushes = torch.cat([DIRECTIONS, torch.zeros(1, 2)])
+    p, v, g = torch.tensor(start, dtype=torch.float32), torch.zeros(2), torch.tensor(goal, dtype=torch.float32)
+    distances = []
+    for _ in range(steps):
+        v_next = v + accel * pushes
+        p_next = p + v_next
+        cost = (p_next - g).norm(dim=-1)
+        if lead_chunks:
+            cost = cost + lead_distance(p_next, p.expand_as(p_next), g.expand_as(p_next), lead_chunks)
+        best = int(cost.argmin())
+        p, v = p_next[best], v_next[best]
+        distances.append(float((p - g).norm()))
+    return np.array(distances[-5:])
+
+
+def test_the_lead_term_brings_a_moving_effector_to_rest_on_its_goal():
+    rng = np.random.default_rng(0)
+    overshoots = 0
+    for _ in range(10):
+        start, goal = rng.uniform(0.1, 0.9, 2), rng.uniform(0.1, 0.9, 2)
+        assert settle(start, goal, 2.0).max() < 0.01
+        overshoots += settle(start, goal, 0.0).max() > 0.02  # a cost on where it is only: it swings past
+    assert overshoots >= 5
+
+
+def test_lead_chunks_must_not_be_negative():
+    with pytest.raises(WorldmotError, match="plan.lead_chunks=-1"):
+        Planner(make_model(small_config(keypoints=2)), PlannerConfig(cost="goal", object_weight=1.0, lead_chunks=-1),
+                -np.ones(2), np.ones(2))
 
 
 def test_object_weight_needs_a_model_that_reads_keypoints():

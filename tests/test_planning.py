@@ -297,6 +297,16 @@ def test_eval_bad_input_is_a_one_line_error(tmp_path, args, message):
     assert not (tmp_path / "ev").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_eval_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
+    save_model(make_model(small_config(state_dim=2)), tmp_path / "m")
+    res = run_eval("--env", "worldmot/Reach-v0", "--policy", "model", "--checkpoint", str(tmp_path / "m"),
+                   "--device", "cuda", "--episodes", "1", "--out", str(tmp_path / "ev"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "--device cuda: this torch sees no CUDA device" in res.stderr
+    assert not (tmp_path / "ev").exists()
+
+
 def test_eval_planner_with_a_saved_model_runs_end_to_end(tmp_path):
     model = make_model(small_config(state_dim=2))
     save_model(model, tmp_path / "m")

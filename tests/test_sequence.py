@@ -135,6 +135,44 @@ def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
     assert model.keypoint_head.weight.grad.abs().sum() > 0 and model.object_head.bias.grad.abs().sum() > 0
 
 
+def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
+    cfg = small_config(keypoints=1)
+    cfg.lambda_keypoint_ahead = 0.5
+    model = make_model(cfg, randomize=False)
+    windows, frames, states = make_windows(model.cfg, B=2)
+    for w in windows:
+        w["keypoints"] = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]], np.float32)
+        w["frame_is_pad"] = np.array([False, False, True])
+    batch = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                         action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
+    loss = model(batch, generator=torch.Generator().manual_seed(0))
+    # the clean frames' terms as above, plus half of 10x the squared error of f_1's position predicted at
+    # [EOA] after a_0 (the zero head says the image centre, 0.4 off in u and v; f_2 is padded)
+    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * 0.32, rel=1e-4)
+    loss["kp"].backward()
+    assert model.ahead_head.weight.grad.abs().sum() > 0
+
+
+def test_imagination_reports_where_the_objects_will_be_once_a_chunk_is_written():
+    from worldmot.model import imagination
+
+    cfg = small_config(keypoints=2)
+    cfg.lambda_keypoint_ahead = 1.0
+    model = make_model(cfg)
+    with torch.no_grad():  # whatever the hidden state: object 0 at the centre, object 1 up and to the right
+        model.ahead_head.weight.zero_()
+        model.ahead_head.bias.copy_(torch.tensor([0.0, 0.0, 0.25, -0.25]))
+    _, frames, states = make_windows(model.cfg, B=2)
+    im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
+    assert im.ahead is None  # no chunk written yet
+    expected = torch.tensor([[[0.5, 0.5], [0.75, 0.25]]] * 2)
+    imagination.write_step(im, torch.zeros(2, cfg.sequence.chunk, cfg.sequence.action_dim))  # given actions
+    torch.testing.assert_close(im.ahead, expected)
+    im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
+    imagination.write_step(im, None)  # actions decoded by the AR policy
+    torch.testing.assert_close(im.ahead, expected)
+
+
 def test_objects_are_located_at_the_likeliest_patch_plus_its_offset():
     model = make_model(small_config(keypoints=2), randomize=False)  # 4x4 patches
     D, N = model.keypoint_head.in_features, 2

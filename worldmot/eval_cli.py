@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge", choices=("goal", "token"), default="goal", help="--in-model: success when the "
                         "state the model reads off its imagined frame comes near the state it reads off the goal image "
                         "(goal), or when its <success> token passes 0.5 (token)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs "
+                        "(auto: CUDA where available; planning on CUDA uses bf16 autocast)")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
     parser.add_argument("--plan-config", default=None, help="planner settings (YAML; default: the built-in "
                         "configs/plan/default.yaml)")
@@ -44,9 +46,14 @@ def main(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             needs = "--in-model" if args.in_model else f"--policy {args.policy}"
             raise WorldmotError(f"{needs} needs --checkpoint RUN (a trained run folder)")
+        import torch
+
         from worldmot.checkpoint import load_model
 
-        model = load_model(args.checkpoint)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise WorldmotError("--device cuda: this torch sees no CUDA device (use --device cpu or auto)")
+        device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+        model = load_model(args.checkpoint, device=device)
     if args.policy == "planner":
         from worldmot.config import config_dir
 

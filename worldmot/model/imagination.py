@@ -40,6 +40,9 @@ class Imagination:
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
     state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
     objects: torch.Tensor | None = None  # (B, N, 2) named objects' image (u, v) on it (WorldModel.locate_objects)
+    # (B, N, 2) where the model predicts them in the next frame, at the newest chunk's [EOA] (models trained
+    # with ModelConfig.lambda_keypoint_ahead; None before a chunk is written)
+    ahead: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -52,7 +55,8 @@ class Imagination:
                            rep(self.last_frame), rep(self.last_hidden), self.cfg_scale, [rep(f) for f in self.frames],
                            None if self.actions is None else rep(self.actions),
                            None if self.state is None else rep(self.state),
-                           None if self.objects is None else rep(self.objects))
+                           None if self.objects is None else rep(self.objects),
+                           None if self.ahead is None else rep(self.ahead))
 
     def _progress_probs(self) -> torch.Tensor:
         """(B, progress_bins + 1) the next token's distribution over the progress tokens, <success> last."""
@@ -151,6 +155,7 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
         ids[:, lay.actions[k] - base] = bins
         _append(im, base, int(lay.eoa[k]) + 1, [SegmentInputs(ids)] * len(im.caches))
         im.actions = model.action_values(bins)
+        _predict_objects(im)
         return actions, [""] * B
 
     # token by token: p_k [BOR] -> reasoning -> [BOA] -> action bins -> [EOA]
@@ -182,6 +187,12 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
     return decoded, texts
 
 
+def _predict_objects(im: Imagination) -> None:
+    """After [EOA] (the newest position): where the model predicts the objects in the next frame."""
+    if im.model.ahead_head is not None:
+        im.ahead = im.model.predict_objects(im.last_hidden)
+
+
 def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: float,
                    generator: torch.Generator | None) -> torch.Tensor:
     """Append a_k [EOA] after [BOA], token by token (given or decoded); returns the actions (B, C, A)."""
@@ -197,6 +208,7 @@ def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: f
     eoa = int(lay.eoa[k])
     _append(im, eoa, eoa + 1, [SegmentInputs(_ids(lay, eoa, eoa + 1, B, dev))] * len(im.caches))
     im.actions = model.action_values(torch.stack(chosen, 1))
+    _predict_objects(im)
     bins = torch.stack(chosen, 1) - vocab.action_offset
     C, A = model.cfg.sequence.chunk, model.cfg.sequence.action_dim
     return model.action_tokenizer.decode(bins.cpu().reshape(B, C, A)) if actions is None else actions

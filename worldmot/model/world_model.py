@@ -111,6 +111,10 @@ class WorldModel(nn.Module):
         # was 13 px off for the block where the patches were 3 px off without the offsets
         self.keypoint_head = nn.Linear(D, 3 * seq.keypoints) if seq.keypoints else None
         self.object_head = nn.Linear(D, 2 * seq.keypoints) if seq.keypoints else None
+        # at each step's [EOA] (which has seen the frame, the state and the chunk, not the next frame) where the
+        # objects will be in the next frame, (u, v) - 0.5 per object (ModelConfig.lambda_keypoint_ahead)
+        ahead = seq.keypoints and cfg.lambda_keypoint_ahead > 0
+        self.ahead_head = nn.Linear(D, 2 * seq.keypoints) if ahead else None
         self.initialize()
 
     def initialize(self) -> None:
@@ -127,7 +131,8 @@ class WorldModel(nn.Module):
                 if name.endswith(("q_norm.weight", "k_norm.weight")):
                     p.fill_(self.cfg.qk_norm_gain)
         # zero heads: uniform tokens, "the next frame is the last frame", the mean state
-        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head):
+        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head,
+                     self.ahead_head):
             if head is not None:
                 nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
@@ -370,22 +375,40 @@ class WorldModel(nn.Module):
         uv = self.object_head(eof_hidden).float() + 0.5
         return uv.reshape(*uv.shape[:-1], -1, 2)
 
+    def predict_objects(self, eoa_hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) at a step's [EOA] -> (..., N, 2) image (u, v) of the named objects in the
+        next frame (``ahead_head``)."""
+        uv = self.ahead_head(eoa_hidden).float() + 0.5
+        return uv.reshape(*uv.shape[:-1], -1, 2)
+
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
         squared error of the object's offset from that patch's centre (in patch widths), plus 10x the squared
-        error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`); 0 without keypoints."""
+        error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`), plus ``lambda_keypoint_ahead``
+        times 10x the squared error of the next frame's (u, v) predicted at [EOA] (:meth:`predict_objects`);
+        0 without keypoints."""
         cells = batch.keypoint_cells
         valid = cells >= 0  # (B, K, N)
         if self.keypoint_head is None or not bool(valid.any()):
             return h.sum() * 0
-        logits, offsets = self.keypoint_outputs(h[:, torch.as_tensor(batch.layout.frames, device=h.device)])
-        ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
+        layout = batch.layout
         uv = batch.keypoints.view(*cells.shape, 2)  # (B, K, N, 2)
+        loss = self._patch_keypoint_loss(h[:, torch.as_tensor(layout.frames, device=h.device)], cells, uv)
+        read = self.read_objects(h[:, torch.as_tensor(layout.states - 1, device=h.device)])  # (B, K, N, 2)
+        loss = loss + 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
+        if self.ahead_head is not None and bool(valid[:, 1:].any()):
+            ahead = self.predict_objects(h[:, torch.as_tensor(layout.eoa[:-1], device=h.device)])  # f_1 .. f_{K-1}
+            loss = loss + self.cfg.lambda_keypoint_ahead * 10 * ((ahead - uv[:, 1:]) ** 2).sum(-1)[valid[:, 1:]].mean()
+        return loss
+
+    def _patch_keypoint_loss(self, patches: torch.Tensor, cells: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+        """patches (B, K, P, D), cells (B, K, N) (-1: unknown), uv (B, K, N, 2) -> cross-entropy of the patch
+        holding each object + 10x the squared error of its offset there (in patch widths)."""
+        logits, offsets = self.keypoint_outputs(patches)
+        ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
         at = self._offset_at(offsets, cells.clamp(min=0))
         off = ((at - (uv * self._grid - self._cell_centre(cells))) ** 2).sum(-1)  # (B, K, N)
-        read = self.read_objects(h[:, torch.as_tensor(batch.layout.states - 1, device=h.device)])  # (B, K, N, 2)
-        err = ((read - uv) ** 2).sum(-1)
-        return ce + 10 * off[valid].mean() + 10 * err[valid].mean()
+        return ce + 10 * off[cells >= 0].mean()
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

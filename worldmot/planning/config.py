@@ -39,6 +39,12 @@ class PlannerConfig:
     # close to its goal position counts as there
     push_distance: float = 0.0
     push_tolerance: float = 0.04
+    # cost=goal, object_weight > 0: also price where the effector would be this many chunks after each imagined
+    # chunk at that chunk's velocity (object_cost.lead_distance), 0: off. For torque-controlled arms
+    lead_chunks: float = 0.0
+    # cost=goal, object_weight > 0: price the positions the model predicted while generating each frame
+    # (ModelConfig.lambda_keypoint_ahead) where it has them, instead of reading them off the imagined frame
+    predicted_objects: bool = True
     push_object: int = 0  # which named object the effector pushes (keypoint order: the instruction's subject first)
     seed: int = 0
 
@@ -59,6 +65,8 @@ class PlannerConfig:
         if self.object_weight < 0 or self.push_distance < 0 or self.push_tolerance < 0:
             raise WorldmotError(f"plan.object_weight={self.object_weight}, plan.push_distance={self.push_distance}, "
                                 f"plan.push_tolerance={self.push_tolerance}: expected >= 0")
+        if self.lead_chunks < 0:
+            raise WorldmotError(f"plan.lead_chunks={self.lead_chunks}: expected >= 0")
         if self.push_object < 0:
             raise WorldmotError(f"plan.push_object={self.push_object}: expected >= 0")
         if self.iterations < 1:

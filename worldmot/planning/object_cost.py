@@ -68,3 +68,12 @@ def object_cost(objects: torch.Tensor, now: torch.Tensor, goal: torch.Tensor, pu
               + (approach - target).norm(dim=-1) + BARRIER_WEIGHT * intrusion)
     push = torch.where(behind, (effector - target).norm(dim=-1), detour)
     return cost + torch.where(far > tolerance, push, reach)
+
+
+def lead_distance(effector: torch.Tensor, previous: torch.Tensor, goal: torch.Tensor, chunks: float) -> torch.Tensor:
+    """effector, previous, goal: (M, 2) image (u, v) of the effector after a chunk, before it and on the goal
+    image -> (M,) distance from the goal of where the effector would be ``chunks`` chunks later at the chunk's
+    velocity. An arm under torque keeps moving after the chunk: a cost on where it is now rushes it at the
+    goal and past it. With the simulator as the model (Reacher-v5, one-chunk lookahead), CEM reached the
+    target in 22 of 30 episodes without this term and 29 of 30 with it (2 chunks, weight 1)."""
+    return (effector + chunks * (effector - previous) - goal).norm(dim=-1)

@@ -27,7 +27,7 @@ from worldmot.errors import WorldmotError
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.planning.config import PlannerConfig
-from worldmot.planning.object_cost import object_cost
+from worldmot.planning.object_cost import lead_distance, object_cost
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Planner:
         the goal image."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
-        now_objects = im.objects
+        now_objects = previous = im.objects
         rep = lambda x: None if x is None else x.repeat_interleave(N, 0)
         goal, current, goal_state, goal_objects = rep(goal), rep(current), rep(goal_state), rep(goal_objects)
         per_step, frames = [], []
@@ -154,9 +154,14 @@ class Planner:
                 if goal_state is not None and self.cfg.state_weight:
                     cost = cost + self.cfg.state_weight * self.model.state_distance(im.state, goal_state)
                 if goal_objects is not None:
-                    cost = cost + self.cfg.object_weight * object_cost(im.objects, now_objects, goal_objects,
+                    objects = im.ahead if self.cfg.predicted_objects and im.ahead is not None else im.objects
+                    cost = cost + self.cfg.object_weight * object_cost(objects, now_objects, goal_objects,
                                                                        self.cfg.push_distance, self.cfg.push_tolerance,
                                                                        self.cfg.push_object)
+                    if self.cfg.lead_chunks:
+                        lead = lead_distance(objects[:, -1], previous[:, -1], goal_objects[:, -1], self.cfg.lead_chunks)
+                        cost = cost + self.cfg.object_weight * lead
+                    previous = objects
                 per_step.append(-cost)
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames

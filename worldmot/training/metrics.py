@@ -172,6 +172,10 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     object_err_px: where the model places the named objects on f_0 (WorldModel.locate_objects) against the
     dataset's keypoints, in pixels (keypoint datasets only).
     Each beside the error of a constant (the batch median).
+    After the true first chunk, one imagined frame f_1 (what the planner's object cost prices):
+    imagined_object_err_px: the objects placed on it; ahead_object_err_px: where the model predicts them at
+    the chunk's [EOA] (ModelConfig.lambda_keypoint_ahead); both beside object_err_px_still, f_0's true
+    positions taken for f_1's (an arm under torque moves on; a model that ignores the action scores this).
     """
     frames = model.tokenize_frames(windows["frames"][:, 0].numpy())
     im = imagination.start(model, windows["instruction"], frames, windows["states"][:, 0].float(), horizon=1)
@@ -193,4 +197,28 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
         size = model.cfg.sequence.image_size
         out["object_err_px"] = float((im.objects.cpu() - true).norm(dim=-1).mean() * size)
         out["object_err_px_const"] = float((true.median(0).values - true).norm(dim=-1).mean() * size)
+        out.update(_one_step_object_errors(model, windows, ok))
+    return out
+
+
+def _one_step_object_errors(model: WorldModel, windows: dict, ok: torch.Tensor) -> dict[str, float]:
+    """Keypoint errors of one imagined frame after the true first chunk, rows ``ok`` (B,) with a whole chunk
+    and a next frame (closed_loop_metrics)."""
+    if windows["frames"].shape[1] < 2:
+        return {}
+    ok = ok & ~windows["frame_is_pad"][:, 1]
+    if not bool(ok.any()):
+        return {}
+    size = model.cfg.sequence.image_size
+    frames = model.tokenize_frames(windows["frames"][ok, 0].numpy())
+    tasks = [t for t, keep in zip(windows["instruction"], ok.tolist()) if keep]
+    im = imagination.start(model, tasks, frames, windows["states"][ok, 0].float(), horizon=1)
+    imagination.write_step(im, windows["actions"][ok, 0].float())
+    imagination.imagine_frame(im, 1, torch.Generator().manual_seed(0))
+    shape = im.objects.shape
+    now, true = (windows["keypoints"][ok, k].float().reshape(shape) for k in (0, 1))
+    err = lambda uv: float((uv.cpu() - true).norm(dim=-1).mean() * size)
+    out = {"imagined_object_err_px": err(im.objects), "object_err_px_still": err(now)}
+    if im.ahead is not None:
+        out["ahead_object_err_px"] = err(im.ahead)
     return out
