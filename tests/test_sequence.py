@@ -147,8 +147,8 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
                          action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
     loss = model(batch, generator=torch.Generator().manual_seed(0))
     # the clean frames' terms as above, plus half of 10x the squared error of f_1's position predicted at
-    # [EOA] after a_0 (the zero head says the image centre, 0.4 off in u and v; f_2 is padded)
-    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * 0.32, rel=1e-4)
+    # [EOA] after a_0 (the zero head says no change: f_0's position, 0.8 off in u; f_2 is padded)
+    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * 0.64, rel=1e-4)
     loss["kp"].backward()
     assert model.ahead_head.weight.grad.abs().sum() > 0
 
@@ -159,13 +159,13 @@ def test_imagination_reports_where_the_objects_will_be_once_a_chunk_is_written()
     cfg = small_config(keypoints=2)
     cfg.lambda_keypoint_ahead = 1.0
     model = make_model(cfg)
-    with torch.no_grad():  # whatever the hidden state: object 0 at the centre, object 1 up and to the right
+    with torch.no_grad():  # whatever the hidden state: object 0 stays, object 1 moves up and to the right
         model.ahead_head.weight.zero_()
         model.ahead_head.bias.copy_(torch.tensor([0.0, 0.0, 0.25, -0.25]))
     _, frames, states = make_windows(model.cfg, B=2)
     im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
     assert im.ahead is None  # no chunk written yet
-    expected = torch.tensor([[[0.5, 0.5], [0.75, 0.25]]] * 2)
+    expected = im.objects + torch.tensor([[0.0, 0.0], [0.25, -0.25]])  # where they are on f_0, plus the change
     imagination.write_step(im, torch.zeros(2, cfg.sequence.chunk, cfg.sequence.action_dim))  # given actions
     torch.testing.assert_close(im.ahead, expected)
     im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))

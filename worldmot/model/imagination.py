@@ -40,8 +40,8 @@ class Imagination:
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
     state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
     objects: torch.Tensor | None = None  # (B, N, 2) named objects' image (u, v) on it (WorldModel.locate_objects)
-    # (B, N, 2) where the model predicts them in the next frame, at the newest chunk's [EOA] (models trained
-    # with ModelConfig.lambda_keypoint_ahead; None before a chunk is written)
+    # (B, N, 2) where the model predicts them in the next frame: ``objects`` plus the change it predicts at the
+    # newest chunk's [EOA] (models trained with ModelConfig.lambda_keypoint_ahead; None before a chunk is written)
     ahead: torch.Tensor | None = None
 
     @property
@@ -188,9 +188,10 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
 
 
 def _predict_objects(im: Imagination) -> None:
-    """After [EOA] (the newest position): where the model predicts the objects in the next frame."""
-    if im.model.ahead_head is not None:
-        im.ahead = im.model.predict_objects(im.last_hidden)
+    """After [EOA] (the newest position): where the model predicts the objects in the next frame, from where
+    it places them on the newest frame."""
+    if im.model.ahead_head is not None and im.objects is not None:
+        im.ahead = im.model.predict_objects(im.last_hidden, im.objects)
 
 
 def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: float,

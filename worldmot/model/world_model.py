@@ -111,8 +111,9 @@ class WorldModel(nn.Module):
         # was 13 px off for the block where the patches were 3 px off without the offsets
         self.keypoint_head = nn.Linear(D, 3 * seq.keypoints) if seq.keypoints else None
         self.object_head = nn.Linear(D, 2 * seq.keypoints) if seq.keypoints else None
-        # at each step's [EOA] (which has seen the frame, the state and the chunk, not the next frame) where the
-        # objects will be in the next frame, (u, v) - 0.5 per object (ModelConfig.lambda_keypoint_ahead)
+        # at each step's [EOA] (which has seen the frame, the state and the chunk, not the next frame) how far
+        # the objects will have moved in the next frame, (du, dv) per object (ModelConfig.lambda_keypoint_ahead):
+        # a change from where they are, so that an untrained head predicts standing still
         ahead = seq.keypoints and cfg.lambda_keypoint_ahead > 0
         self.ahead_head = nn.Linear(D, 2 * seq.keypoints) if ahead else None
         self.initialize()
@@ -375,18 +376,18 @@ class WorldModel(nn.Module):
         uv = self.object_head(eof_hidden).float() + 0.5
         return uv.reshape(*uv.shape[:-1], -1, 2)
 
-    def predict_objects(self, eoa_hidden: torch.Tensor) -> torch.Tensor:
-        """Hidden states (..., D) at a step's [EOA] -> (..., N, 2) image (u, v) of the named objects in the
-        next frame (``ahead_head``)."""
-        uv = self.ahead_head(eoa_hidden).float() + 0.5
-        return uv.reshape(*uv.shape[:-1], -1, 2)
+    def predict_objects(self, eoa_hidden: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) at a step's [EOA] and the objects' image (u, v) in its frame (..., N, 2) ->
+        (..., N, 2) their (u, v) in the next frame (``ahead_head``: the change)."""
+        change = self.ahead_head(eoa_hidden).float()
+        return now + change.reshape(*change.shape[:-1], -1, 2)
 
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
         squared error of the object's offset from that patch's centre (in patch widths), plus 10x the squared
         error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`), plus ``lambda_keypoint_ahead``
-        times 10x the squared error of the next frame's (u, v) predicted at [EOA] (:meth:`predict_objects`);
-        0 without keypoints."""
+        times 10x the squared error of the next frame's (u, v) predicted at [EOA] from this frame's true ones
+        (:meth:`predict_objects`); 0 without keypoints."""
         cells = batch.keypoint_cells
         valid = cells >= 0  # (B, K, N)
         if self.keypoint_head is None or not bool(valid.any()):
@@ -396,9 +397,11 @@ class WorldModel(nn.Module):
         loss = self._patch_keypoint_loss(h[:, torch.as_tensor(layout.frames, device=h.device)], cells, uv)
         read = self.read_objects(h[:, torch.as_tensor(layout.states - 1, device=h.device)])  # (B, K, N, 2)
         loss = loss + 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
-        if self.ahead_head is not None and bool(valid[:, 1:].any()):
-            ahead = self.predict_objects(h[:, torch.as_tensor(layout.eoa[:-1], device=h.device)])  # f_1 .. f_{K-1}
-            loss = loss + self.cfg.lambda_keypoint_ahead * 10 * ((ahead - uv[:, 1:]) ** 2).sum(-1)[valid[:, 1:]].mean()
+        both = valid[:, 1:] & valid[:, :-1]
+        if self.ahead_head is not None and bool(both.any()):
+            eoa = h[:, torch.as_tensor(layout.eoa[:-1], device=h.device)]  # after a_0 .. a_{K-2}
+            ahead = self.predict_objects(eoa, uv[:, :-1])  # f_1 .. f_{K-1}
+            loss = loss + self.cfg.lambda_keypoint_ahead * 10 * ((ahead - uv[:, 1:]) ** 2).sum(-1)[both].mean()
         return loss
 
     def _patch_keypoint_loss(self, patches: torch.Tensor, cells: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
