@@ -15,7 +15,7 @@ from worldmot.datasets.writer import LeRobotWriter
 FPS = 10
 
 
-def features(cams=("top",), size=(16, 24), state_dim=3, action_dim=2, extra=False) -> dict:
+def features(cams=("top",), size=(16, 24), state_dim=3, action_dim=2, extra=False, keypoints=0) -> dict:
     feats = {f"observation.images.{c}": {"dtype": "video", "shape": [size[0], size[1], 3], "names": None}
              for c in cams}
     feats["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": None}
@@ -25,6 +25,8 @@ def features(cams=("top",), size=(16, 24), state_dim=3, action_dim=2, extra=Fals
     feats["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
     if extra:
         feats["observation.extra"] = {"dtype": "int64", "shape": [1], "names": None}
+    if keypoints:
+        feats["observation.keypoints"] = {"dtype": "float32", "shape": [2 * keypoints], "names": None}
     return feats
 
 
@@ -44,6 +46,10 @@ def frame(feats: dict, ep: int, i: int, n: int) -> dict:
     out["next.success"] = i == n - 1
     if "observation.extra" in feats:
         out["observation.extra"] = ep * 1000 + i
+    if "observation.keypoints" in feats:  # points that move right by 0.05 of the image per frame
+        k = feats["observation.keypoints"]["shape"][0] // 2
+        out["observation.keypoints"] = np.stack([np.full(k, (0.1 + 0.05 * i) % 1.0),
+                                                 0.2 + 0.6 * np.arange(k) / max(k, 1)], -1).reshape(-1).astype(np.float32)
     return out
 
 

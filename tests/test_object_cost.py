@@ -158,6 +158,22 @@ def test_the_planner_prices_keypoints_read_off_imagined_frames():
     assert not torch.allclose(planner.last.scores, plain.last.scores)  # the keypoint term is in the score
 
 
+def test_the_planner_prices_the_positions_predicted_ahead_where_the_model_has_them():
+    cfg_model = small_config(keypoints=2)
+    cfg_model.lambda_keypoint_ahead = 1.0
+    model = make_model(cfg_model)
+    rng = np.random.default_rng(0)
+    frames, goals = (rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    tasks = ["reach the red target"] * 2
+    scores = {}
+    for predicted in (True, False):
+        cfg = PlannerConfig(cost="goal", object_weight=1.0, candidates=4, elites=2, horizon=1, predicted_objects=predicted)
+        planner = Planner(model, cfg, -np.ones(2), np.ones(2))
+        planner.plan(tasks, frames, None, goals)
+        scores[predicted] = planner.last.scores
+    assert not torch.allclose(scores[True], scores[False])  # the prediction at [EOA], not the imagined frame's
+
+
 def segment_misses_disc(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: float) -> bool:
     t = np.clip(np.dot(c - a, b - a) / max(np.dot(b - a, b - a), 1e-12), 0, 1)
     return np.linalg.norm(a + t * (b - a) - c) >= r

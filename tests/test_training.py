@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -131,6 +132,20 @@ def test_a_dataset_without_keypoints_trains_without_the_keypoint_loss(dataset, t
     assert "no 'observation.keypoints'; training without the keypoint loss" in capsys.readouterr().out
     model = worldmot.load(run)
     assert model.keypoint_head is None and model.cfg.lambda_keypoint == 0.0  # the saved config says what ran
+
+
+def test_validation_reports_where_the_model_puts_the_keypoints_one_step_ahead(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root, [10, 12, 9, 11, 10], features(size=(16, 16), keypoints=2))
+    run = tmp_path / "run"
+    train(parse(overrides(root, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5",
+                          "model.lambda_keypoint_ahead=1.0")))
+    assert worldmot.load(run).ahead_head is not None
+    val = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in l][-1]
+    # the points move 0.05 of 16 px per recorded frame and a step is a chunk of 2: f_0's positions are 1.6 px off f_1's
+    assert val["object_err_px_still"] == pytest.approx(1.6, abs=1e-3)
+    for key in ("imagined_object_err_px", "ahead_object_err_px"):
+        assert math.isfinite(val[key]) and val[key] > 0
 
 
 def test_reasoning_position_error_counts_texts_without_a_position():

@@ -66,12 +66,13 @@ class ModelConfig:
     # tells "that is me" locally within 200 steps; the read-out gathers it. The tiny config turns it on
     # (configs/model/tiny.yaml); a dataset without keypoints trains without it (training/loop.py)
     lambda_keypoint: float = 0.0
-    # weight, within the keypoint loss, of where the points will be in the next frame, regressed at each step's
-    # [EOA] (which has seen the frames, the state and the chunk): the planner's object cost prices this
-    # prediction (Imagination.ahead) instead of re-reading the imagined frame. On Reacher-v5 (torque control)
-    # the tiny model's imagined frames after 600 steps ignored the state and the action (the fingertip placed
-    # on them 4.1 px from the truth, 4.4 px from where it was), and a perfect but velocity-blind model
-    # reaches the target in 6 of 30 planner episodes against 22 of 30 (BENCHMARKS.md)
+    # weight, within the keypoint loss, of where the points will be in the next frame: at each step's [EOA]
+    # (which has seen the frames, the state and the chunk) the change of each point from where it is. The
+    # planner's object cost prices this prediction (Imagination.ahead) instead of re-reading the imagined
+    # frame. On Reacher-v5 (torque control) the imagined frames ignore the state and the action (the fingertip
+    # on them 4.1-4.9 px from the truth, standing still 4.1 px); at 10 (1200 steps) the prediction is 1.7 px
+    # off, and a planner with a velocity-blind perfect model succeeds in 6 of 30 episodes against 21 of 30
+    # (BENCHMARKS.md, "the model does not predict where the arm goes")
     lambda_keypoint_ahead: float = 0.0
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
     # by sqrt(head_dim) and no token learned to single out the marked patch in 500 steps; use 2 with keypoints

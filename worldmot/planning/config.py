@@ -42,7 +42,7 @@ class PlannerConfig:
     # cost=goal, object_weight > 0: also price where the effector would be this many chunks after each imagined
     # chunk at that chunk's velocity (object_cost.lead_distance), 0: off. For torque-controlled arms
     lead_chunks: float = 0.0
-    # cost=goal, object_weight > 0: price the positions the model predicted while generating each frame
+    # cost=goal, object_weight > 0: price where the model predicts the keypoints at each chunk's [EOA]
     # (ModelConfig.lambda_keypoint_ahead) where it has them, instead of reading them off the imagined frame
     predicted_objects: bool = True
     push_object: int = 0  # which named object the effector pushes (keypoint order: the instruction's subject first)
