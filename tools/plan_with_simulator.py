@@ -21,6 +21,7 @@ import worldmot.envs  # noqa: F401  (registers the envs)
 
 from worldmot.planning.object_cost import lead_distance
 
+
 def chunk_costs(env, sim: mujoco.MjData, qpos, qvel, actions: np.ndarray, lead: float, chunk: int) -> float:
     """actions (H, A), one per chunk, from the state (qpos, qvel) -> the planner's cost of the sequence."""
     sim.qpos[:], sim.qvel[:] = qpos, qvel
@@ -32,6 +33,7 @@ def chunk_costs(env, sim: mujoco.MjData, qpos, qvel, actions: np.ndarray, lead: 
         sim.ctrl[:] = action
         for _ in range(chunk * env.inner.frame_skip):
             mujoco.mj_step(env.model, sim)
+        mujoco.mj_kinematics(env.model, sim)  # mj_step leaves the positions of before its last integration
         tip = sim.body("fingertip").xpos[:2].copy()
         cost = np.linalg.norm(tip - target)
         if lead:

@@ -71,7 +71,7 @@ class ModelConfig:
     # planner's object cost prices this prediction (Imagination.ahead) instead of re-reading the imagined
     # frame. On Reacher-v5 (torque control) the imagined frames ignore the state and the action (the fingertip
     # on them 4.1-4.9 px from the truth, standing still 4.1 px); at 10 (1200 steps) the prediction is 1.7 px
-    # off, and a planner with a velocity-blind perfect model succeeds in 6 of 30 episodes against 21 of 30
+    # off, and a planner with a velocity-blind perfect model succeeds in 6 of 30 episodes against 22 of 30
     # (BENCHMARKS.md, "the model does not predict where the arm goes")
     lambda_keypoint_ahead: float = 0.0
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
