@@ -118,14 +118,19 @@ def test_keypoint_cell_is_the_patch_that_holds_the_pixel(u, v):
     assert row * S + col in patches[cell].tolist()
 
 
-def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
-    model = make_model(small_config(keypoints=1), randomize=False)
-    windows, frames, states = make_windows(model.cfg, B=2)
+def one_keypoint_batch(model):
+    """Two windows of 3 frames whose one keypoint goes top-left, top-right, bottom-right; the last frame padded."""
+    windows, frames, _ = make_windows(model.cfg, B=2)
     for w in windows:
         w["keypoints"] = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]], np.float32)
         w["frame_is_pad"] = np.array([False, False, True])
-    batch = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
-                         action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
+    return pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                        action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
+
+
+def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
+    model = make_model(small_config(keypoints=1), randomize=False)
+    batch = one_keypoint_batch(model)
     assert batch.keypoint_cells[:, :, 0].tolist() == [[0, 3, -1]] * 2  # 4x4 grid: top-left, top-right, padded
     loss = model(batch, generator=torch.Generator().manual_seed(0))
     # zero-initialised heads: uniform over the 16 patches, every object at its patch's centre (0.1 patch
@@ -139,13 +144,7 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
     cfg = small_config(keypoints=1)
     cfg.lambda_keypoint_ahead = 0.5
     model = make_model(cfg, randomize=False)
-    windows, frames, states = make_windows(model.cfg, B=2)
-    for w in windows:
-        w["keypoints"] = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]], np.float32)
-        w["frame_is_pad"] = np.array([False, False, True])
-    batch = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
-                         action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames))
-    loss = model(batch, generator=torch.Generator().manual_seed(0))
+    loss = model(one_keypoint_batch(model), generator=torch.Generator().manual_seed(0))
     # the clean frames' terms as above, plus half of 10x the squared error of f_1's position predicted at
     # [EOA] after a_0 (the zero head says no change: f_0's position, 0.8 off in u; f_2 is padded)
     assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * 0.64, rel=1e-4)

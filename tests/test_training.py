@@ -148,6 +148,13 @@ def test_validation_reports_where_the_model_puts_the_keypoints_one_step_ahead(tm
         assert math.isfinite(val[key]) and val[key] > 0
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_training_on_cuda_without_a_gpu_is_a_one_line_error(dataset, tmp_path):
+    with pytest.raises(WorldmotError, match=r"device=cuda: this torch sees no CUDA device \(use device=cpu or auto\)"):
+        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "device=cuda")))
+    assert not (tmp_path / "run").exists()
+
+
 def test_reasoning_position_error_counts_texts_without_a_position():
     true = ["move to red at +10,+00", "move to blue at -20,+30", "move to cyan at +00,+00", "no position"]
     said = ["move to red at +13,+04", "move to blue", "move to cyan at +00,-10", "move to red at +50,+50"]

@@ -69,8 +69,8 @@ class ModelConfig:
     # weight, within the keypoint loss, of where the points will be in the next frame: at each step's [EOA]
     # (which has seen the frames, the state and the chunk) the change of each point from where it is. The
     # planner's object cost prices this prediction (Imagination.ahead) instead of re-reading the imagined
-    # frame. On Reacher-v5 (torque control) the imagined frames ignore the state and the action (the fingertip
-    # on them 4.1-4.9 px from the truth, standing still 4.1 px); at 10 (1200 steps) the prediction is 1.7 px
+    # frame. On Reacher-v5 (torque control) the imagined frames ignore the arm's velocity (the fingertip on
+    # them 4.1-4.9 px from the truth, standing still 4.1 px); at 10 (1200 steps) the prediction is 1.7 px
     # off, and a planner with a velocity-blind perfect model succeeds in 6 of 30 episodes against 22 of 30
     # (BENCHMARKS.md, "the model does not predict where the arm goes")
     lambda_keypoint_ahead: float = 0.0

@@ -46,14 +46,10 @@ def main(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             needs = "--in-model" if args.in_model else f"--policy {args.policy}"
             raise WorldmotError(f"{needs} needs --checkpoint RUN (a trained run folder)")
-        import torch
-
         from worldmot.checkpoint import load_model
+        from worldmot.devices import wants_cuda
 
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise WorldmotError("--device cuda: this torch sees no CUDA device (use --device cpu or auto)")
-        device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-        model = load_model(args.checkpoint, device=device)
+        model = load_model(args.checkpoint, device="cuda" if wants_cuda(args.device, "--device ") else "cpu")
     if args.policy == "planner":
         from worldmot.config import config_dir
 

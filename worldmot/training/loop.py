@@ -25,6 +25,7 @@ from worldmot.checkpoint import save_model
 from worldmot.config import from_yaml_text
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.datasets.windows import WindowDataset, collate_windows, split_episodes
+from worldmot.devices import wants_cuda
 from worldmot.errors import WorldmotError
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import pack_windows
@@ -51,7 +52,7 @@ class Dist:
 
 def setup_processes(cfg: TrainConfig) -> Dist:
     """torchrun sets RANK/WORLD_SIZE: gloo on the CPU, NCCL on GPUs. One process otherwise."""
-    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    want_cuda = wants_cuda(cfg.device, "device=")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
