@@ -1,6 +1,8 @@
 """The packed sequence: the attention mask against the rules, layout invariants, the batch builder."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -149,7 +151,7 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
     # [EOA] after a_0 (the zero head says no change: f_0's position, 0.8 off in u; f_2 is padded)
     assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * 0.64, rel=1e-4)
     loss["kp"].backward()
-    assert model.ahead_head.weight.grad.abs().sum() > 0
+    assert model.ahead_head.net[-1].weight.grad.abs().sum() > 0
 
 
 def test_imagination_reports_where_the_objects_will_be_once_a_chunk_is_written():
@@ -159,8 +161,8 @@ def test_imagination_reports_where_the_objects_will_be_once_a_chunk_is_written()
     cfg.lambda_keypoint_ahead = 1.0
     model = make_model(cfg)
     with torch.no_grad():  # whatever the hidden state: object 0 stays, object 1 moves up and to the right
-        model.ahead_head.weight.zero_()
-        model.ahead_head.bias.copy_(torch.tensor([0.0, 0.0, 0.25, -0.25]))
+        model.ahead_head.net[-1].weight.zero_()
+        model.ahead_head.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.25, -0.25]))
     _, frames, states = make_windows(model.cfg, B=2)
     im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
     assert im.ahead is None  # no chunk written yet
@@ -170,6 +172,43 @@ def test_imagination_reports_where_the_objects_will_be_once_a_chunk_is_written()
     im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
     imagination.write_step(im, None)  # actions decoded by the AR policy
     torch.testing.assert_close(im.ahead, expected)
+
+
+def test_a_dropped_state_does_not_reach_the_prediction_ahead():
+    cfg = small_config(keypoints=1)
+    cfg.lambda_keypoint_ahead = 1.0
+    model = make_model(cfg)  # randomised: the head's every input carries signal
+    batch = one_keypoint_batch(model)
+    kp = lambda b: float(model(b, generator=torch.Generator().manual_seed(0))["kp"].detach())
+    dropped = replace(batch, state_dropped=torch.ones_like(batch.state_dropped))
+    # the trunk sees the learned "no state" embedding and the head a zero state with its flag off
+    assert kp(replace(dropped, states=dropped.states + 1.0)) == kp(dropped)
+    assert kp(replace(batch, states=batch.states + 1.0)) != kp(batch)
+
+
+def test_imagination_predicts_ahead_from_the_given_state_until_a_frame_is_imagined():
+    from worldmot.model import imagination
+
+    cfg = small_config(keypoints=2)
+    cfg.lambda_keypoint_ahead = 1.0
+    model = make_model(cfg)
+    _, frames, states = make_windows(model.cfg, B=2)
+    tokens, state = model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0])
+    chunk = torch.full((2, cfg.sequence.chunk, cfg.sequence.action_dim), 0.5)
+
+    def written(state, chunk):
+        im = imagination.start(model, ["a", "b"], tokens, state, horizon=2)
+        imagination.write_step(im, chunk)
+        return im
+
+    im = written(state, chunk)
+    torch.testing.assert_close(im.given_state, model.normalize_state(state))
+    assert (im.ahead - written(state, -chunk).ahead).abs().max() > 1e-4  # the chunk moves the prediction
+    assert written(None, chunk).given_state is None
+    imagination.imagine_frame(im)
+    assert im.given_state is None and im.ahead is not None  # imagined frames carry no state
+    imagination.write_step(im, chunk)
+    assert im.ahead.shape == (2, 2, 2)
 
 
 def test_objects_are_located_at_the_likeliest_patch_plus_its_offset():

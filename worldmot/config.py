@@ -74,6 +74,7 @@ class ModelConfig:
     # off, and a planner with a velocity-blind perfect model succeeds in 6 of 30 episodes against 22 of 30
     # (BENCHMARKS.md, "the model does not predict where the arm goes")
     lambda_keypoint_ahead: float = 0.0
+    ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
     # by sqrt(head_dim) and no token learned to single out the marked patch in 500 steps; use 2 with keypoints
     qk_norm_gain: float = 1.0

@@ -43,6 +43,8 @@ class Imagination:
     # (B, N, 2) where the model predicts them in the next frame: ``objects`` plus the change it predicts at the
     # newest chunk's [EOA] (models trained with ModelConfig.lambda_keypoint_ahead; None before a chunk is written)
     ahead: torch.Tensor | None = None
+    # (B, Ds) the normalised state given with the newest frame (None: not given, or the frame is imagined)
+    given_state: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -56,7 +58,8 @@ class Imagination:
                            None if self.actions is None else rep(self.actions),
                            None if self.state is None else rep(self.state),
                            None if self.objects is None else rep(self.objects),
-                           None if self.ahead is None else rep(self.ahead))
+                           None if self.ahead is None else rep(self.ahead),
+                           None if self.given_state is None else rep(self.given_state))
 
     def _progress_probs(self) -> torch.Tensor:
         """(B, progress_bins + 1) the next token's distribution over the progress tokens, <success> last."""
@@ -119,7 +122,7 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
     patches = hidden[:, torch.as_tensor(layout.frames[0], device=hidden.device)]
     objects = model.locate_objects(patches) if model.keypoint_head is not None else None
     return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale,
-                       state=model.read_state(eof), objects=objects)
+                       state=model.read_state(eof), objects=objects, given_state=None if states is None else st[:, 0])
 
 
 def _choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -189,9 +192,11 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
 
 def _predict_objects(im: Imagination) -> None:
     """After [EOA] (the newest position): where the model predicts the objects in the next frame, from where
-    it places them on the newest frame."""
+    it places them on the newest frame, its given state (if any) and the chunk."""
     if im.model.ahead_head is not None and im.objects is not None:
-        im.ahead = im.model.predict_objects(im.last_hidden, im.objects)
+        known = torch.full((im.batch_size,), im.given_state is not None, device=im.last_hidden.device)
+        state = im.given_state if im.given_state is not None else torch.zeros_like(im.state)
+        im.ahead = im.model.predict_objects(im.last_hidden, im.objects, state, known, im.actions)
 
 
 def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: float,
@@ -256,7 +261,7 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     im.state = model.read_state(eof)
     patches = hidden[:, torch.as_tensor(lay.frames[k + 1] - start, device=hidden.device)]
     im.objects = model.locate_objects(patches) if model.keypoint_head is not None else None
-    im.step, im.last_frame, im.actions = k + 1, frame, None
+    im.step, im.last_frame, im.actions, im.given_state = k + 1, frame, None, None
     im.frames.append(frame)
     return frame
 

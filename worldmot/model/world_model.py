@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmot.config import ModelConfig
+from worldmot.model.ahead_head import AheadHead
 from worldmot.model.mot import KVCache, MoTTrunk, position_embedding, timestep_embedding
 from worldmot.sequence import (ROLE_FRAME, ROLE_NOISY, ROLE_STATE, Layout, PackedBatch, Segment, Vocab,
                                build_layout, make_vocab)
@@ -112,10 +113,11 @@ class WorldModel(nn.Module):
         self.keypoint_head = nn.Linear(D, 3 * seq.keypoints) if seq.keypoints else None
         self.object_head = nn.Linear(D, 2 * seq.keypoints) if seq.keypoints else None
         # at each step's [EOA] (which has seen the frame, the state and the chunk, not the next frame) how far
-        # the objects will have moved in the next frame, (du, dv) per object (ModelConfig.lambda_keypoint_ahead):
-        # a change from where they are, so that an untrained head predicts standing still
+        # the objects will have moved in the next frame, (du, dv) per object (ModelConfig.lambda_keypoint_ahead),
+        # from the hidden state and the state and chunk as numbers (ahead_head.py says why)
         ahead = seq.keypoints and cfg.lambda_keypoint_ahead > 0
-        self.ahead_head = nn.Linear(D, 2 * seq.keypoints) if ahead else None
+        self.ahead_head = AheadHead(D, seq.state_dim, seq.chunk * seq.action_dim, seq.keypoints,
+                                    cfg.ahead_width) if ahead else None
         self.initialize()
 
     def initialize(self) -> None:
@@ -133,7 +135,7 @@ class WorldModel(nn.Module):
                     p.fill_(self.cfg.qk_norm_gain)
         # zero heads: uniform tokens, "the next frame is the last frame", the mean state
         for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head,
-                     self.ahead_head):
+                     None if self.ahead_head is None else self.ahead_head.net[-1]):
             if head is not None:
                 nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
@@ -376,11 +378,12 @@ class WorldModel(nn.Module):
         uv = self.object_head(eof_hidden).float() + 0.5
         return uv.reshape(*uv.shape[:-1], -1, 2)
 
-    def predict_objects(self, eoa_hidden: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
-        """Hidden states (..., D) at a step's [EOA] and the objects' image (u, v) in its frame (..., N, 2) ->
-        (..., N, 2) their (u, v) in the next frame (``ahead_head``: the change)."""
-        change = self.ahead_head(eoa_hidden).float()
-        return now + change.reshape(*change.shape[:-1], -1, 2)
+    def predict_objects(self, eoa_hidden: torch.Tensor, now: torch.Tensor, state: torch.Tensor,
+                        state_known: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) at a step's [EOA], the objects' image (u, v) in its frame (..., N, 2), the
+        step's normalised state (..., Ds) where ``state_known`` (...,) and its chunk's action values
+        (..., C*A) -> (..., N, 2) their (u, v) in the next frame (``ahead_head``: the change)."""
+        return now + self.ahead_head(eoa_hidden, state, state_known, actions)
 
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
@@ -400,7 +403,9 @@ class WorldModel(nn.Module):
         both = valid[:, 1:] & valid[:, :-1]
         if self.ahead_head is not None and bool(both.any()):
             eoa = h[:, torch.as_tensor(layout.eoa[:-1], device=h.device)]  # after a_0 .. a_{K-2}
-            ahead = self.predict_objects(eoa, uv[:, :-1])  # f_1 .. f_{K-1}
+            actions = self.action_values(batch.token_ids[:, torch.as_tensor(layout.actions[:-1], device=h.device)])
+            ahead = self.predict_objects(eoa, uv[:, :-1], batch.states[:, :-1], ~batch.state_dropped[:, :-1],
+                                         actions)  # f_1 .. f_{K-1}
             loss = loss + self.cfg.lambda_keypoint_ahead * 10 * ((ahead - uv[:, 1:]) ** 2).sum(-1)[both].mean()
         return loss
 

@@ -177,6 +177,14 @@ class Planner:
             self._goal = (list(tasks), np.array(goals), read.state, read.objects)
         return self._goal[2], self._goal[3]
 
+    @staticmethod
+    def _effector_onto(goal_objects: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, N + 1, 2) keypoints on the goal images -> the same with the effector's (the last) at object k's."""
+        if k >= goal_objects.shape[1] - 1:
+            raise WorldmotError(f"plan.effector_goal={k}: the model places {goal_objects.shape[1] - 1} named "
+                                "object(s) besides the effector")
+        return torch.cat([goal_objects[:, :-1], goal_objects[:, k:k + 1]], 1)
+
     def _ar_proposals(self, context: imagination.Imagination, M: int) -> torch.Tensor:
         """(B, M, H, c, A) sequences that repeat a chunk sampled from the model's own AR policy."""
         B = context.batch_size
@@ -214,6 +222,8 @@ class Planner:
                 goal_state, goal_objects = self._goal_readout(tasks, goals, goal_tokens)
                 goal_state = goal_state if cfg.state_weight else None
                 goal_objects = goal_objects if cfg.object_weight else None
+                if goal_objects is not None and cfg.effector_goal >= 0:
+                    goal_objects = self._effector_onto(goal_objects, cfg.effector_goal)
         mean = self._initial_mean(B)
         std = torch.full_like(mean, cfg.init_std)
         span = (self.high - self.low)
