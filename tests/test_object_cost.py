@@ -204,3 +204,27 @@ def test_the_way_round_from_the_far_side_is_two_tangents_and_an_arc():
     way = around_disc(torch.tensor([[-d, 0.0]]), torch.tensor([[d, 0.0]]), torch.zeros(1, 2), r)
     expected = 2 * np.sqrt(d * d - r * r) + r * (np.pi - 2 * np.arccos(r / d))
     assert float(way) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_effector_can_be_sent_onto_a_named_object_on_the_goal_image():
+    # Reacher: on the goal image the fingertip covers the target, and the model places the target better
+    goal = torch.tensor([[[0.2, 0.3], [0.5, 0.5]], [[0.7, 0.1], [0.6, 0.2]]])  # (B, target + effector, 2)
+    moved = Planner._effector_onto(goal, 0)
+    torch.testing.assert_close(moved, torch.tensor([[[0.2, 0.3], [0.2, 0.3]], [[0.7, 0.1], [0.7, 0.1]]]))
+    with pytest.raises(WorldmotError, match=r"plan.effector_goal=1: the model places 1 named object"):
+        Planner._effector_onto(goal, 1)
+    with pytest.raises(WorldmotError, match="plan.effector_goal=-2"):
+        PlannerConfig(effector_goal=-2).check(n_steps=3)
+
+
+def test_the_planner_prices_the_effector_at_its_goal_object():
+    model = make_model(small_config(keypoints=2))
+    rng = np.random.default_rng(0)
+    frames, goals = (rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    scores = {}
+    for k in (-1, 0):
+        cfg = PlannerConfig(cost="goal", object_weight=1.0, candidates=4, elites=2, horizon=1, effector_goal=k)
+        planner = Planner(model, cfg, -np.ones(2), np.ones(2))
+        planner.plan(["reach the red target"] * 2, frames, None, goals)
+        scores[k] = planner.last.scores
+    assert not torch.allclose(scores[0], scores[-1])

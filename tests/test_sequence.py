@@ -147,29 +147,41 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
     cfg.lambda_keypoint_ahead = 0.5
     model = make_model(cfg, randomize=False)
     loss = model(one_keypoint_batch(model), generator=torch.Generator().manual_seed(0))
-    # the clean frames' terms as above, plus half of 10x the squared error of f_1's position predicted at
-    # [EOA] after a_0 (the zero head says no change: f_0's position, 0.8 off in u; f_2 is padded)
-    assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * 0.64, rel=1e-4)
+    # the clean frames' terms as above, plus half of 10x: the squared error of the placement corrected with
+    # the state (the zero head keeps the patches' answer, the first patch's centre (0.125, 0.125): f_0 at
+    # (0.1, 0.1), f_1 at (0.9, 0.1), mean over both), plus that of f_1's position predicted at [EOA] after a_0
+    # from f_0's true one (the zero head says no change: 0.8 off in u); f_2 is padded
+    placed = (2 * 0.025 ** 2 + 0.775 ** 2 + 0.025 ** 2) / 2
+    expected = np.log(16) + 10 * 0.02 + 10 * 0.32 + 0.5 * 10 * (placed + 0.64)
+    assert float(loss["kp"].detach()) == pytest.approx(expected, rel=1e-4)
     loss["kp"].backward()
-    assert model.ahead_head.net[-1].weight.grad.abs().sum() > 0
+    head = model.ahead_head
+    assert head.motion[-1].weight.grad.abs().sum() > 0 and head.placement[-1].weight.grad.abs().sum() > 0
 
 
-def test_imagination_reports_where_the_objects_will_be_once_a_chunk_is_written():
+def test_imagination_reports_where_the_objects_are_and_will_be_once_a_chunk_is_written():
     from worldmot.model import imagination
 
     cfg = small_config(keypoints=2)
     cfg.lambda_keypoint_ahead = 1.0
     model = make_model(cfg)
-    with torch.no_grad():  # whatever the hidden state: object 0 stays, object 1 moves up and to the right
-        model.ahead_head.net[-1].weight.zero_()
-        model.ahead_head.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.25, -0.25]))
     _, frames, states = make_windows(model.cfg, B=2)
-    im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
+    tokens, state = model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0])
+    head = model.ahead_head
+    with torch.no_grad():  # whatever the inputs, the head says: no correction, nothing moves
+        for layer in (head.placement[-1], head.motion[-1]):
+            layer.weight.zero_(), layer.bias.zero_()
+    by_patches = imagination.start(model, ["a", "b"], tokens, state).objects
+    with torch.no_grad():  # object 0 lies 0.1 further right than the patches say and stays; object 1 moves
+        head.placement[-1].bias.copy_(torch.tensor([0.1, 0.0, 0.0, 0.0]))
+        head.motion[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.25, -0.25]))
+    im = imagination.start(model, ["a", "b"], tokens, state)
     assert im.ahead is None  # no chunk written yet
-    expected = im.objects + torch.tensor([[0.0, 0.0], [0.25, -0.25]])  # where they are on f_0, plus the change
+    torch.testing.assert_close(im.objects, by_patches + torch.tensor([[0.1, 0.0], [0.0, 0.0]]))
+    expected = im.objects + torch.tensor([[0.0, 0.0], [0.25, -0.25]])
     imagination.write_step(im, torch.zeros(2, cfg.sequence.chunk, cfg.sequence.action_dim))  # given actions
     torch.testing.assert_close(im.ahead, expected)
-    im = imagination.start(model, ["a", "b"], model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0]))
+    im = imagination.start(model, ["a", "b"], tokens, state)
     imagination.write_step(im, None)  # actions decoded by the AR policy
     torch.testing.assert_close(im.ahead, expected)
 

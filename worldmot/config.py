@@ -66,13 +66,13 @@ class ModelConfig:
     # tells "that is me" locally within 200 steps; the read-out gathers it. The tiny config turns it on
     # (configs/model/tiny.yaml); a dataset without keypoints trains without it (training/loop.py)
     lambda_keypoint: float = 0.0
-    # weight, within the keypoint loss, of where the points will be in the next frame: at each step's [EOA]
-    # (which has seen the frames, the state and the chunk) the change of each point from where it is. The
-    # planner's object cost prices this prediction (Imagination.ahead) instead of re-reading the imagined
-    # frame. On Reacher-v5 (torque control) the imagined frames ignore the arm's velocity (the fingertip on
-    # them 4.1-4.9 px from the truth, standing still 4.1 px); at 10 (1200 steps) the prediction is 1.7 px
-    # off, and a planner with a velocity-blind perfect model succeeds in 6 of 30 episodes against 22 of 30
-    # (BENCHMARKS.md, "the model does not predict where the arm goes")
+    # weight, within the keypoint loss, of the keypoints-ahead head (worldmot/model/ahead_head.py): the
+    # points' placement on each frame corrected with the state, and at each step's [EOA] their change to the
+    # next frame, both from the state and the chunk as numbers beside the hidden state. The planner's object
+    # cost prices this prediction (Imagination.ahead) instead of re-reading the imagined frame. On Reacher-v5
+    # (torque control) the imagined frames ignore the arm's velocity (the fingertip on them 4.1-4.9 px from
+    # the truth, standing still 4.1 px); with this head at 10 (1200 steps) the best of 9 actions is in the
+    # true top 2 in 49 of 60 scenes (BENCHMARKS.md, "Reacher-v5")
     lambda_keypoint_ahead: float = 0.0
     ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded

@@ -120,7 +120,9 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
         hidden = h if hidden is None else hidden
     eof = hidden[:, int(layout.states[0]) - 1]
     patches = hidden[:, torch.as_tensor(layout.frames[0], device=hidden.device)]
-    objects = model.locate_objects(patches) if model.keypoint_head is not None else None
+    objects = None
+    if model.keypoint_head is not None:
+        objects = model.correct_objects(model.locate_objects(patches), st[:, 0], ~dropped[:, 0])
     return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale,
                        state=model.read_state(eof), objects=objects, given_state=None if states is None else st[:, 0])
 
@@ -260,7 +262,9 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     eof = hidden[:, int(lay.states[k + 1]) - 1 - start]
     im.state = model.read_state(eof)
     patches = hidden[:, torch.as_tensor(lay.frames[k + 1] - start, device=hidden.device)]
-    im.objects = model.locate_objects(patches) if model.keypoint_head is not None else None
+    im.objects = None
+    if model.keypoint_head is not None:
+        im.objects = model.correct_objects(model.locate_objects(patches), st[:, 0], torch.zeros(B, dtype=torch.bool, device=dev))
     im.step, im.last_frame, im.actions, im.given_state = k + 1, frame, None, None
     im.frames.append(frame)
     return frame

@@ -112,9 +112,9 @@ class WorldModel(nn.Module):
         # was 13 px off for the block where the patches were 3 px off without the offsets
         self.keypoint_head = nn.Linear(D, 3 * seq.keypoints) if seq.keypoints else None
         self.object_head = nn.Linear(D, 2 * seq.keypoints) if seq.keypoints else None
-        # at each step's [EOA] (which has seen the frame, the state and the chunk, not the next frame) how far
-        # the objects will have moved in the next frame, (du, dv) per object (ModelConfig.lambda_keypoint_ahead),
-        # from the hidden state and the state and chunk as numbers (ahead_head.py says why)
+        # the objects' placement corrected with the state, and at each step's [EOA] (which has seen the frame,
+        # the state and the chunk, not the next frame) how far they will have moved in the next frame
+        # (ModelConfig.lambda_keypoint_ahead), from the state and chunk as numbers (ahead_head.py says why)
         ahead = seq.keypoints and cfg.lambda_keypoint_ahead > 0
         self.ahead_head = AheadHead(D, seq.state_dim, seq.chunk * seq.action_dim, seq.keypoints,
                                     cfg.ahead_width) if ahead else None
@@ -134,8 +134,7 @@ class WorldModel(nn.Module):
                 if name.endswith(("q_norm.weight", "k_norm.weight")):
                     p.fill_(self.cfg.qk_norm_gain)
         # zero heads: uniform tokens, "the next frame is the last frame", the mean state
-        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head,
-                     None if self.ahead_head is None else self.ahead_head.net[-1]):
+        for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head):
             if head is not None:
                 nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
 
@@ -378,19 +377,26 @@ class WorldModel(nn.Module):
         uv = self.object_head(eof_hidden).float() + 0.5
         return uv.reshape(*uv.shape[:-1], -1, 2)
 
+    def correct_objects(self, placed: torch.Tensor, state: torch.Tensor, state_known: torch.Tensor) -> torch.Tensor:
+        """The objects' image (u, v) placed on a frame by its patches (..., N, 2) (:meth:`locate_objects`) and
+        the frame's normalised state (..., Ds) where ``state_known`` (...,) -> (..., N, 2) the placement
+        corrected with the state (``ahead_head``; unchanged without it)."""
+        return placed if self.ahead_head is None else self.ahead_head.place(placed, state, state_known)
+
     def predict_objects(self, eoa_hidden: torch.Tensor, now: torch.Tensor, state: torch.Tensor,
                         state_known: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Hidden states (..., D) at a step's [EOA], the objects' image (u, v) in its frame (..., N, 2), the
+        """Hidden states (..., D) at a step's [EOA], the objects' image (u, v) on its frame (..., N, 2), the
         step's normalised state (..., Ds) where ``state_known`` (...,) and its chunk's action values
         (..., C*A) -> (..., N, 2) their (u, v) in the next frame (``ahead_head``: the change)."""
-        return now + self.ahead_head(eoa_hidden, state, state_known, actions)
+        return now + self.ahead_head.move(eoa_hidden, state, state_known, actions)
 
     def keypoint_loss(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         """Cross-entropy over each clean frame's patches of the patch holding each named object, plus 10x the
         squared error of the object's offset from that patch's centre (in patch widths), plus 10x the squared
         error of the (u, v) read off the frame's [EOF] (:meth:`read_objects`), plus ``lambda_keypoint_ahead``
-        times 10x the squared error of the next frame's (u, v) predicted at [EOA] from this frame's true ones
-        (:meth:`predict_objects`); 0 without keypoints."""
+        times 10x the squared errors of the placement corrected with the state (:meth:`correct_objects`) and
+        of the next frame's (u, v) predicted at [EOA] from this frame's true ones (:meth:`predict_objects`);
+        0 without keypoints."""
         cells = batch.keypoint_cells
         valid = cells >= 0  # (B, K, N)
         if self.keypoint_head is None or not bool(valid.any()):
@@ -402,11 +408,15 @@ class WorldModel(nn.Module):
         loss = loss + 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
         both = valid[:, 1:] & valid[:, :-1]
         if self.ahead_head is not None and bool(both.any()):
+            known = ~batch.state_dropped
+            # corrected from the patches' own placement, as imagination has it (not the true one)
+            placed = self.locate_objects(h[:, torch.as_tensor(layout.frames, device=h.device)]).detach()
+            now = self.correct_objects(placed, batch.states, known)  # (B, K, N, 2)
             eoa = h[:, torch.as_tensor(layout.eoa[:-1], device=h.device)]  # after a_0 .. a_{K-2}
             actions = self.action_values(batch.token_ids[:, torch.as_tensor(layout.actions[:-1], device=h.device)])
-            ahead = self.predict_objects(eoa, uv[:, :-1], batch.states[:, :-1], ~batch.state_dropped[:, :-1],
-                                         actions)  # f_1 .. f_{K-1}
-            loss = loss + self.cfg.lambda_keypoint_ahead * 10 * ((ahead - uv[:, 1:]) ** 2).sum(-1)[both].mean()
+            ahead = self.predict_objects(eoa, uv[:, :-1], batch.states[:, :-1], known[:, :-1], actions)  # f_1 ..
+            err = ((now - uv) ** 2).sum(-1)[valid].mean() + ((ahead - uv[:, 1:]) ** 2).sum(-1)[both].mean()
+            loss = loss + self.cfg.lambda_keypoint_ahead * 10 * err
         return loss
 
     def _patch_keypoint_loss(self, patches: torch.Tensor, cells: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
