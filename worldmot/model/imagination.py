@@ -124,7 +124,8 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
     if model.keypoint_head is not None:
         objects = model.correct_objects(model.locate_objects(patches), st[:, 0], ~dropped[:, 0])
     return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale,
-                       state=model.read_state(eof), objects=objects, given_state=None if states is None else st[:, 0])
+                       state=model.read_state(eof), objects=objects,
+                       given_state=None if states is None else st[:, 0])
 
 
 def _choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -264,7 +265,8 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     patches = hidden[:, torch.as_tensor(lay.frames[k + 1] - start, device=hidden.device)]
     im.objects = None
     if model.keypoint_head is not None:
-        im.objects = model.correct_objects(model.locate_objects(patches), st[:, 0], torch.zeros(B, dtype=torch.bool, device=dev))
+        unknown = torch.zeros(B, dtype=torch.bool, device=dev)  # an imagined frame has no state
+        im.objects = model.correct_objects(model.locate_objects(patches), st[:, 0], unknown)
     im.step, im.last_frame, im.actions, im.given_state = k + 1, frame, None, None
     im.frames.append(frame)
     return frame

@@ -27,6 +27,10 @@ class PlannerConfig:
     # distant goal image than a disc in the wrong place, and the planner chose exactly those actions.
     # tools/bench_goal_cost.py, imagined frames: 0 -> 21/60 starts ranked right, 5 -> 23/60
     keep_weight: float = 5.0
+    # cost=goal: weight of the imagined frame's pixel distance to the goal image (goal_distance). 0 where the
+    # keypoints say it all: on Reacher-v5 the imagined arm ignores the joint velocities, and its pixels only
+    # add noise to a cost on the predicted fingertip
+    pixel_weight: float = 1.0
     # cost=goal: weight of the distance (WorldModel.state_distance) between the state the model reads off an
     # imagined frame and off the goal image. 0: pixels only. tools/bench_goal_cost.py,
     # imagined frames, 60 Reach starts ranked right: 0 -> 20, 1 -> 38, 10 -> 44 (true frames, pixels: 49)
@@ -67,6 +71,8 @@ class PlannerConfig:
         if self.candidates < 2 or not 1 <= self.elites <= self.candidates:
             raise WorldmotError(f"plan.elites={self.elites}, plan.candidates={self.candidates}: "
                                 "expected 2 <= candidates and 1 <= elites <= candidates")
+        if self.pixel_weight < 0:
+            raise WorldmotError(f"plan.pixel_weight={self.pixel_weight}: expected >= 0")
         if self.object_weight < 0 or self.push_distance < 0 or self.push_tolerance < 0:
             raise WorldmotError(f"plan.object_weight={self.object_weight}, plan.push_distance={self.push_distance}, "
                                 f"plan.push_tolerance={self.push_tolerance}: expected >= 0")
