@@ -215,6 +215,8 @@ def test_the_effector_can_be_sent_onto_a_named_object_on_the_goal_image():
         Planner._effector_onto(goal, 1)
     with pytest.raises(WorldmotError, match="plan.effector_goal=-2"):
         PlannerConfig(effector_goal=-2).check(n_steps=3)
+    with pytest.raises(WorldmotError, match="plan.pixel_weight=-1"):
+        PlannerConfig(pixel_weight=-1).check(n_steps=3)
 
 
 def test_the_planner_prices_the_effector_at_its_goal_object():

@@ -71,8 +71,8 @@ class ModelConfig:
     # next frame, both from the state and the chunk as numbers beside the hidden state. The planner's object
     # cost prices this prediction (Imagination.ahead) instead of re-reading the imagined frame. On Reacher-v5
     # (torque control) the imagined frames ignore the arm's velocity (the fingertip on them 4.1-4.9 px from
-    # the truth, standing still 4.1 px); with this head at 10 (1200 steps) the best of 9 actions is in the
-    # true top 2 in 49 of 60 scenes (BENCHMARKS.md, "Reacher-v5")
+    # the truth, standing still 4.1 px); with this head at 10 (2000 steps) the best of 9 actions is in the
+    # true top 2 in 53 of 60 scenes (BENCHMARKS.md, "Reacher-v5")
     lambda_keypoint_ahead: float = 0.0
     ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
