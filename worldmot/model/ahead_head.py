@@ -7,7 +7,8 @@ each object moves by the next frame, from the [EOA] hidden state and, side by si
 action values: under torque control (Reacher-v5) the fingertip's next position is a smooth function of the
 joints, their velocities and the torques, which the trunk, reached only through the tokens, learned to 1.5 px
 in 2000 CPU steps (a linear head on [EOA]) and an MLP given the numbers fits to 0.2 px in 1200
-(BENCHMARKS.md, "Reacher-v5: keypoints ahead"). The hidden state carries what only the frames show (a pushed block).
+(tools/fit_dynamics.py; BENCHMARKS.md, "Reacher-v5: keypoints ahead"). The hidden state carries what only
+the frames show (a pushed block).
 An unknown state (dropped in training, an imagined frame, a goal image) enters as zeros with its flag off.
 Both last layers start at zero: an untrained head keeps the placement and predicts that nothing moves.
 """
@@ -30,6 +31,8 @@ def _known_state(state: torch.Tensor, state_known: torch.Tensor) -> torch.Tensor
 
 
 class AheadHead(nn.Module):
+    """``place`` and ``move`` for N objects; states of Ds dims, chunks of C*A action values, hidden D."""
+
     def __init__(self, hidden_dim: int, state_dim: int, chunk_action_dim: int, objects: int, width: int = 256):
         super().__init__()
         self.objects = objects
