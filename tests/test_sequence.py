@@ -159,15 +159,20 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
     assert head.motion[-1].weight.grad.abs().sum() > 0 and head.placement[-1].weight.grad.abs().sum() > 0
 
 
-def test_imagination_reports_where_the_objects_are_and_will_be_once_a_chunk_is_written():
-    from worldmot.model import imagination
-
-    cfg = small_config(keypoints=2)
+def ahead_model_and_context(keypoints: int = 2):
+    """A randomised model with the keypoints-ahead head, and two first frames' tokens and states."""
+    cfg = small_config(keypoints=keypoints)
     cfg.lambda_keypoint_ahead = 1.0
     model = make_model(cfg)
     _, frames, states = make_windows(model.cfg, B=2)
-    tokens, state = model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0])
-    head = model.ahead_head
+    return model, model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0])
+
+
+def test_imagination_reports_where_the_objects_are_and_will_be_once_a_chunk_is_written():
+    from worldmot.model import imagination
+
+    model, tokens, state = ahead_model_and_context()
+    cfg, head = model.cfg, model.ahead_head
     with torch.no_grad():  # whatever the inputs, the head says: no correction, nothing moves
         for layer in (head.placement[-1], head.motion[-1]):
             layer.weight.zero_(), layer.bias.zero_()
@@ -201,12 +206,8 @@ def test_a_dropped_state_does_not_reach_the_prediction_ahead():
 def test_imagination_predicts_ahead_from_the_given_state_until_a_frame_is_imagined():
     from worldmot.model import imagination
 
-    cfg = small_config(keypoints=2)
-    cfg.lambda_keypoint_ahead = 1.0
-    model = make_model(cfg)
-    _, frames, states = make_windows(model.cfg, B=2)
-    tokens, state = model.tokenize_frames(frames[:, 0]), torch.as_tensor(states[:, 0])
-    chunk = torch.full((2, cfg.sequence.chunk, cfg.sequence.action_dim), 0.5)
+    model, tokens, state = ahead_model_and_context()
+    chunk = torch.full((2, model.cfg.sequence.chunk, model.cfg.sequence.action_dim), 0.5)
 
     def written(state, chunk):
         im = imagination.start(model, ["a", "b"], tokens, state, horizon=2)

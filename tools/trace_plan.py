@@ -4,6 +4,7 @@ BENCHMARKS.md were found.
 
     python tools/trace_plan.py --checkpoint RUN --env worldmot/Push-v0 --plan-config configs/plan/push.yaml 100003
     python tools/trace_plan.py --checkpoint RUN --env worldmot/Reacher-v5 --by-root 300   # read-out vs distance from the root
+    python tools/trace_plan.py --checkpoint RUN --env worldmot/Reacher-v5 --goal-images 50  # placement on goal images
 """
 from __future__ import annotations
 
@@ -68,6 +69,20 @@ def by_root(model, env, scenes: int) -> None:
                   f"{np.median(r[m, 1]):.2f} px (> 3 px: {np.mean(r[m, 1] > 3):.0%}), first keypoint {np.median(r[m, 2]):.2f} px")
 
 
+def on_goal_images(model, env, episodes: int) -> None:
+    """Where the model places the first named object and the effector on the goal image against where the
+    target is (seeds 100000+, as `worldmot eval`): on Reacher-v5's goal image the fingertip covers the target."""
+    size, effector, first = model.cfg.sequence.image_size, [], []
+    for i in range(episodes):
+        obs, info = env.reset(seed=100_000 + i)
+        read = placed(model, [info["instruction"]], env.unwrapped.render_goal()[None], obs["agent_pos"][None])[0] * size
+        target = obs["keypoints"].reshape(-1, 2)[0] * size
+        effector.append(np.linalg.norm(read[-1] - target)), first.append(np.linalg.norm(read[0] - target))
+    effector = np.array(effector)
+    print(f"goal images: the effector placed {np.median(effector):.2f} px from the target (median; > 2 px in "
+          f"{np.sum(effector > 2)}/{episodes}), the target {np.median(first):.2f} px")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
@@ -75,11 +90,15 @@ def main() -> None:
     p.add_argument("--plan-config", default=str(config_dir() / "plan" / "objects.yaml"))
     p.add_argument("--every", type=int, default=2, help="print every N steps")
     p.add_argument("--by-root", type=int, default=0, metavar="SCENES", help="read-out error by distance from the centre")
+    p.add_argument("--goal-images", type=int, default=0, metavar="EPISODES",
+                   help="placement on the goal images against the target")
     p.add_argument("seeds", nargs="*", type=int)
     args = p.parse_args()
     model, env = worldmot.load(args.checkpoint), gym.make(args.env)
     if args.by_root:
         by_root(model, env, args.by_root)
+    if args.goal_images:
+        on_goal_images(model, env, args.goal_images)
     cfg = load_config(PlannerConfig, [args.plan_config])
     for seed in args.seeds:
         trace(model, env, cfg, seed, args.every)

@@ -39,7 +39,8 @@ class Imagination:
     frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
     state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
-    objects: torch.Tensor | None = None  # (B, N, 2) named objects' image (u, v) on it (WorldModel.locate_objects)
+    # (B, N, 2) named objects' image (u, v) on it (WorldModel.locate_objects, then correct_objects)
+    objects: torch.Tensor | None = None
     # (B, N, 2) where the model predicts them in the next frame: ``objects`` plus the change it predicts at the
     # newest chunk's [EOA] (models trained with ModelConfig.lambda_keypoint_ahead; None before a chunk is written)
     ahead: torch.Tensor | None = None

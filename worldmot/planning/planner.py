@@ -148,7 +148,7 @@ class Planner:
                 per_step.append(im.progress())
             else:
                 pixels = self.model.detokenize_frames(frame).float()
-                cost = self.cfg.pixel_weight * goal_distance(pixels, goal)
+                cost = self.cfg.pixel_weight * goal_distance(pixels, goal) if self.cfg.pixel_weight else 0.0
                 if current is not None and self.cfg.keep_weight:
                     cost = cost + self.cfg.keep_weight * appearance_change(pixels, current)
                 if goal_state is not None and self.cfg.state_weight:
