@@ -2,6 +2,10 @@
 
 Row t of an episode holds the observation before step t, the action taken, and the step's outcome
 (next.reward, next.done, next.success), the instruction as the task and the policy's reasoning as the subtask.
+Where the env has a scripted expert, row t also holds ``expert_action``: what the expert would do from that
+observation, whichever policy acted (noise-injected or random recordings relabelled with the expert's
+action, as DART and DAgger do), so that the AR policy learns the expert's clean action from every state
+the recording visits while the world model learns from the executed one.
 Episode i is reset with seed ``seed + i`` whichever worker runs it, and episodes are saved in index order,
 so a resumed recording continues the same sequence of seeds.
 """
@@ -20,6 +24,8 @@ from worldmot.datasets.video import DEFAULT_CODEC
 from worldmot.datasets.writer import LeRobotWriter
 from worldmot.errors import WorldmotError
 
+EXPERT_ACTION = "expert_action"
+
 
 @dataclass
 class RecordResult:
@@ -34,8 +40,10 @@ class RecordResult:
         return self.steps / max(self.seconds, 1e-9)
 
 
-def features_for(observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> dict[str, dict]:
-    """LeRobot features of worldmot's env contract (pixels/agent_pos/environment_state[/keypoints], Box actions)."""
+def features_for(observation_space: gym.spaces.Dict, action_space: gym.spaces.Box,
+                 expert_action: bool = False) -> dict[str, dict]:
+    """LeRobot features of worldmot's env contract (pixels/agent_pos/environment_state[/keypoints], Box actions;
+    ``expert_action``: the expert's action beside the executed one)."""
     feats: dict[str, dict] = {}
     for cam, space in observation_space["pixels"].spaces.items():
         feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": list(space.shape),
@@ -45,6 +53,8 @@ def features_for(observation_space: gym.spaces.Dict, action_space: gym.spaces.Bo
         if key in observation_space.spaces:
             feats[f"observation.{key}"] = _vector(observation_space[key].shape)
     feats["action"] = _vector(action_space.shape)
+    if expert_action:
+        feats[EXPERT_ACTION] = _vector(action_space.shape)
     feats["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     feats["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
     feats["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
@@ -56,7 +66,7 @@ def _vector(shape: tuple[int, ...]) -> dict:
 
 
 def _frame(obs: dict, k: int | None, action: np.ndarray, reward: float, done: bool, success: bool,
-           feats: dict) -> dict[str, Any]:
+           feats: dict, expert_action: np.ndarray | None = None) -> dict[str, Any]:
     pick = (lambda x: x) if k is None else (lambda x: x[k])
     frame = {f"observation.images.{cam}": pick(img) for cam, img in obs["pixels"].items()}
     frame["observation.state"] = np.asarray(pick(obs["agent_pos"]), np.float32).reshape(-1)
@@ -64,6 +74,8 @@ def _frame(obs: dict, k: int | None, action: np.ndarray, reward: float, done: bo
         if f"observation.{key}" in feats:
             frame[f"observation.{key}"] = np.asarray(pick(obs[key]), np.float32).reshape(-1)
     frame["action"] = np.asarray(action, np.float32).reshape(-1)
+    if expert_action is not None:
+        frame[EXPERT_ACTION] = np.asarray(expert_action, np.float32).reshape(-1)
     frame.update({"next.reward": float(reward), "next.done": bool(done), "next.success": bool(success)})
     return frame
 
@@ -104,24 +116,47 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
     try:
         obs_space = env.single_observation_space if num_envs > 1 else env.observation_space
         act_space = env.single_action_space if num_envs > 1 else env.action_space
-        feats = features_for(obs_space, act_space)
+        expert = _expert_of(env)
+        feats = features_for(obs_space, act_space, expert_action=expert is not None)
         fps = _metadata_fps(env)
         writer = LeRobotWriter(out, fps=fps, features=feats, robot_type=env_id, codec=codec, resume=resume)
         if writer.info.get("robot_type") != env_id or writer.fps != fps:
             raise WorldmotError(f"{out}/meta/info.json: recorded from {writer.info.get('robot_type')!r} at "
                                 f"{writer.fps} fps (expected --env {env_id!r} at {fps} fps to resume)")
+        feats = writer.features  # a resumed dataset keeps its own columns
+        label = expert if EXPERT_ACTION in feats else None
         policy = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
         run = _record_vector if num_envs > 1 else _record_single
         start = writer.info["total_episodes"]
         t0 = time.perf_counter()
         with tqdm(total=episodes, initial=min(start, episodes), unit="ep", disable=not progress,
                   desc=f"record {env_id}") as bar:
-            steps = run(env, policy, writer, feats, start, episodes, seed, bar) if start < episodes else 0
+            steps = run(env, policy, writer, feats, label, start, episodes, seed, bar) if start < episodes else 0
         writer.close()
         return RecordResult(out, max(episodes - start, 0), writer.info["total_episodes"], steps,
                             time.perf_counter() - t0)
     finally:
         env.close()
+
+
+def _expert_of(env: Any) -> Callable | None:
+    """The env's scripted expert ``(agent_pos (B,S), environment_state (B,E), tasks) -> (actions (B,A), texts)``,
+    or None where it has none."""
+    from worldmot.envs.experts import make_expert
+    from worldmot.policies.factory import env_attr
+
+    try:
+        name, kwargs = env_attr(env, "expert_spec")
+    except AttributeError:
+        return None
+    return make_expert(name, **kwargs)
+
+
+def _expert_actions(expert: Callable | None, obs: dict, tasks: list[str]) -> np.ndarray | None:
+    """(B, A) the expert's actions from batched observations, or None without an expert."""
+    if expert is None:
+        return None
+    return np.asarray(expert(obs["agent_pos"], obs["environment_state"], tasks)[0], np.float32)
 
 
 def _metadata_fps(env: Any) -> int:
@@ -132,7 +167,7 @@ def _metadata_fps(env: Any) -> int:
     return int(fps)
 
 
-def _record_single(env, policy, writer, feats, start, episodes, seed, bar) -> int:
+def _record_single(env, policy, writer, feats, expert, start, episodes, seed, bar) -> int:
     steps = 0
     for i in range(start, episodes):
         obs, info = env.reset(seed=seed + i)
@@ -142,9 +177,12 @@ def _record_single(env, policy, writer, feats, start, episodes, seed, bar) -> in
         while not done:
             action = policy.act({**obs, "task": task})
             subtask = policy.reasoning or ""
+            one = {k: np.asarray(obs[k])[None] for k in ("agent_pos", "environment_state")}
+            labelled = _expert_actions(expert, one, [task])
             nobs, reward, term, trunc, ninfo = env.step(action)
             done = bool(term or trunc)
-            writer.add_frame(_frame(obs, None, action, reward, done, ninfo["is_success"], feats), task, subtask)
+            writer.add_frame(_frame(obs, None, action, reward, done, ninfo["is_success"], feats,
+                                    None if labelled is None else labelled[0]), task, subtask)
             obs = nobs
             steps += 1
         writer.save_episode()
@@ -153,7 +191,7 @@ def _record_single(env, policy, writer, feats, start, episodes, seed, bar) -> in
     return steps
 
 
-def _record_vector(env, policy, writer, feats, start, episodes, seed, bar) -> int:
+def _record_vector(env, policy, writer, feats, expert, start, episodes, seed, bar) -> int:
     """K workers; worker k runs episode ``running[k]`` (or idles once all are launched). Finished
     episodes wait in writer slots (keyed by episode index) until every earlier one is saved."""
     k_envs = env.num_envs
@@ -179,12 +217,14 @@ def _record_vector(env, policy, writer, feats, start, episodes, seed, bar) -> in
     while next_save < episodes:
         actions = policy.act({**obs, "task": tasks})
         reasoning = policy.reasoning if isinstance(policy.reasoning, list) else [policy.reasoning or ""] * k_envs
+        labelled = _expert_actions(expert, obs, tasks)
         nobs, reward, term, trunc, ninfo = env.step(actions)
         done = np.logical_or(term, trunc)
         for k in range(k_envs):
             if running[k] is None:
                 continue
-            writer.add_frame(_frame(obs, k, actions[k], reward[k], done[k], ninfo["is_success"][k], feats),
+            writer.add_frame(_frame(obs, k, actions[k], reward[k], done[k], ninfo["is_success"][k], feats,
+                                    None if labelled is None else labelled[k]),
                              tasks[k], reasoning[k] or "", slot=running[k])
             steps += 1
             if done[k]:

@@ -66,7 +66,9 @@ class WindowDataset(Dataset):
     (n_steps, state_dim), actions float32 (n_steps, chunk, action_dim), action_is_pad bool (n_steps, chunk),
     instruction str, subtasks list[str] (n_steps), progress float32 (n_steps,), success bool (n_steps,),
     episode_index int, frame_index int (t0); keypoints float32 (n_steps, 2N) where the dataset has
-    ``keypoint_key`` (image (u, v) in [0, 1] of the N objects the instruction names). Padded positions
+    ``keypoint_key`` (image (u, v) in [0, 1] of the N objects the instruction names); expert_actions float32
+    (n_steps, chunk, action_dim) where the dataset has ``expert_action_key`` (what the scripted expert would
+    have done at each step, beside the executed actions: the AR policy's targets). Padded positions
     repeat the episode's last row (as LeRobot).
     Actions are raw unless ``normalize_actions``: then q01..q99 of stats.json map to [-1, 1] (values outside
     stay outside). The world model bins raw actions itself with the same q01/q99 (ActionTokenizer).
@@ -76,7 +78,7 @@ class WindowDataset(Dataset):
                  chunk: int = 4, episodes: list[int] | None = None, stride: int = 1,
                  state_key: str = "observation.state", action_key: str = "action",
                  reward_key: str = "next.reward", success_key: str = "next.success", normalize_actions: bool = False,
-                 keypoint_key: str = "observation.keypoints"):
+                 keypoint_key: str = "observation.keypoints", expert_action_key: str = "expert_action"):
         self.reader = reader if isinstance(reader, LeRobotDatasetReader) else LeRobotDatasetReader(reader)
         r = self.reader
         if not r.camera_keys:
@@ -98,7 +100,9 @@ class WindowDataset(Dataset):
         self.success_key = success_key if success_key in r.features else None
         self.subtask_key = "subtask_index" if "subtask_index" in r.features and r.subtasks else None
         self.keypoint_key = keypoint_key if keypoint_key in r.features else None
-        keys += [k for k in (self.reward_key, self.success_key, self.subtask_key, self.keypoint_key) if k]
+        self.expert_action_key = expert_action_key if expert_action_key in r.features else None
+        keys += [k for k in (self.reward_key, self.success_key, self.subtask_key, self.keypoint_key,
+                             self.expert_action_key) if k]
         self._cols: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for e in self.episode_ids:
             table = r.episode_table(e, keys)
@@ -148,14 +152,18 @@ class WindowDataset(Dataset):
             subtasks = [""] * self.n_steps
         unique_f, inverse = np.unique(f, return_inverse=True)
         frames = self.reader.episode_frames(ep, self.camera, unique_f)[inverse]
-        extra = ({"keypoints": torch.from_numpy(np.asarray(col[self.keypoint_key][f], dtype=np.float32))}
-                 if self.keypoint_key else {})
+        rows = np.minimum(act_idx, length - 1)
+        extra = {}
+        if self.keypoint_key:
+            extra["keypoints"] = torch.from_numpy(np.asarray(col[self.keypoint_key][f], dtype=np.float32))
+        if self.expert_action_key:
+            extra["expert_actions"] = self._actions(col[self.expert_action_key][rows])
         return {
             **extra,
             "frames": torch.from_numpy(frames),
             "frame_is_pad": torch.from_numpy(frame_is_pad),
             "states": torch.from_numpy(np.asarray(col[self.state_key][f], dtype=np.float32)),
-            "actions": self._actions(col[self.action_key][np.minimum(act_idx, length - 1)]),
+            "actions": self._actions(col[self.action_key][rows]),
             "action_is_pad": torch.from_numpy(action_is_pad),
             "instruction": self.reader.tasks[int(col["task_index"][t0])],
             "subtasks": subtasks,

@@ -73,10 +73,11 @@ def _fitted_model(env, model):
     return model
 
 
-def _model(env, model=None, seed: int | None = None, temperature: float = 0.0, **_ignored) -> Policy:
+def _model(env, model=None, seed: int | None = None, temperature: float = 0.0, reason: bool = False,
+           **_ignored) -> Policy:
     from worldmot.policies.model import ModelPolicy
 
-    return ModelPolicy(_fitted_model(env, model), temperature=temperature, seed=seed or 0)
+    return ModelPolicy(_fitted_model(env, model), temperature=temperature, reason=reason, seed=seed or 0)
 
 
 def _planner(env, model=None, plan=None, seed: int | None = None, trace: bool = False, **_ignored) -> Policy:

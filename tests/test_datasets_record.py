@@ -1,12 +1,15 @@
 """``worldmot record`` on the built-in Reach task: single and vector envs, seeds, resume, errors."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from worldmot.cli import main as cli_main
 from worldmot.datasets.reader import LeRobotDatasetReader
-from worldmot.datasets.record import record
+from worldmot.datasets.record import EXPERT_ACTION, record
 from worldmot.errors import WorldmotError
 
 ENV = "worldmot/Reach-v0"
@@ -104,3 +107,33 @@ def test_killed_worldmot_record_with_workers_loads_and_resumes(tmp_path):
     assert cli_main(["record", "--env", ENV, "--episodes", str(total), "--out", str(out), "--seed", "3",
                      "--image-size", "32", "--resume"]) == 0
     assert LeRobotDatasetReader(out).num_episodes == total
+
+
+@pytest.mark.parametrize("policy, kwargs", [("scripted", {"action_noise": 0.5}), ("random", {})])
+def test_every_step_records_what_the_expert_would_do(tmp_path, policy, kwargs):
+    """expert_action is the scripted expert's action from the recorded observation, whichever policy acted:
+    under exploration noise or a random policy it differs from the executed action."""
+    from worldmot.envs.experts import ReachExpert
+
+    record(ENV, policy, 2, tmp_path / "ds", seed=3, image_size=32, progress=False, policy_kwargs=kwargs)
+    r = LeRobotDatasetReader(tmp_path / "ds")
+    assert r.features["expert_action"]["shape"] == r.features["action"]["shape"]
+    t = r.episode_table(0)
+    tasks = [r.tasks[int(i)] for i in t["task_index"]]
+    expected, _ = ReachExpert()(t["observation.state"], t["observation.environment_state"], tasks)
+    np.testing.assert_allclose(t["expert_action"], expected, atol=1e-6)
+    assert np.abs(t["expert_action"] - t["action"]).max() > 0.1
+
+
+def test_resuming_a_dataset_without_expert_actions_keeps_its_columns(tmp_path):
+    record(ENV, "scripted", 1, tmp_path / "ds", seed=3, image_size=32, progress=False)
+    info = tmp_path / "ds" / "meta" / "info.json"
+    meta = json.loads(info.read_text())
+    del meta["features"][EXPERT_ACTION]  # as recorded before the column existed
+    info.write_text(json.dumps(meta))
+    for f in (tmp_path / "ds" / "data").rglob("*.parquet"):
+        pq.write_table(pq.read_table(f).drop_columns([EXPERT_ACTION]), f)
+    record(ENV, "scripted", 2, tmp_path / "ds", seed=3, image_size=32, progress=False, resume=True)
+    r = LeRobotDatasetReader(tmp_path / "ds")
+    assert r.num_episodes == 2 and EXPERT_ACTION not in r.features
+    assert EXPERT_ACTION not in r.episode_table(1)

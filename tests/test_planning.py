@@ -236,6 +236,25 @@ def test_model_policy_plays_out_a_chunk_then_decides_again():
     np.testing.assert_allclose(a, actions[0][0], atol=1e-6)  # batched and single decide alike (greedy)
 
 
+def test_model_policy_acts_on_an_empty_reasoning_unless_asked_to_reason():
+    """By default the chunk follows an empty reasoning (as the planner's proposals): the same greedy actions
+    as imagination's write_step without reasoning, and no text; with reason=True the text comes first."""
+    model = model_with_state()
+    obs = observation(2)
+    quiet = ModelPolicy(model)
+    quiet.reset(seed=0)
+    actions = quiet.act(obs)
+    assert quiet.reasoning is None
+    im = imagination.start(model, list(obs["task"]), model.tokenize_frames(obs["pixels"]["top"]),
+                           torch.as_tensor(obs["agent_pos"]).float(), horizon=1)
+    expected, _ = imagination.write_step(im, None, reason=False)
+    np.testing.assert_allclose(actions, expected[:, 0].numpy(), atol=1e-6)
+    talking = ModelPolicy(model, reason=True)
+    talking.reset(seed=0)
+    talking.act(obs)
+    assert isinstance(talking.reasoning, list) and len(talking.reasoning) == 2
+
+
 def test_planner_policy_records_its_planning_time():
     model = model_with_state()
     policy = PlannerPolicy(model, PlannerConfig(candidates=4, elites=2, iterations=1), -np.ones(2), np.ones(2))
@@ -290,6 +309,7 @@ def test_eval_with_a_model_that_does_not_fit_the_env_fails_in_one_line(tmp_path)
     (["--env", "worldmot/Nope-v0", "--policy", "random"], "unknown Gymnasium id"),
     (["--env", "worldmot/Reach-v0", "--policy", "model"], "needs --checkpoint"),
     (["--env", "worldmot/Reach-v0", "--policy", "random", "candidates=4"], "for --policy planner only"),
+    (["--env", "worldmot/Reach-v0", "--policy", "scripted", "--reason"], "for --policy model only"),
 ])
 def test_eval_bad_input_is_a_one_line_error(tmp_path, args, message):
     res = run_eval(*args, "--episodes", "1", "--out", str(tmp_path / "ev"))

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_fixtures import make_batch, make_model, make_windows, small_config
+from model_fixtures import full_inputs, make_batch, make_model, make_windows, small_config
 from worldmot.sequence import FRAME, ROLE_NOISY, attention_mask, keypoint_cells, pack_windows
 from worldmot.tokenizers.frames import _patchify
 
@@ -159,6 +159,22 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
     assert head.motion[-1].weight.grad.abs().sum() > 0 and head.placement[-1].weight.grad.abs().sum() > 0
 
 
+def test_each_boa_learns_where_the_objects_are_on_its_frame():
+    """model.lambda_keypoint_boa adds the (u, v) read-out at each step's [BOA], the position that predicts the
+    chunk's first action bin, against that step's frame's keypoints (the padded frame not counted)."""
+    model = make_model(small_config(keypoints=1))
+    batch = one_keypoint_batch(model)
+    without = model(batch, generator=torch.Generator().manual_seed(0))["kp"]
+    model.cfg.lambda_keypoint_boa = 0.5
+    with_boa = model(batch, generator=torch.Generator().manual_seed(0))["kp"]
+    lay = batch.layout
+    h, _ = model.run(lay.segment(0, lay.length), full_inputs(batch))  # clean positions never see noisy frames
+    read = model.read_objects(h[:, torch.as_tensor(lay.actions[:, 0] - 1)])  # (B, K, 1, 2)
+    uv, valid = batch.keypoints.view(2, 3, 1, 2), batch.keypoint_cells >= 0
+    expected = 0.5 * 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
+    assert float(with_boa - without) == pytest.approx(float(expected), rel=1e-4)
+
+
 def ahead_model_and_context(keypoints: int = 2):
     """A randomised model with the keypoints-ahead head, and two first frames' tokens and states."""
     cfg = small_config(keypoints=keypoints)
@@ -238,3 +254,28 @@ def test_objects_are_located_at_the_likeliest_patch_plus_its_offset():
     hidden[13, 4:6] = torch.tensor([-2.0, 0.0])
     uv = model.locate_objects(hidden[None])[0]
     torch.testing.assert_close(uv, torch.tensor([[(2 + 0.75) / 4, (1 + 0.25) / 4], [(1 + 0.0) / 4, (3 + 0.5) / 4]]))
+
+
+def test_expert_actions_are_taught_while_the_executed_actions_condition_the_frames():
+    """Windows with "expert_actions": the action tokens the model reads stay the executed ones (the frames
+    follow them), the CE targets become the expert's bins; the frame loss is unchanged, the CE is not."""
+    model = make_model()
+    cfg = model.cfg.sequence
+    windows, frames, states = make_windows(model.cfg, B=2)
+    relabelled = [{**w, "expert_actions": -w["actions"]} for w in windows]
+    pack = lambda ws: pack_windows(ws, cfg=cfg, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                                   action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames),
+                                   states=torch.as_tensor(states))
+    plain, taught = pack(windows), pack(relabelled)
+    acts = plain.layout.actions.reshape(-1)
+    assert torch.equal(plain.target_ids, plain.token_ids) and torch.equal(taught.token_ids, plain.token_ids)
+    expert_bins = model.action_tokenizer.encode(torch.as_tensor(np.stack([w["expert_actions"] for w in relabelled])))
+    assert torch.equal(taught.target_ids[:, acts] - model.vocab.action_offset, expert_bins.reshape(2, -1))
+    others = np.setdiff1d(np.arange(plain.layout.length), acts)
+    assert torch.equal(taught.target_ids[:, others], plain.token_ids[:, others])
+    t, noise = model.sample_noise(2, cfg.n_steps, torch.Generator().manual_seed(0))
+    a, b = model(plain, t=t, noise=noise), model(taught, t=t, noise=noise)
+    assert torch.equal(a["fm"], b["fm"]) and torch.equal(a["st"], b["st"])
+    assert not torch.allclose(a["ce"], b["ce"])
+    _, target = model.token_predictions(taught)["action"]
+    assert torch.equal(target, taught.target_ids[:, acts].reshape(-1))

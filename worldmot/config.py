@@ -74,6 +74,9 @@ class ModelConfig:
     # the truth, standing still 4.1 px); with this head at 10 (2000 steps) the best of 9 actions is in the
     # true top 2 in 53 of 60 scenes (BENCHMARKS.md, "Reacher-v5")
     lambda_keypoint_ahead: float = 0.0
+    # weight of the same (u, v) read-out at each step's [BOA], the position that predicts the chunk's first
+    # action bin: the objects gathered where the AR policy writes its action
+    lambda_keypoint_boa: float = 0.0
     ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
     # by sqrt(head_dim) and no token learned to single out the marked patch in 500 steps; use 2 with keypoints

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(goal), or when its <success> token passes 0.5 (token)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs "
                         "(auto: CUDA where available; planning on CUDA uses bf16 autocast)")
+    parser.add_argument("--reason", action="store_true", help="--policy model: write its reasoning before each "
+                        "chunk's actions (off: the actions follow an empty reasoning, as the planner's proposals do)")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
     parser.add_argument("--plan-config", default=None, help="planner settings (YAML; default: the built-in "
                         "configs/plan/default.yaml)")
@@ -39,6 +41,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.num_envs < 1:
         raise WorldmotError(f"--episodes {args.episodes} --num-envs {args.num_envs}: expected positive numbers")
+    if args.reason and args.policy != "model":
+        raise WorldmotError(f"--reason: for --policy model only (got --policy {args.policy})")
     if args.overrides and args.policy != "planner":
         raise WorldmotError(f"{' '.join(args.overrides)}: key=value settings are for --policy planner only")
     model, plan = None, None
@@ -58,6 +62,6 @@ def main(args: argparse.Namespace) -> int:
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
                     rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model,
-                    judge=args.judge)
+                    judge=args.judge, reason=args.reason)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

@@ -245,14 +245,17 @@ class PackedBatch:
     states: torch.Tensor  # (B, K, Ds) normalised proprioceptive state
     state_dropped: torch.Tensor  # (B, K) bool: use the learned "no state" embedding
     target_mask: torch.Tensor  # (B, S) bool: CE targets (reasoning incl. <eor>, action bins, progress)
+    # (B, S) int64: what each CE target position is taught; token_ids, except that the action bins are the
+    # expert's where the windows carry "expert_actions" (the inputs stay the executed actions)
+    target_ids: torch.Tensor
     frame_valid: torch.Tensor  # (B, K) bool: f_k is a real frame (not padding past the episode end)
     keypoint_cells: torch.Tensor  # (B, K, N) int64: the patch holding each named object in f_k; -1: unknown
     keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each keypoint in f_k (valid where cell >= 0)
 
     def to(self, device: torch.device | str) -> "PackedBatch":
         return PackedBatch(self.layout, *(getattr(self, n).to(device) for n in
-                                          ("token_ids", "frames", "states", "state_dropped", "target_mask", "frame_valid",
-                                           "keypoint_cells", "keypoints")))
+                                          ("token_ids", "frames", "states", "state_dropped", "target_mask", "target_ids",
+                                           "frame_valid", "keypoint_cells", "keypoints")))
 
     @property
     def batch_size(self) -> int:
@@ -309,6 +312,10 @@ def pack_windows(
     action_pad = np.asarray(w.get("action_is_pad", np.zeros(actions.shape[:3], bool)), bool).reshape(B, K, -1)
     action_valid = np.repeat(~action_pad, actions.shape[-1], axis=-1).reshape(B, -1)
     target[:, layout.actions.reshape(-1)] = action_valid
+    target_ids = ids.copy()
+    if "expert_actions" in w:
+        expert = action_tokenizer.encode(torch.as_tensor(np.asarray(w["expert_actions"]), dtype=torch.float32))
+        target_ids[:, layout.actions.reshape(-1)] = expert.numpy().reshape(B, -1) + vocab.action_offset
 
     frame_valid = ~np.asarray(w.get("frame_is_pad", np.zeros((B, K), bool)), bool)
     target[:, layout.progress] &= frame_valid
@@ -327,6 +334,7 @@ def pack_windows(
         states=states.float(),
         state_dropped=torch.from_numpy(drop_s.copy()),
         target_mask=torch.from_numpy(target),
+        target_ids=torch.from_numpy(target_ids),
         frame_valid=torch.from_numpy(frame_valid.copy()),
         keypoint_cells=torch.from_numpy(np.ascontiguousarray(cells)),
         keypoints=torch.from_numpy(np.ascontiguousarray(uv)),

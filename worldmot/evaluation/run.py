@@ -19,11 +19,12 @@ from worldmot.planning import PlannerConfig
 def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | None = None,
              plan: PlannerConfig | None = None, episodes: int = 50, seed: int = 100_000, num_envs: int = 10,
              held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None,
-             in_model: bool = False, judge: str = "goal") -> dict:
+             in_model: bool = False, judge: str = "goal", reason: bool = False) -> dict:
     """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info.
 
     ``in_model``: in the world model's imagination instead of the simulator (the same seeded starts; see
-    in_model.py); ``model`` is then the world model every policy runs in, and ``judge`` how it judges success."""
+    in_model.py); ``model`` is then the world model every policy runs in, and ``judge`` how it judges success.
+    ``reason``: the model policy writes its reasoning before its actions (ModelPolicy)."""
     from worldmot.policies import make_policy
 
     if in_model and model is None:
@@ -37,7 +38,7 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
 
         env = ImaginedVectorEnv(model, env, max_steps=gym.spec(env_id).max_episode_steps or 100, judge=judge)
     try:
-        policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd)
+        policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd, reason=reason)
         # the goal image is in the recording whatever the cost; a planner with cost=goal also plans toward it
         result = evaluate_in_simulator(env, env_id, policy, policy_name, episodes, seed,
                                        goal_frame=rrd or (plan is not None and plan.cost == "goal"),
@@ -45,7 +46,8 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
         fps = int(env.metadata.get("render_fps", 10) or 10)
     finally:
         env.close()
-    extra = {**(extra or {}), "seed": seed, "in_model": in_model, **({"judge": judge} if in_model else {})}
+    extra = {**(extra or {}), "seed": seed, "in_model": in_model, **({"judge": judge} if in_model else {}),
+             **({"reason": reason} if policy_name == "model" else {})}
     if plan is not None and policy_name == "planner":
         extra["plan"] = asdict(plan)
     stride = model.cfg.sequence.chunk if model is not None else 1

@@ -312,10 +312,10 @@ class WorldModel(nn.Module):
         tgt = torch.as_tensor(targets, device=dev)
         mask = batch.target_mask[:, tgt]
         logits = self.lm_head(h[:, tgt - 1][mask])
-        per_token = F.cross_entropy(logits.float(), batch.token_ids[:, tgt][mask], reduction="none")
+        per_token = F.cross_entropy(logits.float(), batch.target_ids[:, tgt][mask], reduction="none")
         kind = torch.as_tensor(kinds, device=dev).expand(B, -1)[mask]
         src = torch.as_tensor(sources, device=dev)
-        repeats = (src >= 0) & (batch.token_ids[:, tgt] == batch.token_ids[:, src.clamp(min=0)])
+        repeats = (src >= 0) & (batch.target_ids[:, tgt] == batch.target_ids[:, src.clamp(min=0)])
         weight = torch.where(repeats, self.cfg.ce_repeat_weight, 1.0)[mask]
         # each kind (reasoning, action, progress) a weighted mean over its own tokens, then the kinds averaged:
         # reasoning has ~10x more tokens than actions and ~30x more than progress, which the planner reads
@@ -406,6 +406,9 @@ class WorldModel(nn.Module):
         loss = self._patch_keypoint_loss(h[:, torch.as_tensor(layout.frames, device=h.device)], cells, uv)
         read = self.read_objects(h[:, torch.as_tensor(layout.states - 1, device=h.device)])  # (B, K, N, 2)
         loss = loss + 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
+        if self.cfg.lambda_keypoint_boa > 0:
+            boa = self.read_objects(h[:, torch.as_tensor(layout.actions[:, 0] - 1, device=h.device)])
+            loss = loss + self.cfg.lambda_keypoint_boa * 10 * ((boa - uv) ** 2).sum(-1)[valid].mean()
         both = valid[:, 1:] & valid[:, :-1]
         if self.ahead_head is not None and bool(both.any()):
             known = ~batch.state_dropped
@@ -431,7 +434,7 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Teacher-forced argmax predictions of the AR targets, by kind: {reasoning, action, progress} ->
-        (predicted ids, target ids), each (n,) over the valid targets. Noisy frames are pure noise here
+        (predicted ids, target ids (``batch.target_ids``)), each (n,) over the valid targets. Noisy frames are pure noise here
         (nothing else sees them, so they cannot change these predictions)."""
         layout, dev = batch.layout, self.device
         batch = batch.to(dev)
@@ -451,7 +454,7 @@ class WorldModel(nn.Module):
             mask = batch.target_mask[:, pos]
             allowed = ranges[kind].to(dev)
             pred = allowed[self.lm_head(h[:, pos - 1])[..., allowed].argmax(-1)]
-            out[kind] = (pred[mask], batch.token_ids[:, pos][mask])
+            out[kind] = (pred[mask], batch.target_ids[:, pos][mask])
         return out
 
 

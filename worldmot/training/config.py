@@ -15,6 +15,10 @@ class DataConfig:
     # image (u, v) of the objects the instruction names, if the dataset has it: the model is taught to find
     # them in each frame (ModelConfig.lambda_keypoint); absent: no such loss
     keypoint_key: str = "observation.keypoints"
+    # what the AR action tokens learn, where the dataset records it: the scripted expert's action at each step
+    # (worldmot record writes it beside the executed action, also under exploration noise or a random policy);
+    # the executed actions still condition the frames. Empty, or absent from the dataset: the executed action
+    expert_action_key: str = "expert_action"
     val_fraction: float = 0.1  # held-out episodes for validation
     num_workers: int = 2
     stride: int = 1  # window start every `stride` env steps

@@ -127,6 +127,17 @@ def resolve_keypoints(reader: LeRobotDatasetReader, cfg: TrainConfig, announce: 
     cfg.model.lambda_keypoint = 0.0
 
 
+def resolve_expert_actions(reader: LeRobotDatasetReader, cfg: TrainConfig) -> None:
+    """data.expert_action_key applies where the dataset has it; a key other than the default that is absent
+    is a one-line error, the default absent means the AR actions learn the executed actions."""
+    key = cfg.data.expert_action_key
+    if key and key not in reader.features:
+        if key != DataConfig.expert_action_key:
+            raise WorldmotError(f"{reader.root}/meta/info.json: no feature {key!r} (data.expert_action_key; "
+                                f"empty: learn the executed actions)")
+        cfg.data.expert_action_key = ""
+
+
 def keypoint_key(cfg: TrainConfig) -> str:
     """The keypoint feature the run trains on ("" when model.lambda_keypoint is 0); after resolve_keypoints."""
     return cfg.data.keypoint_key if cfg.model.lambda_keypoint > 0 else ""
@@ -250,10 +261,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     dataset_dims(reader, cfg)  # a dataset without the features fails before anything is built
     resolve_keypoints(reader, cfg, announce=proc.main)
+    resolve_expert_actions(reader, cfg)
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
     kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
-              keypoint_key=keypoint_key(cfg))
+              keypoint_key=keypoint_key(cfg), expert_action_key=cfg.data.expert_action_key)
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, reader, train_set).to(proc.device)

@@ -41,7 +41,8 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     Open loop: from f_0 and the instruction, imagine f_1..f_H with the true actions, compare f_k (k in
     horizons) with the truth, beside copying f_0. Tokens: teacher-forced argmax accuracy of reasoning,
     action and progress tokens on the first n_steps (the training window), and the action error after
-    de-tokenising (mean |a_pred - a_true| in action units) beside a constant action's error. Action
+    de-tokenising (mean |a_pred - a_true| in action units) beside a constant action's error; a_true is the
+    expert's action where the dataset records it (what the AR path is taught), else the executed one. Action
     conditioning: next-frame PSNR with another window's actions (``psnr_1_wrong_actions``). Closed loop:
     :func:`closed_loop_metrics`.
     ``samples``, a list, receives (true, predicted) frames (N, len(horizons), 3, S, S) in [-1, 1] for viewing.
@@ -87,7 +88,7 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     pred, target = preds["action"]
     if len(target):
         mask = batch.target_mask[:, torch.as_tensor(batch.layout.actions.reshape(-1))]
-        true = short["actions"].reshape(B, -1)[mask]
+        true = _taught_actions(short).reshape(B, -1)[mask]
         bins = (pred.cpu() - model.vocab.action_offset).reshape(-1, 1).expand(-1, seq.action_dim)
         dims = torch.arange(len(true)) % seq.action_dim
         decoded = model.action_tokenizer.decode(bins)[torch.arange(len(true)), dims]
@@ -108,6 +109,11 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
         samples.append((truth[:, ks].cpu(), torch.stack([model.detokenize_frames(imagined[:, k - 1]) for k in ks], 1).cpu()))
     model.train(was_training)
     return out
+
+
+def _taught_actions(windows: dict) -> torch.Tensor:
+    """(B, K, C, A) the actions the AR path is taught: the expert's where the windows have them, else the executed."""
+    return windows["expert_actions"] if "expert_actions" in windows else windows["actions"]
 
 
 def _training_window(model: WorldModel, windows: dict, frames: torch.Tensor) -> tuple[dict, PackedBatch]:
@@ -181,7 +187,7 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     im = imagination.start(model, windows["instruction"], frames, windows["states"][:, 0].float(), horizon=1)
     progress = im.progress().cpu()
     decoded, texts = imagination.write_step(im, None, reason=True)
-    true = windows["actions"][:, 0].float()  # (B, C, A)
+    true = _taught_actions(windows)[:, 0].float()  # (B, C, A)
     ok = ~windows["action_is_pad"][:, 0].reshape(true.shape[0], -1).any(-1)
     out = {}
     if bool(ok.any()):
