@@ -184,8 +184,8 @@ def test_viz_dataset_cli_on_a_recorded_reach_dataset(tmp_path, capsys, monkeypat
     ds, r = LeRobotDatasetReader(tmp_path / "reach"), Recording(out)
     n = ds.episode(1).length
     assert {e: r.rows(e) for e in r.entities()} == {
-        **{f"episode_001/{e}": n for e in ("cameras/top", "state", "environment_state", "keypoints", "action", "reward",
-                                            "done", "success")},
+        **{f"episode_001/{e}": n for e in ("cameras/top", "state", "environment_state", "keypoints", "action",
+                                            "expert_action", "reward", "done", "success")},
         "episode_001/instruction": 1,
         "episode_001/subtask": len({s for s in ds.episode_table(1)["subtask_index"]}),
     }
