@@ -126,6 +126,12 @@ def test_keypoint_loss_on_a_named_feature_the_dataset_lacks_is_a_one_line_error(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_expert_actions_under_a_named_feature_the_dataset_lacks_is_a_one_line_error(dataset, tmp_path):
+    with pytest.raises(WorldmotError, match=r"no feature 'teacher\.action' \(data\.expert_action_key"):
+        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "data.expert_action_key=teacher.action")))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_dataset_without_keypoints_trains_without_the_keypoint_loss(dataset, tmp_path, capsys):
     run = tmp_path / "run"
     train(parse(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5")))
