@@ -110,13 +110,15 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
         raise WorldmotError(f"--out {out}: exists and is not empty (expected a new folder, or --resume)")
     if num_envs < 1 or episodes < 1:
         raise WorldmotError(f"--episodes {episodes} --num-envs {num_envs} (expected both >= 1)")
+    from worldmot.policies.factory import expert_of
+
     if make_policy is None:
         from worldmot.policies.factory import make_policy
     env = make_env(env_id, num_envs, image_size)
     try:
         obs_space = env.single_observation_space if num_envs > 1 else env.observation_space
         act_space = env.single_action_space if num_envs > 1 else env.action_space
-        expert = _expert_of(env)
+        expert = expert_of(env)
         feats = features_for(obs_space, act_space, expert_action=expert is not None)
         fps = _metadata_fps(env)
         writer = LeRobotWriter(out, fps=fps, features=feats, robot_type=env_id, codec=codec, resume=resume)
@@ -137,19 +139,6 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
                             time.perf_counter() - t0)
     finally:
         env.close()
-
-
-def _expert_of(env: Any) -> Callable | None:
-    """The env's scripted expert ``(agent_pos (B,S), environment_state (B,E), tasks) -> (actions (B,A), texts)``,
-    or None where it has none."""
-    from worldmot.envs.experts import make_expert
-    from worldmot.policies.factory import env_attr
-
-    try:
-        name, kwargs = env_attr(env, "expert_spec")
-    except AttributeError:
-        return None
-    return make_expert(name, **kwargs)
 
 
 def _expert_actions(expert: Callable | None, obs: dict, tasks: list[str]) -> np.ndarray | None:
@@ -177,8 +166,8 @@ def _record_single(env, policy, writer, feats, expert, start, episodes, seed, ba
         while not done:
             action = policy.act({**obs, "task": task})
             subtask = policy.reasoning or ""
-            one = {k: np.asarray(obs[k])[None] for k in ("agent_pos", "environment_state")}
-            labelled = _expert_actions(expert, one, [task])
+            labelled = _expert_actions(expert, {k: np.asarray(obs[k])[None] for k in ("agent_pos", "environment_state")},
+                                       [task]) if expert else None
             nobs, reward, term, trunc, ninfo = env.step(action)
             done = bool(term or trunc)
             writer.add_frame(_frame(obs, None, action, reward, done, ninfo["is_success"], feats,

@@ -45,16 +45,25 @@ def _random(env, seed: int | None = None, **_ignored) -> Policy:
     return RandomPolicy(single_action_space(env), seed=seed)
 
 
-def _scripted(env, action_noise: float = 0.0, noise_duty: float = 1.0, seed: int | None = None, **_ignored) -> Policy:
+def expert_of(env: gym.Env | gym.vector.VectorEnv) -> Callable | None:
+    """The env's scripted expert ``(agent_pos (B,S), environment_state (B,E), tasks) -> (actions (B,A), texts)``
+    (its ``expert_spec``), or None where it has none."""
     from worldmot.envs.experts import make_expert
-    from worldmot.policies.scripted import ScriptedPolicy
 
     try:
-        expert_name, expert_kwargs = env_attr(env, "expert_spec")
+        name, kwargs = env_attr(env, "expert_spec")
     except AttributeError:
-        raise WorldmotError("policy 'scripted': this env has no scripted expert (no expert_spec attribute)") from None
-    return ScriptedPolicy(make_expert(expert_name, **expert_kwargs), action_noise=action_noise,
-                          noise_duty=noise_duty, seed=seed)
+        return None
+    return make_expert(name, **kwargs)
+
+
+def _scripted(env, action_noise: float = 0.0, noise_duty: float = 1.0, seed: int | None = None, **_ignored) -> Policy:
+    from worldmot.policies.scripted import ScriptedPolicy
+
+    expert = expert_of(env)
+    if expert is None:
+        raise WorldmotError("policy 'scripted': this env has no scripted expert (no expert_spec attribute)")
+    return ScriptedPolicy(expert, action_noise=action_noise, noise_duty=noise_duty, seed=seed)
 
 
 register_policy("random", _random)

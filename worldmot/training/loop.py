@@ -133,8 +133,8 @@ def resolve_expert_actions(reader: LeRobotDatasetReader, cfg: TrainConfig) -> No
     key = cfg.data.expert_action_key
     if key and key not in reader.features:
         if key != DataConfig.expert_action_key:
-            raise WorldmotError(f"{reader.root}/meta/info.json: no feature {key!r} (data.expert_action_key; "
-                                f"empty: learn the executed actions)")
+            raise WorldmotError(f"{reader.root}/meta/info.json: no feature {key!r} (data.expert_action_key: name a "
+                                f"feature of the dataset, or set it to '' to learn the executed actions)")
         cfg.data.expert_action_key = ""
 
 
