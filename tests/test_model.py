@@ -161,9 +161,10 @@ def test_mot_forward_equals_token_by_token_reference(experts):
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
 
 
-def test_compiled_blocks_compute_the_same_loss_and_gradients():
-    """``compile=true`` swaps in torch.compile'd block functions: one graph each (fullgraph: a graph break
-    would fall back to eager for the rest of the block), and the same numbers. The eager backend traces
+@pytest.mark.parametrize("scope", ["layer", "blocks"])
+def test_compiled_trunk_computes_the_same_loss_and_gradients(scope):
+    """``compile=true`` swaps in a torch.compile'd layer (or block functions): one graph each (fullgraph:
+    a graph break would fall back to eager for the rest), and the same numbers. The eager backend traces
     with dynamo without needing a C++ compiler."""
     model = make_model(small_config(FULL))
     with torch.no_grad():
@@ -180,7 +181,7 @@ def test_compiled_blocks_compute_the_same_loss_and_gradients():
 
     want, want_grads = loss_and_grads()
     torch._dynamo.reset()
-    model.trunk.compile_blocks(backend="eager", fullgraph=True)
+    model.trunk.compile(scope, backend="eager", fullgraph=True)
     got, got_grads = loss_and_grads()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for g, w in zip(got_grads, want_grads):

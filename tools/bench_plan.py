@@ -48,14 +48,14 @@ def main() -> None:
     p.add_argument("--plan", default="default", help="a planner config in configs/plan/")
     p.add_argument("--keypoints", type=int, default=0, help="a fresh model's keypoints (the objects plan needs them)")
     p.add_argument("--profile", action="store_true", help="also print the ops that take the most time")
-    p.add_argument("--compile", action="store_true", help="torch.compile the trunk's blocks (MoTTrunk.compile_blocks)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the trunk's blocks (MoTTrunk.compile)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_or_build(args.checkpoint, args.model, args.device, args.keypoints)
     if args.compile:
-        model.trunk.compile_blocks(dynamic=True)
+        model.trunk.compile("blocks", dynamic=True)
     plan = load_config(PlannerConfig, [CONFIGS / "plan" / f"{args.plan}.yaml"], args.overrides)
     seq = model.cfg.sequence
     rng = np.random.default_rng(0)

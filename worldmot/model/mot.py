@@ -46,6 +46,7 @@ class RoutingPlan:
     block: torch.Tensor  # (n,) block ids in permuted order (for masks against a cache)
     noisy: torch.Tensor  # (n,) bool, permuted
     mask: torch.Tensor  # (n, n) bool, permuted
+    has_noisy: bool  # known on the host: asking the device would stall every call until the GPU catches up
 
 
 def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], device: torch.device) -> RoutingPlan:
@@ -72,6 +73,7 @@ def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], d
         block=block,
         noisy=noisy_t,
         mask=attention_mask(block, noisy_t, block, noisy_t),
+        has_noisy=bool(noisy.any()),
     )
 
 
@@ -205,14 +207,23 @@ class MoTTrunk(nn.Module):
         self.width = width
         self._plans: dict[tuple, RoutingPlan] = {}
         self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
+        self._run_layer = self.run_layer
 
-    def compile_blocks(self, **options) -> None:
-        """torch.compile the per-expert work of a block (norms, modulation, QKV, QK-norm; output projection,
-        gates, MLP), where the elementwise ops that leave a GPU idle live. Regional: every expert of every
-        layer runs the same two compiled functions (parameters are inputs; a graph per shape, not per expert and
-        layer), and the loss's data-dependent masking stays eager instead of breaking the graph."""
-        self._qkv_of = torch.compile(ExpertBlock.qkv_of, **options)
-        self._finish = torch.compile(ExpertBlock.finish, **options)
+    def compile(self, scope: str = "layer", **options) -> None:
+        """torch.compile the trunk for training. Regional, so that a graph is traced once and every layer (or
+        block) runs it (parameters are inputs: a graph per shape, not per layer). scope "layer": a layer with
+        all its experts (:meth:`run_layer`), so the experts' concatenations around attention and the
+        elementwise work around the matmuls fuse. "blocks": each expert block's work before and after
+        attention (norms, modulation, QKV, QK-norm; output projection, gates, MLP). The loss's data-dependent
+        masking stays eager either way: it broke a whole-model graph, which recompiled until it gave up
+        (BENCHMARKS.md)."""
+        if scope == "layer":
+            self._run_layer = torch.compile(self.run_layer, **options)
+        elif scope == "blocks":
+            self._qkv_of = torch.compile(ExpertBlock.qkv_of, **options)
+            self._finish = torch.compile(ExpertBlock.finish, **options)
+        else:
+            raise ValueError(f"compile scope {scope!r}: expected 'layer' or 'blocks'")
 
     def initialize(self) -> None:
         """adaLN-zero for noisy frames: their residual branches and final modulation start at zero (DiT)."""
@@ -247,6 +258,50 @@ class MoTTrunk(nn.Module):
         assert noisy is not None, "noisy tokens need their diffusion time"
         return Modulation(ada(noisy).chunk(k, dim=-1), sl.first_noisy - sl.start, sl.noisy_frame)
 
+    def run_layers(self, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: torch.Tensor,
+                   past_kv: tuple[list[torch.Tensor], list[torch.Tensor]] | None, append: bool,
+                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer and the final norms. x (B, n, D) in segment order; mask (n, L + n) with the cache's L keys
+        first; past_kv: the cache's per-layer keys and values (B or 1, H, L, dh). Returns hidden states
+        (B, n, D) in segment order, and the segment's per-layer keys and values (B, H, n, dh) in
+        expert-contiguous order (empty unless append)."""
+        x = x[:, plan.perm]
+        noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.layers):
+            past = None if past_kv is None else (past_kv[0][i], past_kv[1][i])
+            x, k, v = self._run_layer(layer, plan, x, noisy_cond, mask, past)
+            if append:
+                new_keys.append(k), new_values.append(v)
+        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end],
+                                           self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
+                       for sl in plan.slices], dim=1)
+        return x[:, plan.inverse], new_keys, new_values
+
+    def run_layer(self, layer: nn.ModuleDict, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None,
+                  mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One layer, every expert: x (B, n, D) in expert-contiguous order -> x, and the segment's keys and
+        values (B, H, n, dh). What ``compile(scope="layer")`` compiles: one graph that every layer runs."""
+        B = x.shape[0]
+        mods, qs, ks, vs = [], [], [], []
+        for sl in plan.slices:
+            block = layer[sl.name]
+            mod = self._modulation(sl, block.ada, 6, noisy_cond)
+            q, k, v = self._qkv_of(block, x[:, sl.start:sl.end], mod)
+            mods.append(mod)
+            qs.append(q), ks.append(k), vs.append(v)
+        q, k, v = torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2)
+        k_all, v_all = k, v
+        if past is not None:
+            k_all = torch.cat([past[0].expand(B, -1, -1, -1), k], 2)
+            v_all = torch.cat([past[1].expand(B, -1, -1, -1), v], 2)
+        attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
+        attn = attn.transpose(1, 2).reshape(x.shape)
+        x = torch.cat([self._finish(layer[sl.name], x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
+                       for sl, mod in zip(plan.slices, mods)], dim=1)
+        return x, k, v
+
     def run(self, seg: Segment, x: torch.Tensor, noisy_cond: torch.Tensor | None = None,
             cache: KVCache | None = None, append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
         """Run one segment.
@@ -257,41 +312,18 @@ class MoTTrunk(nn.Module):
         Returns hidden states (B, n, D) in segment order, and the extended cache (or the input cache).
         """
         plan = self.plan(seg, x.device)
-        B = x.shape[0]
-        assert not (append and bool(plan.noisy.any())), "noisy tokens never enter the cache"
-        x = x[:, plan.perm]
-        noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
+        assert not (append and plan.has_noisy), "noisy tokens never enter the cache"
         mask = plan.mask
         if cache is not None:
             past = attention_mask(plan.block, plan.noisy, cache.block, torch.zeros_like(cache.block, dtype=torch.bool))
             mask = torch.cat([past, mask], dim=1)
-        new_keys, new_values = [], []
-        for i, layer in enumerate(self.layers):
-            mods, qs, ks, vs = [], [], [], []
-            for sl in plan.slices:
-                block = layer[sl.name]
-                mod = self._modulation(sl, block.ada, 6, noisy_cond)
-                q, k, v = self._qkv_of(block, x[:, sl.start:sl.end], mod)
-                mods.append(mod)
-                qs.append(q), ks.append(k), vs.append(v)
-            q, k, v = torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2)
-            if append:
-                new_keys.append(k), new_values.append(v)
-            if cache is not None:
-                k = torch.cat([cache.keys[i].expand(B, -1, -1, -1), k], 2)
-                v = torch.cat([cache.values[i].expand(B, -1, -1, -1), v], 2)
-            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, n, dh)
-            attn = attn.transpose(1, 2).reshape(x.shape)
-            x = torch.cat([self._finish(layer[sl.name], x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
-                           for sl, mod in zip(plan.slices, mods)], dim=1)
-        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end],
-                                           self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
-                       for sl in plan.slices], dim=1)
-        out = x[:, plan.inverse]
+        past_kv = None if cache is None else (cache.keys, cache.values)
+        out, new_keys, new_values = self.run_layers(plan, x, noisy_cond, mask, past_kv, append)
         if not append:
             return out, cache
         if cache is None:
             return out, KVCache(new_keys, new_values, plan.block)
+        B = x.shape[0]
         keys = [torch.cat([ck.expand(B, -1, -1, -1), nk], 2) for ck, nk in zip(cache.keys, new_keys)]
         values = [torch.cat([cv.expand(B, -1, -1, -1), nv], 2) for cv, nv in zip(cache.values, new_values)]
         return out, KVCache(keys, values, torch.cat([cache.block, plan.block]))

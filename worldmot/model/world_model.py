@@ -19,6 +19,7 @@ from torch import nn
 
 from worldmot.config import ModelConfig
 from worldmot.model.ahead_head import AheadHead
+from worldmot.model.cuda_graphs import GraphedRuns
 from worldmot.model.mot import KVCache, MoTTrunk, position_embedding, timestep_embedding
 from worldmot.sequence import (ROLE_FRAME, ROLE_NOISY, ROLE_STATE, Layout, PackedBatch, Segment, Vocab,
                                build_layout, make_vocab)
@@ -96,6 +97,7 @@ class WorldModel(nn.Module):
         self.action_cond = nn.Sequential(nn.Linear(seq.chunk * seq.action_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
         self._segment_constants: dict[tuple, SegmentConstants] = {}
+        self._graphs: GraphedRuns | None = None
         self.lm_head = nn.Linear(D, self.vocab.size)
         self.frame_head = nn.Linear(D, Dp)
         # the proprioceptive state read off a frame, at its [EOF] (which has seen the frame, not the state
@@ -235,7 +237,22 @@ class WorldModel(nn.Module):
         return self.action_value_in(torch.cat([onehot * value[..., None], onehot.expand_as(value[..., None] * onehot)], -1))
 
     def run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
-        """Hidden states (B, n, D) of a segment (and the cache extended with it when append=True)."""
+        """Hidden states (B, n, D) of a segment (and the cache extended with it when append=True). Without
+        gradients on CUDA, after :meth:`use_cuda_graphs`, through a captured graph per call signature."""
+        if self._graphs is not None and not torch.is_grad_enabled() and inp.token_ids.is_cuda:
+            return self._graphs(seg, inp, cache, append)
+        return self.eager_run(seg, inp, cache, append)
+
+    def use_cuda_graphs(self, enabled: bool = True) -> None:
+        """Replay inference forwards as CUDA graphs (cuda_graphs.py); a no-op off CUDA. Graphs captured on
+        the model's device are kept (a new planner over the same model reuses them)."""
+        if not enabled or self.device.type != "cuda":
+            self._graphs = None
+        elif self._graphs is None or self._graphs.device != self.device:
+            self._graphs = GraphedRuns(self)
+
+    def eager_run(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None, append: bool = False):
+        """:meth:`run` op by op."""
         x = self.embed(seg, inp)
         noisy = None
         if inp.t is not None:

@@ -55,6 +55,9 @@ class PlannerConfig:
     # overlap, and the tiny model placed Reacher's fingertip 3.65 px from the target (median of 50 goal
     # images; the success radius is 2.1 px) where it placed the target 0.38 px from it
     effector_goal: int = -1
+    # on CUDA, replay each imagination forward as a captured CUDA graph (worldmot/model/cuda_graphs.py): a
+    # replanning step is otherwise bound by launching hundreds of tiny kernels. No effect on the CPU
+    cuda_graphs: bool = True
     seed: int = 0
 
     def check(self, n_steps: int) -> None:

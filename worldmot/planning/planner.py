@@ -99,6 +99,7 @@ class Planner:
             raise WorldmotError(f"plan.push_object={cfg.push_object}: the model places {seq.keypoints - 1} named "
                                 f"object(s), expected 0 to {seq.keypoints - 2}")
         self.model, self.cfg = model, cfg
+        model.use_cuda_graphs(cfg.cuda_graphs)
         self.C, self.A = seq.chunk, seq.action_dim
         self.low = torch.tensor(np.broadcast_to(low, (self.A,)), dtype=torch.float32)
         self.high = torch.tensor(np.broadcast_to(high, (self.A,)), dtype=torch.float32)

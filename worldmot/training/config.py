@@ -52,7 +52,8 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 32  # global batch (split over DDP ranks)
     device: str = "auto"  # auto | cpu | cuda
-    compile: bool = False  # torch.compile the trunk's blocks (MoTTrunk.compile_blocks; GPU)
+    compile: bool = False  # torch.compile the trunk (MoTTrunk.compile; GPU)
+    compile_scope: str = "layer"  # layer: a layer with all its experts as one graph | blocks: each expert block's work
     threads: int = 0  # CPU threads per process; 0: all cores / ranks
     log_every: int = 10
     checkpoint_every: int = 250

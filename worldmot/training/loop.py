@@ -242,6 +242,8 @@ class MetricsLog:
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train; returns the run folder (RUN/model holds the exported EMA model)."""
+    if cfg.compile_scope not in ("layer", "blocks"):
+        raise WorldmotError(f"compile_scope={cfg.compile_scope!r}: expected 'layer' or 'blocks'")
     proc = setup_processes(cfg)
     run_dir = Path(cfg.run_dir)
     reader = LeRobotDatasetReader(cfg.data.root)
@@ -288,8 +290,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     net = model
     if proc.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
-    if cfg.compile:  # regional: the loss's data-dependent masking broke a whole-model graph and recompiled
-        model.trunk.compile_blocks()
+    if cfg.compile:  # the trunk: the loss's data-dependent masking broke a whole-model graph and recompiled
+        model.trunk.compile(cfg.compile_scope)
 
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None) if proc.main else None
     viz = None
