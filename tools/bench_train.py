@@ -57,8 +57,15 @@ def step_rate(args) -> dict:
 
     with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
         step()
-    if args.compile:  # as `worldmot train compile=true compile_scope=S` does
-        model.trunk.compile(args.compile, **({"mode": args.compile_mode} if args.compile_mode else {}))
+    options = {"mode": args.compile_mode} if args.compile_mode else {}
+    if args.compile == "model":  # the whole loss as one graph (an experiment: the plans are built by now)
+        model.trunk.flex = not args.no_flex
+        for plan in model.trunk._plans.values():
+            plan.block_mask()
+        model.compile(**options)
+    elif args.compile:  # as `worldmot train compile=true compile_scope=S` does
+        model.trunk.compile(args.compile, flex=not args.no_flex, **options)
+    if args.compile:
         step()  # compiles
     times = []
     for _ in range(args.repeats + 1):  # the first is a warm-up
@@ -100,8 +107,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the accelerator's dense peak, for MFU")
-    p.add_argument("--compile", nargs="?", const="layer", default="", choices=["layer", "blocks"],
+    p.add_argument("--compile", nargs="?", const="layer", default="", choices=["layer", "blocks", "model"],
                    help="time the torch.compile'd trunk (MoTTrunk.compile scope; default layer)")
+    p.add_argument("--no-flex", action="store_true", help="SDPA on the boolean mask instead of flex attention")
     p.add_argument("--compile-mode", default="", help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--profile", action="store_true", help="also print the ops that take the most time")
     p.add_argument("--dataset", default="", help="also time the whole training loop on this dataset")
@@ -115,7 +123,7 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}), batch {args.batch} x "
+    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() + (' sdpa' if args.no_flex else '') if args.compile else ''}), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")

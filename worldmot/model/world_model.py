@@ -97,6 +97,7 @@ class WorldModel(nn.Module):
         self.action_cond = nn.Sequential(nn.Linear(seq.chunk * seq.action_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
         self._segment_constants: dict[tuple, SegmentConstants] = {}
+        self._loss_position_cache: dict[tuple, LossPositions] = {}
         self._graphs: GraphedRuns | None = None
         self.lm_head = nn.Linear(D, self.vocab.size)
         self.frame_head = nn.Linear(D, Dp)
@@ -215,6 +216,15 @@ class WorldModel(nn.Module):
                                                                    device)
         return c
 
+    def _loss_positions(self, layout: Layout, device: torch.device) -> LossPositions:
+        """The loss's index tensors of a layout on the device, built once (each host-to-device copy of an index
+        array stalled a GPU step until the GPU caught up)."""
+        key = (id(layout), str(device))
+        at = self._loss_position_cache.get(key)
+        if at is None or at.layout is not layout:
+            at = self._loss_position_cache[key] = LossPositions.of(layout, self.cfg.sequence.action_dim, device)
+        return at
+
     def action_values(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Action-bin token ids (any shape) -> their bin centres in [-1, 1] (normalised action units)."""
         bins = self.vocab.action_bins
@@ -222,11 +232,10 @@ class WorldModel(nn.Module):
 
     def _noisy_actions(self, seg: Segment, token_ids: torch.Tensor) -> torch.Tensor:
         """(B, J, C*A) values of the chunk a_{k-1} before each noisy frame f_k of the segment, read from its ids."""
-        steps = np.unique(seg.arr("step")[seg.arr("noisy")])  # segment order, as the trunk numbers them
-        pos = seg.layout.actions[steps - 1] - seg.start  # (J, C*A)
-        if (pos < 0).any():
+        pos = self._constants(seg, token_ids.device).noisy_action_pos
+        if pos is None:
             raise ValueError("a noisy frame's actions are not in the segment: pass SegmentInputs.noisy_actions")
-        return self.action_values(token_ids[:, torch.as_tensor(pos, device=token_ids.device)])
+        return self.action_values(token_ids[:, pos])
 
     def _action_values(self, token_ids: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
         """(B, n, D) value embeddings of the action bins among token_ids (B, n); dim (n,) is each position's
@@ -318,30 +327,32 @@ class WorldModel(nn.Module):
         x0, last = batch.frames[:, 1:], frames[:, :-1]
         if t is None or noise is None:
             t, noise = self.sample_noise(B, K, generator)
-        t, eps = t.to(dev), noise.to(dev)
+        t, eps = _to_device(t, dev), _to_device(noise, dev)
         tt = t[..., None, None]
         xt = (1 - tt) * x0 + tt * eps
         seg = layout.segment(0, layout.length)
         inp = SegmentInputs(batch.token_ids, frames, batch.states, state_dropped, xt, last, t)
         h, _ = self.run(seg, inp)
+        at = self._loss_positions(layout, dev)
 
-        targets, kinds, sources = _target_positions(layout, self.cfg.sequence.action_dim)
-        tgt = torch.as_tensor(targets, device=dev)
-        mask = batch.target_mask[:, tgt]
-        logits = self.lm_head(h[:, tgt - 1][mask])
-        per_token = F.cross_entropy(logits.float(), batch.target_ids[:, tgt][mask], reduction="none")
-        kind = torch.as_tensor(kinds, device=dev).expand(B, -1)[mask]
-        src = torch.as_tensor(sources, device=dev)
-        repeats = (src >= 0) & (batch.target_ids[:, tgt] == batch.target_ids[:, src.clamp(min=0)])
-        weight = torch.where(repeats, self.cfg.ce_repeat_weight, 1.0)[mask]
-        # each kind (reasoning, action, progress) a weighted mean over its own tokens, then the kinds averaged:
-        # reasoning has ~10x more tokens than actions and ~30x more than progress, which the planner reads
-        per_kind = [(per_token * weight)[kind == k].sum() / weight[kind == k].sum()
-                    for k in range(3) if bool((kind == k).any())]
-        ce = torch.stack(per_kind).mean() if per_kind else h.sum() * 0
+        # every candidate target position, weighted 0 where it is not a target: boolean indexing would make
+        # the shapes depend on the data (a device sync per mask on a GPU, a graph break for torch.compile)
+        mask = batch.target_mask[:, at.targets]  # (B, T)
+        target = batch.target_ids[:, at.targets]
+        logits = self.lm_head(h[:, at.targets - 1])  # (B, T, V)
+        per_token = F.cross_entropy(logits.float().flatten(0, 1), torch.where(mask, target, 0).flatten(),
+                                    reduction="none").view(mask.shape)
+        repeats = (at.sources >= 0) & (target == batch.target_ids[:, at.sources.clamp(min=0)])
+        weight = torch.where(repeats, self.cfg.ce_repeat_weight, 1.0) * mask
+        # each kind (reasoning, action, progress) a weighted mean over its own tokens, then the kinds present
+        # averaged: reasoning has ~10x more tokens than actions and ~30x more than progress, which the planner reads
+        per_kind_sum = (per_token * weight).sum(0) @ at.kinds.T  # (3,)
+        per_kind_weight = weight.sum(0) @ at.kinds.T
+        present = per_kind_weight > 0
+        ce = (torch.where(present, per_kind_sum / per_kind_weight.clamp(min=1e-12), 0.0).sum()
+              / present.sum().clamp(min=1))
 
-        noisy_pos = torch.as_tensor(layout.noisy_frames.reshape(-1), device=dev)
-        x0_hat = last + self.frame_head(h[:, noisy_pos]).float().view_as(x0)
+        x0_hat = last + self.frame_head(h[:, at.noisy]).float().view_as(x0)
         per_patch = ((x0_hat - x0) ** 2).mean(-1)  # (B, K-1, P)
         moved = ((x0 - last) ** 2).mean(-1) > MOTION_THRESHOLD
         weight = 1 + self.cfg.fm_motion_weight * moved.float()
@@ -349,7 +360,7 @@ class WorldModel(nn.Module):
         valid = batch.frame_valid[:, 1:].float()
         fm = (per_frame * valid).sum() / valid.sum().clamp(min=1)
 
-        read = self.read_state(h[:, torch.as_tensor(layout.states - 1, device=dev)])  # [EOF] precedes s_k
+        read = self.read_state(h[:, at.eof])  # [EOF] precedes s_k
         per_state = ((read - batch.states.float()) ** 2).mean(-1)  # (B, K)
         seen = batch.frame_valid.float()
         st = (per_state * seen).sum() / seen.sum().clamp(min=1)
@@ -416,26 +427,26 @@ class WorldModel(nn.Module):
         0 without keypoints."""
         cells = batch.keypoint_cells
         valid = cells >= 0  # (B, K, N)
-        if self.keypoint_head is None or not bool(valid.any()):
+        if self.keypoint_head is None:
             return h.sum() * 0
-        layout = batch.layout
-        uv = batch.keypoints.view(*cells.shape, 2)  # (B, K, N, 2)
-        loss = self._patch_keypoint_loss(h[:, torch.as_tensor(layout.frames, device=h.device)], cells, uv)
-        read = self.read_objects(h[:, torch.as_tensor(layout.states - 1, device=h.device)])  # (B, K, N, 2)
-        loss = loss + 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
+        at = self._loss_positions(batch.layout, h.device)
+        uv = torch.where(valid[..., None], batch.keypoints.view(*cells.shape, 2), 0.0)  # (B, K, N, 2)
+        loss = self._patch_keypoint_loss(h[:, at.frames], cells, uv)
+        read = self.read_objects(h[:, at.eof])  # (B, K, N, 2)
+        loss = loss + 10 * _masked_mean(((read - uv) ** 2).sum(-1), valid)
         if self.cfg.lambda_keypoint_boa > 0:
-            boa = self.read_objects(h[:, torch.as_tensor(layout.actions[:, 0] - 1, device=h.device)])
-            loss = loss + self.cfg.lambda_keypoint_boa * 10 * ((boa - uv) ** 2).sum(-1)[valid].mean()
+            boa = self.read_objects(h[:, at.boa])
+            loss = loss + self.cfg.lambda_keypoint_boa * 10 * _masked_mean(((boa - uv) ** 2).sum(-1), valid)
         both = valid[:, 1:] & valid[:, :-1]
-        if self.ahead_head is not None and bool(both.any()):
+        if self.ahead_head is not None:
             known = ~batch.state_dropped
             # corrected from the patches' own placement, as imagination has it (not the true one)
-            placed = self.locate_objects(h[:, torch.as_tensor(layout.frames, device=h.device)]).detach()
+            placed = self.locate_objects(h[:, at.frames]).detach()
             now = self.correct_objects(placed, batch.states, known)  # (B, K, N, 2)
-            eoa = h[:, torch.as_tensor(layout.eoa[:-1], device=h.device)]  # after a_0 .. a_{K-2}
-            actions = self.action_values(batch.token_ids[:, torch.as_tensor(layout.actions[:-1], device=h.device)])
+            eoa = h[:, at.eoa]  # after a_0 .. a_{K-2}
+            actions = self.action_values(batch.token_ids[:, at.actions])
             ahead = self.predict_objects(eoa, uv[:, :-1], batch.states[:, :-1], known[:, :-1], actions)  # f_1 ..
-            err = ((now - uv) ** 2).sum(-1)[valid].mean() + ((ahead - uv[:, 1:]) ** 2).sum(-1)[both].mean()
+            err = _masked_mean(((now - uv) ** 2).sum(-1), valid) + _masked_mean(((ahead - uv[:, 1:]) ** 2).sum(-1), both)
             loss = loss + self.cfg.lambda_keypoint_ahead * 10 * err
         return loss
 
@@ -443,10 +454,11 @@ class WorldModel(nn.Module):
         """patches (B, K, P, D), cells (B, K, N) (-1: unknown), uv (B, K, N, 2) -> cross-entropy of the patch
         holding each object + 10x the squared error of its offset there (in patch widths)."""
         logits, offsets = self.keypoint_outputs(patches)
-        ce = F.cross_entropy(logits.flatten(0, 2), cells.flatten(), ignore_index=-1)
+        known = cells >= 0
+        ce = F.cross_entropy(logits.flatten(0, 2), cells.clamp(min=0).flatten(), reduction="none").view(cells.shape)
         at = self._offset_at(offsets, cells.clamp(min=0))
         off = ((at - (uv * self._grid - self._cell_centre(cells))) ** 2).sum(-1)  # (B, K, N)
-        return ce + 10 * off[cells >= 0].mean()
+        return _masked_mean(ce, known) + 10 * _masked_mean(off, known)
 
     @torch.no_grad()
     def token_predictions(self, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -487,6 +499,9 @@ class SegmentConstants:
     patch: torch.Tensor  # (n,) patch index in its frame, 0 outside frames
     in_patch: torch.Tensor  # (n, 1) 1.0 at frame patches, 0.0 elsewhere
     pos: torch.Tensor  # (n, D) sinusoidal embedding of the sequence positions
+    # (J, C*A) positions in the segment of the chunk before each of its J noisy frames; None: none, or not
+    # all of them in the segment
+    noisy_action_pos: torch.Tensor | None
 
     @classmethod
     def of(cls, seg: Segment, action_dim: int, width: int, device: torch.device) -> SegmentConstants:
@@ -494,9 +509,49 @@ class SegmentConstants:
         on = lambda a: torch.as_tensor(a, device=device)
         idx = lambda r: on(np.nonzero(role == r)[0]) if (role == r).any() else None
         dims = _action_dims(seg.layout, action_dim)[seg.start:seg.end]
+        steps = np.unique(seg.arr("step")[seg.arr("noisy")])  # segment order, as the trunk numbers them
+        chunk_pos = seg.layout.actions[steps - 1] - seg.start  # (J, C*A)
         return cls(seg.layout, idx(ROLE_STATE), idx(ROLE_FRAME), idx(ROLE_NOISY),
                    on(dims) if (dims >= 0).any() else None, on(np.maximum(patch, 0)),
-                   on((patch >= 0)[:, None].astype(np.float32)), position_embedding(on(seg.arr("pos")), width))
+                   on((patch >= 0)[:, None].astype(np.float32)), position_embedding(on(seg.arr("pos")), width),
+                   on(chunk_pos) if len(steps) and (chunk_pos >= 0).all() else None)
+
+
+@dataclass
+class LossPositions:
+    """Where the training losses read the hidden states of a layout, as device tensors. T candidate CE targets,
+    K steps, P patches per frame."""
+
+    layout: Layout  # held so that the cache key (the layout's id) cannot be reused by another layout
+    targets: torch.Tensor  # (T,) positions that can carry a CE target, each predicted from the one before
+    kinds: torch.Tensor  # (3, T) float one-hot of each target's kind: reasoning, action, progress
+    sources: torch.Tensor  # (T,) the position of the token each target could copy (-1: none)
+    noisy: torch.Tensor  # ((K-1) P,) noisy frame patches
+    frames: torch.Tensor  # (K, P) clean frame patches
+    eof: torch.Tensor  # (K,) each frame's [EOF] (the position before its state)
+    boa: torch.Tensor  # (K,) each step's [BOA] (the position before its first action bin)
+    eoa: torch.Tensor  # (K-1,) the [EOA] of steps 0 .. K-2
+    actions: torch.Tensor  # (K-1, C*A) action bins of steps 0 .. K-2
+
+    @classmethod
+    def of(cls, layout: Layout, action_dim: int, device: torch.device) -> LossPositions:
+        targets, kinds, sources = _target_positions(layout, action_dim)
+        on = lambda a: torch.as_tensor(np.asarray(a), device=device)
+        return cls(layout, on(targets), on(np.eye(3, dtype=np.float32)[:, kinds]), on(sources),
+                   on(layout.noisy_frames.reshape(-1)), on(layout.frames), on(layout.states - 1),
+                   on(layout.actions[:, 0] - 1), on(layout.eoa[:-1]), on(layout.actions[:-1]))
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x where mask, 0 where nothing is (x may hold anything, NaN too, where not mask)."""
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """x on device; from the CPU to a GPU through pinned memory, so that the copy does not stall the host."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 @functools.cache  # layouts are built once per shape and compared by identity: one array per layout
