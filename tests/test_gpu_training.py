@@ -1,4 +1,4 @@
-"""The GPU training path: the compiled trunk with flex attention gives the eager loss and gradients.
+"""The GPU training path: the compiled trunk gives the eager loss and gradients.
 
 GPU only: skipped where torch sees no CUDA device (CI); run on a GPU machine with ``pytest tests/test_gpu_training.py``.
 """
@@ -27,9 +27,8 @@ def test_compiled_trunk_on_cuda_computes_the_eager_loss_and_gradients(scope):
     want, want_grads = loss_and_grads()
     torch._dynamo.reset()
     model.trunk.compile(scope)
-    assert model.trunk.flex == (scope == "layer")
     got, got_grads = loss_and_grads()
-    # flex attention's kernels multiply fp32 in TF32, as the GPU's matrix units do: ~1e-3 apart
+    # inductor's kernels reorder fp32 sums (and may multiply in TF32): not bit-identical
     torch.testing.assert_close(got, want, rtol=2e-3, atol=1e-5)
     for (name, _), g, w in zip(model.named_parameters(), got_grads, want_grads):
         assert float((g - w).norm()) <= 1e-2 * float(w.norm()) + 1e-6, name

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -48,23 +50,24 @@ def step_rate(args) -> dict:
     batch = random_batch(model, args.batch).to(args.device)
     autocast = dict(device_type=args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
 
+    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    attention = lambda: sdpa_kernel(backends[args.sdpa]) if args.sdpa else contextlib.nullcontext()  # noqa: E731
+
     def step() -> None:
-        with torch.autocast(**autocast):
+        with torch.autocast(**autocast), attention():
             loss = model(batch)["loss"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with attention():
+            loss.backward()
         opt.step()
 
     with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
         step()
     options = {"mode": args.compile_mode} if args.compile_mode else {}
-    if args.compile == "model":  # the whole loss as one graph (an experiment: the plans are built by now)
-        model.trunk.flex = not args.no_flex
-        for plan in model.trunk._plans.values():
-            plan.block_mask()
+    if args.compile == "model":  # the whole forward and loss as one graph
         model.compile(**options)
     elif args.compile:  # as `worldmot train compile=true compile_scope=S` does
-        model.trunk.compile(args.compile, flex=not args.no_flex, **options)
+        model.trunk.compile(args.compile, **options)
     if args.compile:
         step()  # compiles
     times = []
@@ -109,7 +112,8 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the accelerator's dense peak, for MFU")
     p.add_argument("--compile", nargs="?", const="layer", default="", choices=["layer", "blocks", "model"],
                    help="time the torch.compile'd trunk (MoTTrunk.compile scope; default layer)")
-    p.add_argument("--no-flex", action="store_true", help="SDPA on the boolean mask instead of flex attention")
+    p.add_argument("--sdpa", default="", choices=["", "cudnn", "efficient", "math"],
+                   help="restrict scaled_dot_product_attention to this backend (default: torch's choice)")
     p.add_argument("--compile-mode", default="", help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--profile", action="store_true", help="also print the ops that take the most time")
     p.add_argument("--dataset", default="", help="also time the whole training loop on this dataset")
@@ -123,7 +127,7 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() + (' sdpa' if args.no_flex else '') if args.compile else ''}), batch {args.batch} x "
+    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() + (f' sdpa {args.sdpa}' if args.sdpa else '') if args.compile else ''}), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")

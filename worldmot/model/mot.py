@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from worldmot.sequence import MODALITIES, Segment, attention_mask
 
@@ -48,19 +47,6 @@ class RoutingPlan:
     noisy: torch.Tensor  # (n,) bool, permuted
     mask: torch.Tensor  # (n, n) bool, permuted
     has_noisy: bool  # known on the host: asking the device would stall every call until the GPU catches up
-    _block_mask: BlockMask | None = None
-
-    def block_mask(self) -> BlockMask:
-        """``mask`` for flex attention, which skips the tiles that the mask rules out (built once)."""
-        if self._block_mask is None:
-            block, noisy = self.block, self.noisy
-
-            def allow(b, h, q, kv):  # attention_mask's rule, on positions
-                return (block[kv] <= block[q]) & ~(noisy[kv] & (block[kv] != block[q]))
-
-            n = int(block.shape[0])
-            self._block_mask = create_block_mask(allow, None, None, n, n, device=block.device)
-        return self._block_mask
 
 
 def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], device: torch.device) -> RoutingPlan:
@@ -218,29 +204,19 @@ class MoTTrunk(nn.Module):
             for _ in range(depth)
         )
         self.final = nn.ModuleDict({e: FinalNorm(width, e in timed) for e in self.expert_names})
-        # the order of the experts' slices in a routed segment: the frame expert last, so that the noisy tokens
-        # (seen only by themselves) end the sequence and the clean tokens' rows skip their tiles in flex attention
-        self.routing_order = sorted(self.expert_names, key=lambda e: (e in timed, e))
         self.width = width
         self._plans: dict[tuple, RoutingPlan] = {}
         self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
         self._run_layer = self.run_layer
-        # flex attention for cacheless segments on CUDA (only compiled: eager flex is a slow reference; the CPU
-        # has no flex backward)
-        self.flex = False
 
-    def compile(self, scope: str = "layer", flex: bool = True, **options) -> None:
+    def compile(self, scope: str = "layer", **options) -> None:
         """torch.compile the trunk for training. Regional, so that a graph is traced once and every layer (or
         block) runs it (parameters are inputs: a graph per shape, not per layer). scope "layer": a layer with
         all its experts (:meth:`run_layer`), so the experts' concatenations around attention and the
-        elementwise work around the matmuls fuse; with ``flex``, attention of segments without a cache is
-        flex attention on the mask's tiles (the mask rules out a third of them on a training window, and
-        SDPA's kernels for an arbitrary mask ran at a sixth of the GPU's matmul rate, BENCHMARKS.md).
-        "blocks": each expert block's work before and after attention (norms, modulation, QKV, QK-norm;
-        output projection, gates, MLP)."""
+        elementwise work around the matmuls fuse. "blocks": each expert block's work before and after
+        attention (norms, modulation, QKV, QK-norm; output projection, gates, MLP)."""
         if scope == "layer":
             self._run_layer = torch.compile(self.run_layer, **options)
-            self.flex = flex
         elif scope == "blocks":
             self._qkv_of = torch.compile(ExpertBlock.qkv_of, **options)
             self._finish = torch.compile(ExpertBlock.finish, **options)
@@ -268,7 +244,7 @@ class MoTTrunk(nn.Module):
         key = seg.key + (device.type,)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = build_plan(seg, self.experts, self.routing_order, device)
+            plan = self._plans[key] = build_plan(seg, self.experts, self.expert_names, device)
         return plan
 
     def _modulation(self, sl: ExpertSlice, ada: nn.Linear | None, k: int, noisy: torch.Tensor | None,
@@ -318,10 +294,7 @@ class MoTTrunk(nn.Module):
         if past is not None:
             k_all = torch.cat([past[0].expand(B, -1, -1, -1), k], 2)
             v_all = torch.cat([past[1].expand(B, -1, -1, -1), v], 2)
-        if isinstance(mask, BlockMask):
-            attn = flex_attention(q, k_all, v_all, block_mask=mask)
-        else:
-            attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
+        attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
         attn = attn.transpose(1, 2).reshape(x.shape)
         x = torch.cat([self._finish(layer[sl.name], x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
                        for sl, mod in zip(plan.slices, mods)], dim=1)
@@ -338,7 +311,7 @@ class MoTTrunk(nn.Module):
         """
         plan = self.plan(seg, x.device)
         assert not (append and plan.has_noisy), "noisy tokens never enter the cache"
-        mask = plan.block_mask() if self.flex and cache is None and x.is_cuda else plan.mask
+        mask = plan.mask
         if cache is not None:
             past = attention_mask(plan.block, plan.noisy, cache.block, torch.zeros_like(cache.block, dtype=torch.bool))
             mask = torch.cat([past, mask], dim=1)

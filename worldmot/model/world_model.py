@@ -549,7 +549,7 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """x on device; from the CPU to a GPU through pinned memory, so that the copy does not stall the host."""
-    if device.type == "cuda" and x.device.type == "cpu":
+    if device.type == "cuda" and x.device.type == "cpu" and not torch.compiler.is_compiling():
         return x.pin_memory().to(device, non_blocking=True)
     return x.to(device)
 
