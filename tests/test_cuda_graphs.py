@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from model_fixtures import make_model, small_config
+
 from worldmot.model import imagination
 from worldmot.planning import Planner, PlannerConfig
 

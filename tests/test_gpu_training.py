@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_fixtures import full_inputs, make_batch, make_model, small_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

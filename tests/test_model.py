@@ -14,7 +14,7 @@ from model_fixtures import full_inputs, make_batch, make_model, small_config
 from worldmot.checkpoint import save_model
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination
-from worldmot.model.world_model import SegmentInputs
+from worldmot.model.world_model import SegmentInputs, _target_positions
 from worldmot.sequence import MODALITIES, ROLE_FRAME, ROLE_NOISY, ROLE_STATE, attention_mask
 
 FULL = {"text": "text", "action": "action", "state": "action", "frame": "frame"}
@@ -186,6 +186,40 @@ def test_compiled_trunk_computes_the_same_loss_and_gradients(scope):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_ce_is_the_mean_over_kinds_of_each_kinds_weighted_token_mean():
+    """The loss weights every candidate target instead of selecting the targets (no data-dependent shapes): the
+    same number as selecting them, also when a kind has no target in the batch (it drops out of the mean)."""
+    model = make_model(small_config(keypoints=2))
+    batch = make_batch(model, B=3)
+    layout = batch.layout
+    batch.target_mask[:, layout.progress] = False  # no progress targets at all
+    batch.target_mask[0, layout.actions.reshape(-1)[::3]] = False
+    inp = full_inputs(batch)
+    with torch.no_grad():
+        h, _ = model.run(layout.segment(0, layout.length), inp)
+        got = model(batch, t=inp.t, noise=inp.noisy)["ce"]
+    targets, kinds, sources = _target_positions(layout, model.cfg.sequence.action_dim)
+    mask = batch.target_mask[:, targets]
+    ids = batch.target_ids[:, targets]
+    per_token = F.cross_entropy(model.lm_head(h[:, targets - 1][mask]), ids[mask], reduction="none")
+    src = torch.as_tensor(sources)
+    repeats = (src >= 0) & (ids == batch.target_ids[:, src.clamp(min=0)])
+    weight = torch.where(repeats, model.cfg.ce_repeat_weight, 1.0)[mask]
+    kind = torch.as_tensor(kinds).expand(len(mask), -1)[mask]
+    want = torch.stack([(per_token * weight)[kind == k].sum() / weight[kind == k].sum() for k in (0, 1)]).mean()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_training_forward_is_one_graph():
+    """No host synchronisation in the loss (boolean indexing, .item(), host-to-device index copies): on a GPU
+    each one stalled the step, and each is a graph break for torch.compile."""
+    model = make_model(small_config(keypoints=2))
+    batch = make_batch(model, B=2)
+    model(batch)  # builds the layout's constants
+    explained = torch._dynamo.explain(model)(batch)
+    assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
 
 @pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])

@@ -172,7 +172,7 @@ def test_each_boa_learns_where_the_objects_are_on_its_frame():
     read = model.read_objects(h[:, torch.as_tensor(lay.actions[:, 0] - 1)])  # (B, K, 1, 2)
     uv, valid = batch.keypoints.view(2, 3, 1, 2), batch.keypoint_cells >= 0
     expected = 0.5 * 10 * ((read - uv) ** 2).sum(-1)[valid].mean()
-    assert float(with_boa - without) == pytest.approx(float(expected), rel=1e-4)
+    assert float((with_boa - without).detach()) == pytest.approx(float(expected.detach()), rel=1e-4)
 
 
 def ahead_model_and_context(keypoints: int = 2):

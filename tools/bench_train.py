@@ -51,7 +51,7 @@ def step_rate(args) -> dict:
     autocast = dict(device_type=args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
 
     backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
-    attention = lambda: sdpa_kernel(backends[args.sdpa]) if args.sdpa else contextlib.nullcontext()  # noqa: E731
+    attention = lambda: sdpa_kernel(backends[args.sdpa]) if args.sdpa else contextlib.nullcontext()
 
     def step() -> None:
         with torch.autocast(**autocast), attention():
@@ -63,12 +63,8 @@ def step_rate(args) -> dict:
 
     with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
         step()
-    options = {"mode": args.compile_mode} if args.compile_mode else {}
-    if args.compile == "model":  # the whole forward and loss as one graph
-        model.compile(**options)
-    elif args.compile:  # as `worldmot train compile=true compile_scope=S` does
-        model.trunk.compile(args.compile, **options)
-    if args.compile:
+    if args.compile:  # as `worldmot train compile=true compile_scope=S` does
+        model.trunk.compile(args.compile, **({"mode": args.compile_mode} if args.compile_mode else {}))
         step()  # compiles
     times = []
     for _ in range(args.repeats + 1):  # the first is a warm-up
@@ -110,7 +106,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the accelerator's dense peak, for MFU")
-    p.add_argument("--compile", nargs="?", const="layer", default="", choices=["layer", "blocks", "model"],
+    p.add_argument("--compile", nargs="?", const="layer", default="", choices=["layer", "blocks"],
                    help="time the torch.compile'd trunk (MoTTrunk.compile scope; default layer)")
     p.add_argument("--sdpa", default="", choices=["", "cudnn", "efficient", "math"],
                    help="restrict scaled_dot_product_attention to this backend (default: torch's choice)")

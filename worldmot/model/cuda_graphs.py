@@ -37,13 +37,13 @@ class CapturedRun:
     """One graph of ``WorldModel.run`` with its static input and output tensors."""
 
     graph: torch.cuda.CUDAGraph
-    segment: "Segment"  # held so that the layout behind the signature's id stays alive
-    inputs: "SegmentInputs"
+    segment: Segment  # held so that the layout behind the signature's id stays alive
+    inputs: SegmentInputs
     cache: KVCache | None
     hidden: torch.Tensor
     new_cache: KVCache | None
 
-    def replay(self, inp: "SegmentInputs", cache: KVCache | None) -> tuple[torch.Tensor, KVCache | None]:
+    def replay(self, inp: SegmentInputs, cache: KVCache | None) -> tuple[torch.Tensor, KVCache | None]:
         for f in fields(inp):
             src = getattr(inp, f.name)
             if src is not None:
@@ -63,17 +63,17 @@ class CapturedRun:
 class GraphedRuns:
     """``WorldModel.run`` for inference on CUDA through captured graphs (call like ``model.run``)."""
 
-    def __init__(self, model: "WorldModel"):
+    def __init__(self, model: WorldModel):
         self.model, self.device = model, model.device
         self.runs: dict[tuple, CapturedRun] = {}
         self.pool = torch.cuda.graph_pool_handle()
 
-    def key(self, seg: "Segment", inp: "SegmentInputs", cache: KVCache | None, append: bool) -> tuple:
+    def key(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None, append: bool) -> tuple:
         autocast = torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda")
         cache_sig = None if cache is None else (cache.length, _signature(cache.keys[0]))
         return (seg.key, append, autocast, cache_sig) + tuple(_signature(getattr(inp, f.name)) for f in fields(inp))
 
-    def __call__(self, seg: "Segment", inp: "SegmentInputs", cache: KVCache | None = None,
+    def __call__(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None,
                  append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
         key = self.key(seg, inp, cache, append)
         run = self.runs.get(key)
@@ -81,7 +81,7 @@ class GraphedRuns:
             run = self.runs[key] = self.capture(seg, inp, cache, append)
         return run.replay(inp, cache)
 
-    def capture(self, seg: "Segment", inp: "SegmentInputs", cache: KVCache | None, append: bool) -> CapturedRun:
+    def capture(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None, append: bool) -> CapturedRun:
         """Warm up on a side stream (as torch.cuda.graphs asks), then capture one ``model.run`` on copies of
         the inputs. Autocast's weight-cast cache is off while capturing: a cached cast made outside the graph
         would be freed when autocast exits, and the graph would read freed memory."""

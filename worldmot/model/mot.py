@@ -257,17 +257,15 @@ class MoTTrunk(nn.Module):
         return Modulation(ada(noisy).chunk(k, dim=-1), sl.first_noisy - sl.start, sl.noisy_frame)
 
     def run_layers(self, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: torch.Tensor,
-                   past_kv: tuple[list[torch.Tensor], list[torch.Tensor]] | None, append: bool,
-                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+                   cache: KVCache | None, append: bool) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Every layer and the final norms. x (B, n, D) in segment order; mask (n, L + n) with the cache's L keys
-        first; past_kv: the cache's per-layer keys and values (B or 1, H, L, dh). Returns hidden states
-        (B, n, D) in segment order, and the segment's per-layer keys and values (B, H, n, dh) in
-        expert-contiguous order (empty unless append)."""
+        first. Returns hidden states (B, n, D) in segment order, and the segment's per-layer keys and values
+        (B, H, n, dh) in expert-contiguous order (empty unless append)."""
         x = x[:, plan.perm]
         noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
-            past = None if past_kv is None else (past_kv[0][i], past_kv[1][i])
+            past = None if cache is None else (cache.keys[i], cache.values[i])
             x, k, v = self._run_layer(layer, plan, x, noisy_cond, mask, past)
             if append:
                 new_keys.append(k), new_values.append(v)
@@ -280,7 +278,8 @@ class MoTTrunk(nn.Module):
                   mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One layer, every expert: x (B, n, D) in expert-contiguous order -> x, and the segment's keys and
-        values (B, H, n, dh). What ``compile(scope="layer")`` compiles: one graph that every layer runs."""
+        values (B, H, n, dh); past: this layer's cached keys and values (B or 1, H, L, dh). What
+        ``compile(scope="layer")`` compiles: one graph that every layer runs."""
         B = x.shape[0]
         mods, qs, ks, vs = [], [], [], []
         for sl in plan.slices:
@@ -315,8 +314,7 @@ class MoTTrunk(nn.Module):
         if cache is not None:
             past = attention_mask(plan.block, plan.noisy, cache.block, torch.zeros_like(cache.block, dtype=torch.bool))
             mask = torch.cat([past, mask], dim=1)
-        past_kv = None if cache is None else (cache.keys, cache.values)
-        out, new_keys, new_values = self.run_layers(plan, x, noisy_cond, mask, past_kv, append)
+        out, new_keys, new_values = self.run_layers(plan, x, noisy_cond, mask, cache, append)
         if not append:
             return out, cache
         if cache is None:
