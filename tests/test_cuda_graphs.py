@@ -53,7 +53,8 @@ def test_graph_replays_match_eager_imagination():
 
 
 def test_graphed_planner_scores_candidates_as_the_eager_one():
-    """bf16 autocast as the planner runs it; one CEM iteration so that both score the same candidates."""
+    """bf16 autocast as the planner runs it; one CEM iteration so that both score the same candidates (AR
+    proposals among them: sampled from the same probabilities, they are the same chunks)."""
     model = cuda_model()
     s = model.cfg.sequence
     rng = np.random.default_rng(1)
@@ -63,7 +64,7 @@ def test_graphed_planner_scores_candidates_as_the_eager_one():
     scores = {}
     for graphs in (False, True):
         cfg = PlannerConfig(cost="goal", horizon=1, candidates=16, iterations=1, elites=4, object_weight=10.0,
-                            state_weight=1.0, cuda_graphs=graphs)
+                            state_weight=1.0, ar_proposals=4, cuda_graphs=graphs)
         planner = Planner(model, cfg, -np.ones(s.action_dim), np.ones(s.action_dim))
         for _ in range(2):  # captures, then replays
             planner.reset()
@@ -71,3 +72,20 @@ def test_graphed_planner_scores_candidates_as_the_eager_one():
         scores[graphs] = planner.last.scores
     assert model._graphs is not None
     torch.testing.assert_close(scores[True], scores[False], rtol=1e-2, atol=1e-3)
+
+
+def test_graphed_token_by_token_decoding_matches_eager():
+    """The AR policy and the planner's AR proposals append one token per forward: a graph per position."""
+    model = cuda_model()
+    s = model.cfg.sequence
+    frames = model.tokenize_frames(np.random.default_rng(2).integers(0, 256, (2, s.image_size, s.image_size, 3), dtype=np.uint8))
+    written = {}
+    with torch.no_grad():
+        for graphs in (False, True, True):  # eager, capture, replay
+            model.use_cuda_graphs(graphs)
+            im = imagination.start(model, ["reach the red target"] * 2, frames, horizon=1)
+            actions, texts = imagination.write_step(im, None, reason=True)
+            written[graphs] = (actions, texts, im.last_hidden)
+    assert written[True][1] == written[False][1]
+    torch.testing.assert_close(written[True][0], written[False][0])
+    torch.testing.assert_close(written[True][2], written[False][2], rtol=1e-4, atol=1e-5)
