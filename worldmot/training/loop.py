@@ -290,7 +290,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     net = model
     if proc.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
-    if cfg.compile:  # the trunk: the loss's data-dependent masking broke a whole-model graph and recompiled
+    if cfg.compile:  # the trunk, regionally: one layer graph compiles in a fraction of the whole model's time
         model.trunk.compile(cfg.compile_scope)
 
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None) if proc.main else None
