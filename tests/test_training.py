@@ -315,4 +315,4 @@ def test_ema_follows_early_training_then_settles_to_its_decay():
         else:
             d = min(0.9, (1 + n) / (10 + n))
             expected = d * expected + (1 - d) * (n + 1)
-        assert float(ema.module[0]) == pytest.approx(expected, rel=1e-6)
+        assert float(ema.module[0].detach()) == pytest.approx(expected, rel=1e-6)
