@@ -8,7 +8,10 @@ replanning step's kernels than the GPU spends running them (BENCHMARKS.md). A gr
 Inputs are copied into the graph's own buffers before a replay and outputs cloned out after it: callers
 keep caches across calls (the context is shared by every candidate and both CEM iterations), so a graph
 must not hand out memory that its next replay overwrites. All graphs share one memory pool: they replay
-one at a time on one stream and hold no intermediate across replays.
+one at a time on one stream and hold no intermediate across replays. Each graph keeps its own inputs and
+outputs allocated (for a call that extends a cache, the extended cache), so memory grows with the number of
+signatures: small for the tiny model's planners (a handful), large for a big model decoding token by token
+(a signature per position); ``plan.cuda_graphs=false`` runs eagerly.
 
 Written here rather than taken from ``torch.compile(mode="reduce-overhead")``: compiling the trunk's
 blocks made planning slower (guards on many small calls, BENCHMARKS.md), and the calls' Python structures
