@@ -167,7 +167,7 @@ def _record_single(env, policy, writer, feats, expert, start, episodes, seed, ba
             action = policy.act({**obs, "task": task})
             subtask = policy.reasoning or ""
             labelled = _expert_actions(expert, {k: np.asarray(obs[k])[None] for k in ("agent_pos", "environment_state")},
-                                       [task]) if expert else None
+                                       [task])
             nobs, reward, term, trunc, ninfo = env.step(action)
             done = bool(term or trunc)
             writer.add_frame(_frame(obs, None, action, reward, done, ninfo["is_success"], feats,

@@ -61,6 +61,15 @@ def make_batch(model: WorldModel, B: int = 2, seed: int = 0) -> PackedBatch:
                         states=torch.as_tensor(states))
 
 
+def loss_and_grads(model: WorldModel, batch: PackedBatch, inp: SegmentInputs) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The training loss on ``batch`` with the noise and times of ``inp`` (full_inputs), and every parameter's
+    gradient (cloned)."""
+    model.zero_grad()
+    loss = model(batch, t=inp.t, noise=inp.noisy)["loss"]
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
 def full_inputs(batch: PackedBatch, seed: int = 0) -> SegmentInputs:
     """Inputs of the whole window with random noisy frames and times."""
     g = torch.Generator().manual_seed(seed)

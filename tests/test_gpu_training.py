@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_fixtures import full_inputs, make_batch, make_model, small_config
+from model_fixtures import full_inputs, loss_and_grads, make_batch, make_model, small_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -16,17 +16,10 @@ def test_compiled_trunk_on_cuda_computes_the_eager_loss_and_gradients(scope):
     model = make_model(small_config(keypoints=2)).cuda().train()
     batch = make_batch(model, B=4).to("cuda")
     inp = full_inputs(batch)
-
-    def loss_and_grads():
-        model.zero_grad()
-        loss = model(batch, t=inp.t, noise=inp.noisy)["loss"]
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
-    want, want_grads = loss_and_grads()
+    want, want_grads = loss_and_grads(model, batch, inp)
     torch._dynamo.reset()
     model.trunk.compile(scope)
-    got, got_grads = loss_and_grads()
+    got, got_grads = loss_and_grads(model, batch, inp)
     # inductor's kernels reorder fp32 sums (and may multiply in TF32): not bit-identical
     torch.testing.assert_close(got, want, rtol=2e-3, atol=1e-5)
     for (name, _), g, w in zip(model.named_parameters(), got_grads, want_grads):

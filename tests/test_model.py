@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import worldmot
-from model_fixtures import full_inputs, make_batch, make_model, small_config
+from model_fixtures import full_inputs, loss_and_grads, make_batch, make_model, small_config
 from worldmot.checkpoint import save_model
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination
@@ -172,17 +172,10 @@ def test_compiled_trunk_computes_the_same_loss_and_gradients(scope):
             p.normal_(0, 0.05)
     batch = make_batch(model, B=2)
     inp = full_inputs(batch)
-
-    def loss_and_grads():
-        model.zero_grad()
-        loss = model(batch, t=inp.t, noise=inp.noisy)["loss"]
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
-    want, want_grads = loss_and_grads()
+    want, want_grads = loss_and_grads(model, batch, inp)
     torch._dynamo.reset()
     model.trunk.compile(scope, backend="eager", fullgraph=True)
-    got, got_grads = loss_and_grads()
+    got, got_grads = loss_and_grads(model, batch, inp)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)

@@ -17,6 +17,7 @@ from worldmot.checkpoint import load_model
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.datasets.windows import WindowDataset, collate_windows, split_episodes
 from worldmot.model import imagination
+from worldmot.training.metrics import taught_actions
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     ds = WindowDataset(reader, n_steps=1, chunk=model.cfg.sequence.chunk, episodes=val, stride=4)
     pick = np.random.default_rng(0).choice(len(ds), min(args.windows, len(ds)), replace=False)
     w = collate_windows([ds[int(i)] for i in pick])
-    true = w.get("expert_actions", w["actions"])[:, 0].float()  # (B, C, A)
+    true = taught_actions(w)[:, 0].float()  # (B, C, A)
     frames = model.tokenize_frames(w["frames"][:, 0].numpy())
     with torch.no_grad():
         for name, reason in (("after greedy reasoning", True), ("after an empty reasoning", False)):

@@ -88,7 +88,7 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     pred, target = preds["action"]
     if len(target):
         mask = batch.target_mask[:, torch.as_tensor(batch.layout.actions.reshape(-1))]
-        true = _taught_actions(short).reshape(B, -1)[mask]
+        true = taught_actions(short).reshape(B, -1)[mask]
         bins = (pred.cpu() - model.vocab.action_offset).reshape(-1, 1).expand(-1, seq.action_dim)
         dims = torch.arange(len(true)) % seq.action_dim
         decoded = model.action_tokenizer.decode(bins)[torch.arange(len(true)), dims]
@@ -111,7 +111,7 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
     return out
 
 
-def _taught_actions(windows: dict) -> torch.Tensor:
+def taught_actions(windows: dict) -> torch.Tensor:
     """(B, K, C, A) the actions the AR path is taught: the expert's where the windows have them, else the executed."""
     return windows["expert_actions"] if "expert_actions" in windows else windows["actions"]
 
@@ -187,7 +187,7 @@ def closed_loop_metrics(model: WorldModel, windows: dict) -> dict[str, float]:
     im = imagination.start(model, windows["instruction"], frames, windows["states"][:, 0].float(), horizon=1)
     progress = im.progress().cpu()
     decoded, texts = imagination.write_step(im, None, reason=True)
-    true = _taught_actions(windows)[:, 0].float()  # (B, C, A)
+    true = taught_actions(windows)[:, 0].float()  # (B, C, A)
     ok = ~windows["action_is_pad"][:, 0].reshape(true.shape[0], -1).any(-1)
     out = {}
     if bool(ok.any()):
