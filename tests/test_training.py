@@ -316,3 +316,24 @@ def test_ema_follows_early_training_then_settles_to_its_decay():
             d = min(0.9, (1 + n) / (10 + n))
             expected = d * expected + (1 - d) * (n + 1)
         assert float(ema.module[0].detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_reasoning_is_dropped_for_a_whole_window_not_step_by_step():
+    """A policy decides from a fresh frame with no reasoning in its context: if a window kept an earlier step's
+    reasoning (which names the target's position), its actions could copy it instead of reading the frame."""
+    from model_fixtures import make_model, make_windows
+    from worldmot.sequence import pack_windows
+    from worldmot.training.config import TrainConfig
+    from worldmot.training.loop import step_randomness
+
+    model = make_model(randomize=False)
+    model.cfg.drop_reasoning = 0.5
+    cfg = TrainConfig(run_dir="unused", batch_size=64, model=model.cfg)
+    windows, frames, _ = make_windows(model.cfg, cfg.batch_size)
+    drops = step_randomness(model, cfg, step=3, rows=slice(None))
+    batch = pack_windows(windows, cfg=model.cfg.sequence, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
+                         action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames),
+                         drop_reasoning=drops["drop_reasoning"])
+    kept = torch.stack([batch.target_mask[:, r].any(1) for r in batch.layout.reasoning], 1)  # (B, K)
+    assert (kept.all(1) | ~kept.any(1)).all(), "a window kept some steps' reasoning and dropped others"
+    assert 0 < int((~kept.any(1)).sum()) < cfg.batch_size  # both cases occur at p = 0.5

@@ -162,7 +162,7 @@ def step_randomness(model: WorldModel, cfg: TrainConfig, step: int, rows: slice)
     B, K, m = cfg.batch_size, cfg.model.sequence.n_steps, cfg.model
     rng = np.random.default_rng([cfg.seed, step, 1])
     drops = {"drop_instruction": rng.random(B) < m.drop_instruction,
-             "drop_reasoning": rng.random((B, K)) < m.drop_reasoning,
+             "drop_reasoning": rng.random((B, 1)) < m.drop_reasoning,
              "drop_state": rng.random((B, K)) < m.drop_state}
     own = torch.from_numpy(rng.random(B) < m.own_context) if m.own_context > 0 else None
     t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
