@@ -444,3 +444,23 @@ def test_rollout_past_the_training_window_restarts_from_the_newest_frame():
     assert four.shape == (2, 4, *batch.frames.shape[2:]) and progress.shape == (2, 5)
     torch.testing.assert_close(four, torch.cat([a, b], 1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(progress, torch.cat([pa, pb[:, 1:]], 1), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_are_bitwise_repeatable_on_two_cpu_threads():
+    """A seeded CPU run must repeat exactly. The frame tokens' learned patch positions gather one table row per
+    token (each row repeated once per frame); indexing's backward added those repeats in a thread-dependent
+    order, and runs with the same seed drifted apart within 30 steps."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = small_config(image_size=64, patch_size=8)  # the tiny config's sizes: the backward runs in parallel
+        cfg.width, cfg.heads = 128, 4
+        model = make_model(cfg).train()
+        batch = make_batch(model, B=8)
+        inp = full_inputs(batch)
+        _, first = loss_and_grads(model, batch, inp)
+        for _ in range(5):
+            _, again = loss_and_grads(model, batch, inp)
+            assert all(torch.equal(a, b) for a, b in zip(first, again)), "gradients differ between identical calls"
+    finally:
+        torch.set_num_threads(threads)

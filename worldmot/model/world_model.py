@@ -203,7 +203,9 @@ class WorldModel(nn.Module):
             x = x.index_copy(1, c.noisy_idx, self.frame_in(torch.cat([f, last], -1)).to(x.dtype))
         if c.action_dim is not None:
             x = x + self._action_values(inp.token_ids, c.action_dim)
-        in_frame = self.patch_pos[c.patch] + self.patch_pos_2d[c.patch]
+        # index_select, not patch_pos[c.patch]: the indexing's backward adds the repeated patches' gradients
+        # in a thread-dependent order on the CPU, so runs with the same seed drifted apart within 30 steps
+        in_frame = self.patch_pos.index_select(0, c.patch) + self.patch_pos_2d[c.patch]
         return x + (c.pos + in_frame * c.in_patch)
 
     def _constants(self, seg: Segment, device: torch.device) -> SegmentConstants:
