@@ -123,7 +123,7 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() + (f' sdpa {args.sdpa}' if args.sdpa else '') if args.compile else ''}), batch {args.batch} x "
+    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}{f', sdpa {args.sdpa}' if args.sdpa else ''}), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")

@@ -10,7 +10,9 @@ skip parametrization needs to start at the copy baseline (shared notes: naive v-
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ from worldmot.tokenizers.actions import ActionTokenizer
 from worldmot.tokenizers.frames import make_frame_tokenizer, preprocess_frames
 from worldmot.tokenizers.text import make_text_tokenizer
 
+_Held = TypeVar("_Held", "SegmentConstants", "LossPositions")  # what WorldModel._on_device keeps per layout
 
 def grid_position_embedding(n_patches: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos embedding (n_patches, dim) of a square patch grid in row-major order (as in MAE/DiT):
@@ -96,8 +99,7 @@ class WorldModel(nn.Module):
         # frames under negated actions differed by 1e-4, measured)
         self.action_cond = nn.Sequential(nn.Linear(seq.chunk * seq.action_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts)
-        self._segment_constants: dict[tuple, SegmentConstants] = {}
-        self._loss_position_cache: dict[tuple, LossPositions] = {}
+        self._device_constants: dict[tuple, SegmentConstants | LossPositions] = {}
         self._graphs: GraphedRuns | None = None
         self.lm_head = nn.Linear(D, self.vocab.size)
         self.frame_head = nn.Linear(D, Dp)
@@ -209,23 +211,23 @@ class WorldModel(nn.Module):
         return x + (c.pos + in_frame * c.in_patch)
 
     def _constants(self, seg: Segment, device: torch.device) -> SegmentConstants:
-        """The segment's index tensors and fixed positions on the device, built once per segment: a host-to-
-        device copy per call stalled every forward on the GPU (planning is many small forwards)."""
-        key = seg.key + (str(device),)
-        c = self._segment_constants.get(key)
-        if c is None or c.layout is not seg.layout:
-            c = self._segment_constants[key] = SegmentConstants.of(seg, self.cfg.sequence.action_dim, self.cfg.width,
-                                                                   device)
-        return c
+        """The segment's index tensors and fixed positions on the device (planning is many small forwards)."""
+        return self._on_device(seg.key + (str(device),), seg.layout,
+                               lambda: SegmentConstants.of(seg, self.cfg.sequence.action_dim, self.cfg.width, device))
 
     def _loss_positions(self, layout: Layout, device: torch.device) -> LossPositions:
-        """The loss's index tensors of a layout on the device, built once (each host-to-device copy of an index
-        array stalled a GPU step until the GPU caught up)."""
-        key = (id(layout), str(device))
-        at = self._loss_position_cache.get(key)
-        if at is None or at.layout is not layout:
-            at = self._loss_position_cache[key] = LossPositions.of(layout, self.cfg.sequence.action_dim, device)
-        return at
+        """The loss's index tensors of a layout on the device."""
+        return self._on_device(("loss", id(layout), str(device)), layout,
+                               lambda: LossPositions.of(layout, self.cfg.sequence.action_dim, device))
+
+    def _on_device(self, key: tuple, layout: Layout, build: Callable[[], _Held]) -> _Held:
+        """``build()`` once per key: each host-to-device copy of an index array stalled a GPU step until the GPU
+        caught up. Rebuilt where the held layout is not this one (a key names a layout by its id, which a new
+        layout can reuse once the old one is freed)."""
+        held = self._device_constants.get(key)
+        if held is None or held.layout is not layout:
+            held = self._device_constants[key] = build()
+        return held
 
     def action_values(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Action-bin token ids (any shape) -> their bin centres in [-1, 1] (normalised action units)."""
