@@ -1,0 +1,91 @@
+"""Memory traffic of the compiled layer region: the bytes that torch.compile's generated (elementwise,
+normalisation, copy) kernels read and write per token and width element, forward and backward, under bf16
+autocast. Those kernels are memory-bound on a GPU, so their bytes divided by the memory bandwidth is their
+time there; and inductor decides the fusions the same way for any device, so the count can be taken on a
+CPU. The matmuls and attention (extern kernels) are listed apart.
+
+Weights are cast and their gradients reduced once per step whatever the batch; a run at two batch sizes
+separates the bytes that grow with the tokens (what dominates a large GPU batch) from those.
+
+    python tools/bench_fusion.py [--model base] [--width 384] [--batches 2 4] [--gpu-tokens 131328]
+                                 [--gpu-bandwidth 2.9]   # TB/s, for the projected elementwise time
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch._inductor import config as inductor_config
+from torch._inductor import metrics
+from torch._inductor.compile_fx import inductor_metrics_log
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_model import EXPERTS, _named, random_batch
+
+from worldmot.model.world_model import WorldModel
+from worldmot.tokenizers.actions import ActionTokenizer
+
+EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
+
+
+def traffic(args, batch_size: int) -> tuple[int, int, int, int]:
+    """One compiled forward + backward of a one-layer model. Returns (tokens, generated kernels' bytes,
+    extern kernels' bytes, generated kernels)."""
+    torch.manual_seed(0)
+    cfg = _named(args.model)
+    cfg.experts = dict(EXPERTS[args.experts])
+    cfg.width, cfg.heads, cfg.depth = args.width, args.width // args.head_dim, 1
+    A = cfg.sequence.action_dim
+    model = WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins))
+    batch = random_batch(model, batch_size)
+    torch._dynamo.reset()
+    metrics.reset()
+    model.trunk.compile(args.scope, dynamic=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(batch)["loss"]
+    loss.backward()
+    generated = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ not in EXTERN)
+    extern = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ in EXTERN)
+    return batch.token_ids.numel(), generated, extern, metrics.generated_kernel_count
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="base")
+    p.add_argument("--experts", default="full MoT", choices=list(EXPERTS))
+    p.add_argument("--width", type=int, default=384, help="the model's width here (bytes scale with it; "
+                   "bf16 matmuls on a CPU are slow, so a narrower layer than base's 768 keeps the run short)")
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--scope", default="layer", choices=["layer", "blocks"])
+    p.add_argument("--batches", type=int, nargs=2, default=[2, 4])
+    p.add_argument("--gpu-tokens", type=int, default=256 * 513, help="tokens of the GPU step to project to")
+    p.add_argument("--gpu-width", type=int, default=768)
+    p.add_argument("--gpu-depth", type=int, default=12)
+    p.add_argument("--gpu-bandwidth", type=float, default=2.9, help="TB/s the GPU's elementwise kernels reach")
+    args = p.parse_args()
+    inductor_config.force_disable_caches = True  # a cache hit skips the code generation that counts the bytes
+    warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
+    inductor_metrics_log.setLevel(logging.INFO)  # inductor counts the bytes only when it logs them
+    inductor_metrics_log.propagate, inductor_metrics_log.disabled = False, False  # counted, not printed
+
+    (n1, g1, e1, k1), (n2, g2, e2, k2) = (traffic(args, b) for b in args.batches)
+    per = lambda b1, b2: (b2 - b1) / ((n2 - n1) * args.width)  # bytes per token per width element
+    print(f"{args.model} ({args.experts}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast, "
+          f"torch {torch.__version__}")
+    print(f"batches {args.batches}: {n1} and {n2} tokens, {k1} and {k2} generated kernels")
+    g = per(g1, g2)
+    step_bytes = g * args.gpu_tokens * args.gpu_width * args.gpu_depth
+    print(f"generated kernels: {g:.1f} B per token per width element per layer (forward + backward); "
+          f"extern (matmuls, attention): {per(e1, e2):.1f}")
+    print(f"projected to {args.gpu_tokens} tokens x width {args.gpu_width} x {args.gpu_depth} layers: "
+          f"{step_bytes / 1e9:.0f} GB per step, {step_bytes / (args.gpu_bandwidth * 1e12) * 1e3:.0f} ms at "
+          f"{args.gpu_bandwidth:g} TB/s")
+
+
+if __name__ == "__main__":
+    main()
