@@ -1,8 +1,10 @@
 """Memory traffic of the compiled layer region: the bytes that torch.compile's generated (elementwise,
 normalisation, copy) kernels read and write per token and width element, forward and backward, under bf16
 autocast. Those kernels are memory-bound on a GPU, so their bytes divided by the memory bandwidth is their
-time there; and inductor decides the fusions the same way for any device, so the count can be taken on a
-CPU. The matmuls and attention (extern kernels) are listed apart.
+time there; inductor's scheduler decides the fusions largely alike for every device, so the count can be
+taken on a CPU (for base it predicted the GPU profile's elementwise time within a few percent; BENCHMARKS.md).
+The matmuls and attention (extern kernels) are listed apart. ``--scope blocks`` leaves the concatenations and
+attention eager, so its count is not comparable with the layer region's.
 
 Weights are cast and their gradients reduced once per step whatever the batch; a run at two batch sizes
 separates the bytes that grow with the tokens (what dominates a large GPU batch) from those.
