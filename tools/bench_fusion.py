@@ -20,17 +20,13 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch._inductor import config as inductor_config
 from torch._inductor import metrics
 from torch._inductor.compile_fx import inductor_metrics_log
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import EXPERTS, _named, random_batch
-
-from worldmot.model.world_model import WorldModel
-from worldmot.tokenizers.actions import ActionTokenizer
+from bench_model import EXPERTS, build, random_batch
 
 EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 
@@ -38,12 +34,8 @@ EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 def traffic(args, batch_size: int) -> tuple[int, int, int, int]:
     """One compiled forward + backward of a one-layer model. Returns (tokens, generated kernels' bytes,
     extern kernels' bytes, generated kernels)."""
-    torch.manual_seed(0)
-    cfg = _named(args.model)
-    cfg.experts = dict(EXPERTS[args.experts])
-    cfg.width, cfg.heads, cfg.depth = args.width, args.width // args.head_dim, 1
-    A = cfg.sequence.action_dim
-    model = WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins))
+    model = build(args.model, EXPERTS[args.experts], "cpu", width=args.width, heads=args.width // args.head_dim,
+                  depth=1)
     batch = random_batch(model, batch_size)
     torch._dynamo.reset()
     metrics.reset()

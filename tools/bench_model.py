@@ -29,10 +29,13 @@ EXPERTS = {
 }
 
 
-def build(model_name: str, experts: dict, device: str, seed: int = 0) -> WorldModel:
+def build(model_name: str, experts: dict, device: str, seed: int = 0, **sizes: int) -> WorldModel:
+    """A fresh model of a named config; ``sizes`` override its fields (width=384, depth=1, ...)."""
     torch.manual_seed(seed)
     cfg = _named(model_name)
     cfg.experts = dict(experts)
+    for name, value in sizes.items():
+        setattr(cfg, name, value)
     A = cfg.sequence.action_dim
     return WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins)).to(device)
 

@@ -31,6 +31,7 @@ from worldmot.tokenizers.text import make_text_tokenizer
 
 _Held = TypeVar("_Held", "SegmentConstants", "LossPositions")  # what WorldModel._on_device keeps per layout
 
+
 def grid_position_embedding(n_patches: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos embedding (n_patches, dim) of a square patch grid in row-major order (as in MAE/DiT):
     half the channels encode the row, half the column. Where a thing is in the frame is what an action
