@@ -234,6 +234,9 @@ def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch
     (["no_such_key=1"], "no_such_key"),
     (["optim.nope=1"], "optim.nope"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "compile=true", "compile_scope=model"], "compile_scope='model'"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "attention=ring"], "attention='ring'"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "attention=flex"], "compile=true"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "attention=flex", "compile=true", "device=cpu"], "CUDA only"),
 ])
 def test_cli_bad_input_is_one_line_and_non_zero(args, message, capsys):
     assert cli_main(["train", *args]) == 2

@@ -6,7 +6,7 @@
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
-    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]]
+    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]] [--attention flex --flex-tile 64]
                                 [--peak-tflops 989]   # CUDA: the GPU's dense bf16 peak, for MFU
 """
 from __future__ import annotations
@@ -64,7 +64,8 @@ def step_rate(args) -> dict:
     with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
         step()
     if args.compile:  # as `worldmot train compile=true compile_scope=S` does
-        model.trunk.compile(args.compile, **({"mode": args.compile_mode} if args.compile_mode else {}))
+        model.trunk.compile(args.compile, attention=args.attention, flex_tile=args.flex_tile,
+                            **({"mode": args.compile_mode} if args.compile_mode else {}))
         step()  # compiles
     times = []
     for _ in range(args.repeats + 1):  # the first is a warm-up
@@ -111,6 +112,10 @@ def main() -> None:
     p.add_argument("--sdpa", default="", choices=["", "cudnn", "efficient", "math"],
                    help="restrict scaled_dot_product_attention to this backend (default: torch's choice)")
     p.add_argument("--compile-mode", default="", help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
+    p.add_argument("--attention", default="sdpa", choices=["sdpa", "flex"], help="with --compile layer: the "
+                   "attention kernel (flex: on the mask's tiles; FLOPs still counted as SDPA's whole product)")
+    p.add_argument("--flex-tile", type=int, default=128, help="the flex block mask's tile (64 needs "
+                   "--compile-mode max-autotune-no-cudagraphs for its backward on an H100)")
     p.add_argument("--profile", action="store_true", help="also print the ops that take the most time")
     p.add_argument("--dataset", default="", help="also time the whole training loop on this dataset")
     p.add_argument("--loop-steps", type=int, default=40)
@@ -123,7 +128,7 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}{f', sdpa {args.sdpa}' if args.sdpa else ''}), batch {args.batch} x "
+    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}{f', sdpa {args.sdpa}' if args.sdpa else ''}{f', flex attention in {args.flex_tile}-tiles' if args.compile and args.attention == 'flex' else ''}), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")

@@ -4,8 +4,8 @@ Each expert owns every non-embedding parameter of its tokens (adaLN modulation, 
 feed-forward, final norm). Attention is global: all tokens' Q/K/V meet in one masked SDPA call.
 
 Routing without data-dependent shapes: a segment's layout is static, so its tokens are permuted ONCE
-(at the input) into expert-contiguous order -- expert by expert, clean tokens before noisy ones, original
-order inside. Every expert then works on a plain slice, attention runs on the permuted sequence with the
+(at the input) into expert-contiguous order -- expert by expert (the frame expert first), clean tokens before
+noisy ones, original order inside. Every expert then works on a plain slice, attention runs on the permuted sequence with the
 permuted mask (attention does not care about order, only about the mask and the positions, which were
 added to the embeddings before the permutation), and the output is permuted back. The dense baseline is
 the same code with one expert.
@@ -13,12 +13,13 @@ the same code with one expert.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from worldmot.sequence import MODALITIES, Segment, attention_mask
 
@@ -47,9 +48,20 @@ class RoutingPlan:
     noisy: torch.Tensor  # (n,) bool, permuted
     mask: torch.Tensor  # (n, n) bool, permuted
     has_noisy: bool  # known on the host: asking the device would stall every call until the GPU catches up
+    _block_masks: dict[int, BlockMask] = field(default_factory=dict)
+
+    def block_mask(self, tile: int) -> BlockMask:
+        """``mask`` for flex attention in tiles of tile x tile entries (built once per tile size): flex skips
+        the tiles that the mask rules out and reads the mask only in the tiles that it cuts."""
+        if tile not in self._block_masks:
+            mask, n = self.mask, int(self.mask.shape[0])
+            self._block_masks[tile] = create_block_mask(lambda b, h, q, kv: mask[q, kv], None, None, n, n,
+                                                        device=mask.device, BLOCK_SIZE=tile)
+        return self._block_masks[tile]
 
 
 def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], device: torch.device) -> RoutingPlan:
+    """The segment's routing; ``expert_names`` in the order of their slices."""
     modality = seg.arr("modality")
     noisy = seg.arr("noisy")
     expert_id = np.array([expert_names.index(experts[MODALITIES[m]]) for m in modality])
@@ -204,19 +216,35 @@ class MoTTrunk(nn.Module):
             for _ in range(depth)
         )
         self.final = nn.ModuleDict({e: FinalNorm(width, e in timed) for e in self.expert_names})
+        # the frame expert's slice first: its frames are 64-token blocks that then start at multiples of 64, so
+        # that more of the mask's tiles are all allowed or all ruled out (flex attention computes 58% of a base
+        # training window's 64 x 64 tiles in this order, 78% with the frames in the middle; of its 128 x 128
+        # tiles 84% and 88%)
+        self.routing_order = sorted(self.expert_names, key=lambda e: (e not in timed, e))
         self.width = width
         self._plans: dict[tuple, RoutingPlan] = {}
         self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
         self._run_layer = self.run_layer
+        self.flex_tile = 0  # > 0: cacheless segments attend with flex attention in tiles of this size
 
-    def compile(self, scope: str = "layer", **options) -> None:
+    def compile(self, scope: str = "layer", attention: str = "sdpa", flex_tile: int = 128, **options) -> None:
         """torch.compile the trunk for training. Regional, so that a graph is traced once and every layer (or
         block) runs it (parameters are inputs: a graph per shape, not per layer). scope "layer": a layer with
         all its experts (:meth:`run_layer`), so the experts' concatenations around attention and the
         elementwise work around the matmuls fuse. "blocks": each expert block's work before and after
-        attention (norms, modulation, QKV, QK-norm; output projection, gates, MLP)."""
+        attention (norms, modulation, QKV, QK-norm; output projection, gates, MLP).
+
+        attention "flex" (scope "layer" only): segments without a KV cache attend with flex attention on the
+        mask's flex_tile x flex_tile tiles instead of SDPA with the boolean mask, which computes every entry
+        (BENCHMARKS.md). Compiled only: eager flex attention is a slow reference, and torch has no flex
+        backward on the CPU (CPU inference works)."""
+        if attention not in ("sdpa", "flex"):
+            raise ValueError(f"attention {attention!r}: expected 'sdpa' or 'flex'")
+        if attention == "flex" and scope != "layer":
+            raise ValueError("flex attention needs compile scope 'layer' (attention inside the compiled region)")
         if scope == "layer":
             self._run_layer = torch.compile(self.run_layer, **options)
+            self.flex_tile = flex_tile if attention == "flex" else 0
         elif scope == "blocks":
             self._qkv_of = torch.compile(ExpertBlock.qkv_of, **options)
             self._finish = torch.compile(ExpertBlock.finish, **options)
@@ -244,7 +272,7 @@ class MoTTrunk(nn.Module):
         key = seg.key + (device.type,)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = build_plan(seg, self.experts, self.expert_names, device)
+            plan = self._plans[key] = build_plan(seg, self.experts, self.routing_order, device)
         return plan
 
     def _modulation(self, sl: ExpertSlice, ada: nn.Linear | None, k: int, noisy: torch.Tensor | None,
@@ -293,7 +321,11 @@ class MoTTrunk(nn.Module):
         if past is not None:
             k_all = torch.cat([past[0].expand(B, -1, -1, -1), k], 2)
             v_all = torch.cat([past[1].expand(B, -1, -1, -1), v], 2)
-        attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
+        if isinstance(mask, BlockMask):  # bf16 inputs under autocast, whatever dtype the QK-norm left
+            attn = flex_attention(q.to(v.dtype), k_all.to(v.dtype), v_all, block_mask=mask,
+                                  kernel_options=_flex_tiles(mask.BLOCK_SIZE))
+        else:
+            attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
         attn = attn.transpose(1, 2).reshape(x.shape)
         x = torch.cat([self._finish(layer[sl.name], x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
                        for sl, mod in zip(plan.slices, mods)], dim=1)
@@ -310,7 +342,7 @@ class MoTTrunk(nn.Module):
         """
         plan = self.plan(seg, x.device)
         assert not (append and plan.has_noisy), "noisy tokens never enter the cache"
-        mask = plan.mask
+        mask = plan.block_mask(self.flex_tile) if self.flex_tile and cache is None else plan.mask
         if cache is not None:
             past = attention_mask(plan.block, plan.noisy, cache.block, torch.zeros_like(cache.block, dtype=torch.bool))
             mask = torch.cat([past, mask], dim=1)
@@ -323,6 +355,14 @@ class MoTTrunk(nn.Module):
         keys = [torch.cat([ck.expand(B, -1, -1, -1), nk], 2) for ck, nk in zip(cache.keys, new_keys)]
         values = [torch.cat([cv.expand(B, -1, -1, -1), nv], 2) for cv, nv in zip(cache.values, new_values)]
         return out, KVCache(keys, values, torch.cat([cache.block, plan.block]))
+
+
+def _flex_tiles(block_size: tuple[int, int]) -> dict[str, int]:
+    """Forward kernel tiles no larger than the block mask's: inductor's default for bf16 on an H100 is 128 x 128,
+    which a 64-entry block mask refuses. (Its default backward tiles need 128-entry blocks too; with 64,
+    compile with mode="max-autotune-no-cudagraphs", whose candidates include smaller tiles.)"""
+    t = min(block_size)
+    return {"fwd_BLOCK_M": t, "fwd_BLOCK_N": t} if t < 128 else {}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

@@ -54,6 +54,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     compile: bool = False  # torch.compile the trunk (MoTTrunk.compile; GPU)
     compile_scope: str = "layer"  # layer: a layer with all its experts as one graph | blocks: each expert block's work
+    attention: str = "sdpa"  # sdpa (the boolean mask) | flex (the mask's tiles; CUDA, compile=true, compile_scope=layer)
     threads: int = 0  # CPU threads per process; 0: all cores / ranks
     log_every: int = 10
     checkpoint_every: int = 250

@@ -244,7 +244,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train; returns the run folder (RUN/model holds the exported EMA model)."""
     if cfg.compile_scope not in ("layer", "blocks"):
         raise WorldmotError(f"compile_scope={cfg.compile_scope!r}: expected 'layer' or 'blocks'")
+    if cfg.attention not in ("sdpa", "flex"):
+        raise WorldmotError(f"attention={cfg.attention!r}: expected 'sdpa' or 'flex'")
+    if cfg.attention == "flex" and not (cfg.compile and cfg.compile_scope == "layer"):
+        raise WorldmotError("attention=flex: needs compile=true and compile_scope=layer (flex attention runs compiled)")
     proc = setup_processes(cfg)
+    if cfg.attention == "flex" and proc.device.type != "cuda":
+        raise WorldmotError(f"attention=flex: trains on CUDA only (torch has no flex attention backward on the "
+                            f"{proc.device.type}); use attention=sdpa")
     run_dir = Path(cfg.run_dir)
     reader = LeRobotDatasetReader(cfg.data.root)
     start_step, state = 0, None
@@ -291,7 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if proc.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     if cfg.compile:  # the trunk, regionally: one layer graph compiles in a fraction of the whole model's time
-        model.trunk.compile(cfg.compile_scope)
+        model.trunk.compile(cfg.compile_scope, attention=cfg.attention)
 
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None) if proc.main else None
     viz = None
