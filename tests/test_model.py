@@ -184,6 +184,27 @@ def test_compiled_trunk_computes_the_same_loss_and_gradients(scope):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("fp32_residual", [False, True])
+def test_residual_stream_under_autocast_is_in_the_autocast_dtype_unless_asked_for_fp32(fp32_residual):
+    """bf16 between the layers halves the bytes of the elementwise kernels on the stream (the GPU step's
+    largest memory traffic, BENCHMARKS.md); fp32 runs never see it."""
+    cfg = small_config(FULL)
+    cfg.fp32_residual = fp32_residual
+    model = make_model(cfg)
+    batch = make_batch(model, B=2)
+    seen = []
+    run_layer = model.trunk._run_layer
+    model.trunk._run_layer = lambda layer, plan, x, *rest: seen.append(x.dtype) or run_layer(layer, plan, x, *rest)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert set(seen) == {torch.float32 if fp32_residual else torch.bfloat16}
+    seen.clear()
+    model(batch)
+    assert set(seen) == {torch.float32}
+
+
 def _computed_tiles(block_mask) -> float:
     """The fraction of a flex block mask's tiles that its kernels compute (partial and full ones)."""
     computed = block_mask.kv_num_blocks.sum() + block_mask.full_kv_num_blocks.sum()

@@ -57,6 +57,11 @@ class ModelConfig:
     experts: dict[str, str] = field(
         default_factory=lambda: {"text": "text", "action": "action", "state": "action", "frame": "frame"}
     )
+    # under autocast (CUDA training and planning) the residual stream between the layers is in the autocast
+    # dtype (bf16), as Megatron-LM keeps it by default: the elementwise kernels around every block move 23%
+    # fewer bytes (BENCHMARKS.md; the held-out loss of a 200-step bf16 run matched the fp32 stream's, 2.702 vs
+    # 2.698); true keeps it fp32. Runs without autocast (fp32 on the CPU) are the same either way
+    fp32_residual: bool = False
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them

@@ -204,7 +204,8 @@ class FinalNorm(nn.Module):
 class MoTTrunk(nn.Module):
     """depth layers x experts. ``run`` maps segment-ordered embeddings to segment-ordered hidden states."""
 
-    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, experts: dict[str, str]):
+    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, experts: dict[str, str],
+                 fp32_residual: bool = False):
         super().__init__()
         assert width % heads == 0, "width must be divisible by heads"
         self.experts = dict(experts)
@@ -222,6 +223,7 @@ class MoTTrunk(nn.Module):
         # tiles 84% and 88%)
         self.routing_order = sorted(self.expert_names, key=lambda e: (e not in timed, e))
         self.width = width
+        self.fp32_residual = fp32_residual  # under autocast; else the stream is in the autocast dtype
         self._plans: dict[tuple, RoutingPlan] = {}
         self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
         self._run_layer = self.run_layer
@@ -290,6 +292,8 @@ class MoTTrunk(nn.Module):
         first. Returns hidden states (B, n, D) in segment order, and the segment's per-layer keys and values
         (B, H, n, dh) in expert-contiguous order (empty unless append)."""
         x = x[:, plan.perm]
+        if torch.is_autocast_enabled(x.device.type) and not self.fp32_residual:
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
