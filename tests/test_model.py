@@ -153,9 +153,19 @@ def reference_forward(model, seg, inp):
     return torch.stack([final(i) for i in range(n)])
 
 
-@pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])
-def test_mot_forward_equals_token_by_token_reference(experts):
-    model = make_model(small_config(experts))
+def lean_blocks(cfg):
+    """The GPU configs' blocks: no linear biases, QK-norm's weight on the queries only."""
+    cfg.block_bias, cfg.key_norm_weight = False, False
+    return cfg
+
+
+@pytest.mark.parametrize("experts, lean", [(FULL, False), (TWO_PATH, False), (DENSE, False), (FULL, True)],
+                         ids=["full", "two_path", "dense", "full_lean_blocks"])
+def test_mot_forward_equals_token_by_token_reference(experts, lean):
+    model = make_model(lean_blocks(small_config(experts)) if lean else small_config(experts))
+    if lean:
+        assert not any(n.endswith(("qkv.bias", "out.bias", "mlp.0.bias", "mlp.2.bias", "k_norm.weight"))
+                       for n, _ in model.trunk.named_parameters())
     batch = make_batch(model, B=1)
     inp = full_inputs(batch)
     with torch.no_grad():
@@ -286,10 +296,11 @@ def test_the_training_forward_is_one_graph():
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
 
-@pytest.mark.parametrize("experts", [FULL, TWO_PATH, DENSE], ids=["full", "two_path", "dense"])
-def test_every_parameter_gets_a_gradient(experts):
+@pytest.mark.parametrize("experts, lean", [(FULL, False), (TWO_PATH, False), (DENSE, False), (FULL, True)],
+                         ids=["full", "two_path", "dense", "full_lean_blocks"])
+def test_every_parameter_gets_a_gradient(experts, lean):
     """DDP refuses parameters that get no gradient, and weight decay would shrink them for nothing."""
-    model = make_model(small_config(experts))
+    model = make_model(lean_blocks(small_config(experts)) if lean else small_config(experts))
     batch = make_batch(model)
     batch.state_dropped[0, 0] = True  # training drops states now and then (the learned "no state" embedding)
     model(batch)["loss"].backward()

@@ -9,7 +9,7 @@ attention eager, so its count is not comparable with the layer region's.
 Weights are cast and their gradients reduced once per step whatever the batch; a run at two batch sizes
 separates the bytes that grow with the tokens (what dominates a large GPU batch) from those.
 
-    python tools/bench_fusion.py [--model base] [--width 384] [--batches 2 4] [--gpu-tokens 131328]
+    python tools/bench_fusion.py [--model base] [--set KEY=VALUE ...] [--width 384] [--batches 2 4] [--gpu-tokens 131328]
                                  [--gpu-bandwidth 2.9]   # TB/s, for the projected elementwise time
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 def traffic(args, batch_size: int) -> tuple[int, int, int, int]:
     """One compiled forward + backward of a one-layer model. Returns (tokens, generated kernels' bytes,
     extern kernels' bytes, generated kernels)."""
-    model = build(args.model, EXPERTS[args.experts], "cpu", width=args.width, heads=args.width // args.head_dim,
-                  depth=1)
+    model = build(args.model, EXPERTS[args.experts], "cpu", overrides=args.set, width=args.width,
+                  heads=args.width // args.head_dim, depth=1)
     batch = random_batch(model, batch_size)
     torch._dynamo.reset()
     metrics.reset()
@@ -52,6 +52,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="base")
     p.add_argument("--experts", default="full MoT", choices=list(EXPERTS))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="model config overrides, e.g. --set fp32_residual=true block_bias=true")
     p.add_argument("--width", type=int, default=384, help="the model's width here (bytes scale with it; "
                    "bf16 matmuls on a CPU are slow, so a narrower layer than base's 768 keeps the run short)")
     p.add_argument("--head-dim", type=int, default=64)
@@ -69,7 +71,7 @@ def main() -> None:
 
     (n1, g1, e1, k1), (n2, g2, e2, k2) = (traffic(args, b) for b in args.batches)
     per = lambda b1, b2: (b2 - b1) / ((n2 - n1) * args.width)  # bytes per token per width element
-    print(f"{args.model} ({args.experts}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast, "
+    print(f"{args.model} ({args.experts}{''.join(', ' + o for o in args.set)}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast, "
           f"torch {torch.__version__}")
     print(f"batches {args.batches}: {n1} and {n2} tokens, {k1} and {k2} generated kernels")
     g = per(g1, g2)

@@ -29,10 +29,12 @@ EXPERTS = {
 }
 
 
-def build(model_name: str, experts: dict, device: str, seed: int = 0, **sizes: int) -> WorldModel:
-    """A fresh model of a named config; ``sizes`` override its fields (width=384, depth=1, ...)."""
+def build(model_name: str, experts: dict, device: str, seed: int = 0, overrides: list[str] = (), **sizes: int,
+          ) -> WorldModel:
+    """A fresh model of a named config; ``overrides`` are its keys as the CLI takes them ("block_bias=true"),
+    ``sizes`` override its fields (width=384, depth=1, ...)."""
     torch.manual_seed(seed)
-    cfg = _named(model_name)
+    cfg = _named(model_name, overrides)
     cfg.experts = dict(experts)
     for name, value in sizes.items():
         setattr(cfg, name, value)
@@ -40,14 +42,14 @@ def build(model_name: str, experts: dict, device: str, seed: int = 0, **sizes: i
     return WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins)).to(device)
 
 
-def _named(name: str) -> ModelConfig:
+def _named(name: str, overrides: list[str] = ()) -> ModelConfig:
     from dataclasses import dataclass, field
 
     @dataclass
     class W:
         model: ModelConfig = field(default_factory=ModelConfig)
 
-    return load_config(W, overrides=[f"model={name}"]).model
+    return load_config(W, overrides=[f"model={name}", *(f"model.{o}" for o in overrides)]).model
 
 
 def random_batch(model: WorldModel, B: int, seed: int = 0):

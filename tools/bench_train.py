@@ -7,6 +7,7 @@
    --loop-steps steps, tokens/s as the loop reports it.
 
     python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]] [--attention flex --flex-tile 64]
+                                [--set KEY=VALUE ...]   # model config overrides
                                 [--peak-tflops 989]   # CUDA: the GPU's dense bf16 peak, for MFU
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
 
 
 def step_rate(args) -> dict:
-    model = build(args.model, EXPERTS[args.experts], args.device)
+    model = build(args.model, EXPERTS[args.experts], args.device, overrides=args.set)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=args.device == "cuda")
     batch = random_batch(model, args.batch).to(args.device)
     autocast = dict(device_type=args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
@@ -102,6 +103,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny")
     p.add_argument("--experts", default="full MoT", choices=list(EXPERTS))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="model config overrides, e.g. --set fp32_residual=true block_bias=true")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
@@ -128,7 +131,7 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}{f', sdpa {args.sdpa}' if args.sdpa else ''}{f', flex attention in {args.flex_tile}-tiles' if args.compile and args.attention == 'flex' else ''}), batch {args.batch} x "
+    print(f"{args.model} ({args.experts}{''.join(', ' + o for o in args.set)}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}{f', sdpa {args.sdpa}' if args.sdpa else ''}{f', flex attention in {args.flex_tile}-tiles' if args.compile and args.attention == 'flex' else ''}), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")

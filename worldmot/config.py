@@ -62,6 +62,13 @@ class ModelConfig:
     # fewer bytes (BENCHMARKS.md; the held-out loss of a 200-step bf16 run matched the fp32 stream's, 2.702 vs
     # 2.698); true keeps it fp32. Runs without autocast (fp32 on the CPU) are the same either way
     fp32_residual: bool = False
+    # the experts' linear layers (QKV, output, MLP) with biases. The GPU configs go without, as LLaMA-style
+    # blocks do: each bias's gradient is a reduction over every token, 10% of a layer's elementwise traffic
+    block_bias: bool = True
+    # QK-norm's learned weight on the keys as well as the queries. The logits see only the product of the two;
+    # without the key's (the GPU configs), a key's expert no longer scales them per dimension, and one weight's
+    # gradient reductions go (7% of a layer's elementwise traffic; both measured in BENCHMARKS.md)
+    key_norm_weight: bool = True
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them

@@ -153,7 +153,8 @@ def gate(y: torch.Tensor, mod: Modulation | None, i: int) -> torch.Tensor:
 
 def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
     """norm(x) with the weight in x's dtype: under bf16 autocast an fp32 weight keeps torch off its fused kernel."""
-    return F.rms_norm(x, norm.normalized_shape, norm.weight.to(x.dtype), norm.eps)
+    weight = None if norm.weight is None else norm.weight.to(x.dtype)
+    return F.rms_norm(x, norm.normalized_shape, weight, norm.eps)
 
 
 class ExpertBlock(nn.Module):
@@ -161,19 +162,23 @@ class ExpertBlock(nn.Module):
 
     ``ada`` exists only on an expert that receives frame tokens, the only tokens that can be noisy: an
     unused module would hold parameters that never get a gradient (DDP refuses them, AdamW decays them).
+    ``bias``: the linear layers' biases; ``key_norm_weight``: QK-norm's learned weight on the keys as well as
+    on the queries (ModelConfig.block_bias and .key_norm_weight say why a config goes without).
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, time_conditioned: bool = True):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, time_conditioned: bool = True, bias: bool = True,
+                 key_norm_weight: bool = True):
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.qkv = nn.Linear(width, 3 * width)
+        self.qkv = nn.Linear(width, 3 * width, bias=bias)
         self.q_norm = nn.RMSNorm(width // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(width // heads, eps=1e-6)
-        self.out = nn.Linear(width, width)
+        self.k_norm = nn.RMSNorm(width // heads, eps=1e-6, elementwise_affine=key_norm_weight)
+        self.out = nn.Linear(width, width, bias=bias)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden, bias=bias), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, width, bias=bias))
         self.ada = nn.Linear(width, 6 * width) if time_conditioned else None
 
     def qkv_of(self, x: torch.Tensor, mod: Modulation | None) -> tuple[torch.Tensor, ...]:
@@ -205,7 +210,7 @@ class MoTTrunk(nn.Module):
     """depth layers x experts. ``run`` maps segment-ordered embeddings to segment-ordered hidden states."""
 
     def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, experts: dict[str, str],
-                 fp32_residual: bool = False):
+                 fp32_residual: bool = False, bias: bool = True, key_norm_weight: bool = True):
         super().__init__()
         assert width % heads == 0, "width must be divisible by heads"
         self.experts = dict(experts)
@@ -213,7 +218,8 @@ class MoTTrunk(nn.Module):
         self.heads = heads
         timed = {experts["frame"]}
         self.layers = nn.ModuleList(
-            nn.ModuleDict({e: ExpertBlock(width, heads, mlp_ratio, e in timed) for e in self.expert_names})
+            nn.ModuleDict({e: ExpertBlock(width, heads, mlp_ratio, e in timed, bias, key_norm_weight)
+                           for e in self.expert_names})
             for _ in range(depth)
         )
         self.final = nn.ModuleDict({e: FinalNorm(width, e in timed) for e in self.expert_names})
@@ -257,11 +263,10 @@ class MoTTrunk(nn.Module):
         """adaLN-zero for noisy frames: their residual branches and final modulation start at zero (DiT)."""
         for layer in self.layers:
             for block in layer.values():
-                nn.init.xavier_uniform_(block.qkv.weight)
-                nn.init.zeros_(block.qkv.bias)
-                for lin in (block.out, block.mlp[0], block.mlp[2]):
+                for lin in (block.qkv, block.out, block.mlp[0], block.mlp[2]):
                     nn.init.xavier_uniform_(lin.weight)
-                    nn.init.zeros_(lin.bias)
+                    if lin.bias is not None:
+                        nn.init.zeros_(lin.bias)
                 if block.ada is not None:
                     nn.init.zeros_(block.ada.weight)
                     nn.init.zeros_(block.ada.bias)
