@@ -204,7 +204,10 @@ def test_residual_stream_under_autocast_is_in_the_autocast_dtype_unless_asked_fo
     batch = make_batch(model, B=2)
     seen = []
     run_layer = model.trunk._run_layer
-    model.trunk._run_layer = lambda layer, plan, x, *rest: seen.append(x.dtype) or run_layer(layer, plan, x, *rest)
+    def spy(layer, plan, xs, *rest):
+        seen.extend(x.dtype for x in xs)
+        return run_layer(layer, plan, xs, *rest)
+    model.trunk._run_layer = spy
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model(batch)["loss"]
     loss.backward()

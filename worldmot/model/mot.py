@@ -299,30 +299,33 @@ class MoTTrunk(nn.Module):
         x = x[:, plan.perm]
         if torch.is_autocast_enabled(x.device.type) and not self.fp32_residual:
             x = x.to(torch.get_autocast_dtype(x.device.type))
+        # the stream as one tensor per expert slice: slicing and concatenating it at every layer cost a copy
+        # forward and a scatter into zeros backward (BENCHMARKS.md)
+        xs = [x[:, sl.start:sl.end] for sl in plan.slices]
         noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            x, k, v = self._run_layer(layer, plan, x, noisy_cond, mask, past)
+            xs, k, v = self._run_layer(layer, plan, xs, noisy_cond, mask, past)
             if append:
                 new_keys.append(k), new_values.append(v)
-        x = torch.cat([self.final[sl.name](x[:, sl.start:sl.end],
-                                           self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
-                       for sl in plan.slices], dim=1)
+        x = torch.cat([self.final[sl.name](xe, self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
+                       for sl, xe in zip(plan.slices, xs)], dim=1)
         return x[:, plan.inverse], new_keys, new_values
 
-    def run_layer(self, layer: nn.ModuleDict, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None,
-                  mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One layer, every expert: x (B, n, D) in expert-contiguous order -> x, and the segment's keys and
-        values (B, H, n, dh); past: this layer's cached keys and values (B or 1, H, L, dh). What
-        ``compile(scope="layer")`` compiles: one graph that every layer runs."""
-        B = x.shape[0]
+    def run_layer(self, layer: nn.ModuleDict, plan: RoutingPlan, xs: list[torch.Tensor],
+                  noisy_cond: torch.Tensor | None, mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None,
+                  ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One layer, every expert: xs, the stream of each expert slice (B, n_e, D) in the plan's order -> xs,
+        and the segment's keys and values (B, H, n, dh) in expert-contiguous order; past: this layer's cached
+        keys and values (B or 1, H, L, dh). What ``compile(scope="layer")`` compiles: one graph that every
+        layer runs."""
+        B = xs[0].shape[0]
         mods, qs, ks, vs = [], [], [], []
-        for sl in plan.slices:
+        for sl, x in zip(plan.slices, xs):
             block = layer[sl.name]
             mod = self._modulation(sl, block.ada, 6, noisy_cond)
-            q, k, v = self._qkv_of(block, x[:, sl.start:sl.end], mod)
+            q, k, v = self._qkv_of(block, x, mod)
             mods.append(mod)
             qs.append(q), ks.append(k), vs.append(v)
         q, k, v = torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2)
@@ -335,10 +338,10 @@ class MoTTrunk(nn.Module):
                                   kernel_options=_flex_tiles(mask.BLOCK_SIZE))
         else:
             attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
-        attn = attn.transpose(1, 2).reshape(x.shape)
-        x = torch.cat([self._finish(layer[sl.name], x[:, sl.start:sl.end], attn[:, sl.start:sl.end], mod)
-                       for sl, mod in zip(plan.slices, mods)], dim=1)
-        return x, k, v
+        attn = attn.transpose(1, 2).flatten(2)  # (B, n, D)
+        xs = [self._finish(layer[sl.name], x, attn[:, sl.start:sl.end], mod)
+              for sl, x, mod in zip(plan.slices, xs, mods)]
+        return xs, k, v
 
     def run(self, seg: Segment, x: torch.Tensor, noisy_cond: torch.Tensor | None = None,
             cache: KVCache | None = None, append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
