@@ -218,19 +218,12 @@ def test_residual_stream_under_autocast_is_in_the_autocast_dtype_unless_asked_fo
     assert set(seen) == {torch.float32}
 
 
-def _computed_tiles(block_mask) -> float:
-    """The fraction of a flex block mask's tiles that its kernels compute (partial and full ones)."""
-    computed = block_mask.kv_num_blocks.sum() + block_mask.full_kv_num_blocks.sum()
-    q_tiles, kv_tiles = (-(-n // t) for n, t in zip(block_mask.shape[-2:], block_mask.BLOCK_SIZE))
-    return float(computed) / (q_tiles * kv_tiles)
-
-
 def test_routing_order_keeps_the_training_mask_tile_sparse():
     """The frame expert's slice comes first, so that base's 64-token frames fill whole 64 x 64 tiles of the
     permuted mask: flex attention computes 58% of a training window's tiles in this order (44% of the
     entries are allowed), 78% in the alphabetical order of the experts (frames in the middle)."""
     from worldmot.config import config_dir, load_config
-    from worldmot.model.mot import build_plan
+    from worldmot.model.mot import build_plan, computed_tiles
 
     cfg = load_config(ModelConfig, [config_dir() / "model" / "base.yaml"], ["width=64", "depth=1", "heads=1"])
     model = make_model(cfg, randomize=False)
@@ -238,9 +231,9 @@ def test_routing_order_keeps_the_training_mask_tile_sparse():
     seg = layout.segment(0, layout.length)
     plan = model.trunk.plan(seg, torch.device("cpu"))
     assert model.trunk.routing_order[0] == model.trunk.experts["frame"]
-    assert _computed_tiles(plan.block_mask(64)) <= 0.6
+    assert computed_tiles(plan.block_mask(64)) <= 0.6
     alphabetical = build_plan(seg, model.trunk.experts, model.trunk.expert_names, torch.device("cpu"))
-    assert _computed_tiles(alphabetical.block_mask(64)) >= 0.75
+    assert computed_tiles(alphabetical.block_mask(64)) >= 0.75
     assert torch.equal(plan.mask, attention_mask(plan.block, plan.noisy, plan.block, plan.noisy))
 
 

@@ -27,14 +27,7 @@ from torch.nn.attention.flex_attention import flex_attention
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model import EXPERTS, build, random_batch, sync
 
-from worldmot.model.mot import _flex_tiles, build_plan
-
-
-def computed_tiles(block_mask) -> float:
-    """The fraction of the tiles that flex attention's kernels compute (the partial and the full ones)."""
-    computed = block_mask.kv_num_blocks.sum() + block_mask.full_kv_num_blocks.sum()
-    q_tiles, kv_tiles = (-(-n // t) for n, t in zip(block_mask.shape[-2:], block_mask.BLOCK_SIZE))
-    return float(computed) / (q_tiles * kv_tiles)
+from worldmot.model.mot import _flex_tiles, build_plan, computed_tiles
 
 
 def routed_plans(model_name: str, device: str):

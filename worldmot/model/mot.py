@@ -369,6 +369,13 @@ class MoTTrunk(nn.Module):
         return out, KVCache(keys, values, torch.cat([cache.block, plan.block]))
 
 
+def computed_tiles(block_mask: BlockMask) -> float:
+    """The fraction of a block mask's tiles that flex attention's kernels compute (the partial and full ones)."""
+    computed = block_mask.kv_num_blocks.sum() + block_mask.full_kv_num_blocks.sum()
+    q_tiles, kv_tiles = (-(-n // t) for n, t in zip(block_mask.shape[-2:], block_mask.BLOCK_SIZE))
+    return float(computed) / (q_tiles * kv_tiles)
+
+
 def _flex_tiles(block_size: tuple[int, int]) -> dict[str, int]:
     """Forward kernel tiles no larger than the block mask's: inductor's default for bf16 on an H100 is 128 x 128,
     which a 64-entry block mask refuses. (Its default backward tiles need 128-entry blocks too; with 64,
