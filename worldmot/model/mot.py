@@ -1,14 +1,15 @@
 """The Mixture-of-Transformers trunk: per-modality experts, one global attention.
 
 Each expert owns every non-embedding parameter of its tokens (adaLN modulation, norms, Q/K/V/O, QK-norm,
-feed-forward, final norm). Attention is global: all tokens' Q/K/V meet in one masked SDPA call.
+feed-forward, final norm). Attention is global: all tokens' Q/K/V meet in one masked attention call (SDPA
+with the boolean mask, or flex attention on its tiles).
 
 Routing without data-dependent shapes: a segment's layout is static, so its tokens are permuted ONCE
 (at the input) into expert-contiguous order -- expert by expert (the frame expert first), clean tokens before
-noisy ones, original order inside. Every expert then works on a plain slice, attention runs on the permuted sequence with the
-permuted mask (attention does not care about order, only about the mask and the positions, which were
-added to the embeddings before the permutation), and the output is permuted back. The dense baseline is
-the same code with one expert.
+noisy ones, original order inside. Every expert then works on a plain slice (the stream is carried as one
+tensor per slice), attention runs on the permuted sequence with the permuted mask (attention does not care
+about order, only about the mask and the positions, which were added to the embeddings before the
+permutation), and the output is permuted back. The dense baseline is the same code with one expert.
 """
 from __future__ import annotations
 
