@@ -237,7 +237,8 @@ def test_routing_order_keeps_the_training_mask_tile_sparse():
     assert torch.equal(plan.mask, attention_mask(plan.block, plan.noisy, plan.block, plan.noisy))
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="inductor on the CPU needs a C++ compiler")
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="inductor on the CPU needs a C++ compiler")
 @pytest.mark.parametrize("tile", [64, 128])
 def test_flex_attention_on_the_mask_tiles_computes_the_sdpa_forward(tile):
     """attention=flex: the routing plan's block mask (skipped, full and partial tiles) gives SDPA's numbers.

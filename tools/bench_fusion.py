@@ -71,7 +71,8 @@ def main() -> None:
 
     (n1, g1, e1, k1), (n2, g2, e2, k2) = (traffic(args, b) for b in args.batches)
     per = lambda b1, b2: (b2 - b1) / ((n2 - n1) * args.width)  # bytes per token per width element
-    print(f"{args.model} ({args.experts}{''.join(', ' + o for o in args.set)}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast, "
+    variant = "".join(", " + o for o in args.set)
+    print(f"{args.model} ({args.experts}{variant}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast, "
           f"torch {torch.__version__}")
     print(f"batches {args.batches}: {n1} and {n2} tokens, {k1} and {k2} generated kernels")
     g = per(g1, g2)

@@ -6,7 +6,8 @@
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
-    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]] [--attention flex --flex-tile 64]
+    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]]
+                                [--attention flex --flex-tile 64]
                                 [--set KEY=VALUE ...]   # model config overrides
                                 [--peak-tflops 989]   # CUDA: the GPU's dense bf16 peak, for MFU
 """
@@ -131,7 +132,14 @@ def main() -> None:
     kind = "bf16" if args.device == "cuda" else "fp32"
     print(f"{args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"measured {kind} matmul rate (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{args.model} ({args.experts}{''.join(', ' + o for o in args.set)}, {s['params'] / 1e6:.2f}M parameters{f', compiled {args.compile} {args.compile_mode}'.rstrip() if args.compile else ''}{f', sdpa {args.sdpa}' if args.sdpa else ''}{f', flex attention in {args.flex_tile}-tiles' if args.compile and args.attention == 'flex' else ''}), batch {args.batch} x "
+    variant = "".join(", " + o for o in args.set)
+    if args.compile:
+        variant += f", compiled {args.compile} {args.compile_mode}".rstrip()
+    if args.sdpa:
+        variant += f", sdpa {args.sdpa}"
+    if args.compile and args.attention == "flex":
+        variant += f", flex attention in {args.flex_tile}-tiles"
+    print(f"{args.model} ({args.experts}{variant}, {s['params'] / 1e6:.2f}M parameters), batch {args.batch} x "
           f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")
