@@ -90,8 +90,9 @@ class ModelConfig:
     # action bin: the objects gathered where the AR policy writes its action
     lambda_keypoint_boa: float = 0.0
     ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
-    # initial weight of the QK-norm RMSNorms (attention logits scale with its square): at 1 they are bounded
-    # by sqrt(head_dim) and no token learned to single out the marked patch in 500 steps; use 2 with keypoints
+    # initial weight of the QK-norm RMSNorms (attention logits scale with its square, or with it where the keys
+    # have no weight): at 1 they are bounded by sqrt(head_dim) and no token learned to single out the marked
+    # patch in 500 steps; use 2 with keypoints
     qk_norm_gain: float = 1.0
     drop_instruction: float = 0.1  # condition dropout for classifier-free guidance
     # a window's reasoning is dropped at every step or at none, as the AR policy and the planner's AR proposals
