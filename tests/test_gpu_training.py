@@ -24,3 +24,57 @@ def test_compiled_trunk_on_cuda_computes_the_eager_loss_and_gradients(scope, att
     torch.testing.assert_close(got, want, rtol=2e-3, atol=1e-5)
     for (name, _), g, w in zip(model.named_parameters(), got_grads, want_grads):
         assert float((g - w).norm()) <= 1e-2 * float(w.norm()) + 1e-6, name
+
+
+def test_training_steps_queue_without_waiting_for_the_gpu():
+    """The loop's step (randomness, a batch packed on the CPU, forward, backward, clipping, the finite check,
+    fused AdamW, EMA) never reads the GPU back: each read left the GPU idle while the host prepared the next
+    step (base's step waited ~50 ms of 337 before). Logging, validation and checkpoints read it, every N steps."""
+    from worldmot.training.config import TrainConfig
+    from worldmot.training.ema import WarmupEMA
+    from worldmot.training.finite import FiniteLossCheck
+    from worldmot.training.loop import step_randomness
+
+    model = make_model(small_config(keypoints=2)).cuda().train()
+    cfg = TrainConfig(run_dir="unused", batch_size=4, model=model.cfg)
+    ema = WarmupEMA(model, 0.99)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    finite = FiniteLossCheck(torch.device("cuda"), ("ce", "fm", "st", "kp"), lambda: None)
+
+    def step(i: int) -> None:
+        rnd = step_randomness(model, cfg, i, slice(None))
+        batch = make_batch(model, B=4, seed=i)  # on the CPU, as the loop packs it
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(batch, t=rnd["t"], noise=rnd["noise"])
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        finite.check(i, torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st", "kp")]).float(), opt)
+        opt.step()
+        ema.update_parameters(model)
+
+    step(0)  # warm-up: the optimiser's state and the EMA's count are made or read once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step(1)
+        step(2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    finite.flush()
+
+
+def test_a_non_finite_step_on_cuda_is_skipped_on_the_gpu_and_reported_by_the_next_read():
+    from worldmot.errors import WorldmotError
+    from worldmot.training.finite import FiniteLossCheck
+
+    param = torch.nn.Parameter(torch.ones(3, device="cuda"))
+    opt = torch.optim.AdamW([param], lr=0.1, fused=True)
+    finite = FiniteLossCheck(torch.device("cuda"), ("ce",), lambda: "RUN/checkpoints/step_00000004")
+    param.grad = torch.full_like(param, float("nan"))
+    finite.check(4, torch.tensor([float("nan"), float("nan")], device="cuda"), opt)  # queued, not read yet
+    opt.step()
+    assert torch.equal(param.detach().cpu(), torch.ones(3)), "the update of a non-finite step was applied"
+    assert float(opt.state[param]["exp_avg"].abs().sum()) == 0.0
+    with pytest.raises(WorldmotError, match=r"step 5: non-finite ce loss .*step_00000004"):
+        finite.flush()

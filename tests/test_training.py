@@ -300,18 +300,21 @@ def test_rerun_flag_writes_curves_and_validation_frames(dataset, tmp_path):
 
 
 def test_ema_follows_early_training_then_settles_to_its_decay():
-    """EMA warm-up: decay min(d, (1 + n) / (10 + n)); a fixed 0.995 left short runs' EMA near the start."""
-    from torch.optim.swa_utils import AveragedModel
-
-    from worldmot.training.loop import ema_with_warmup
+    """EMA warm-up: decay min(d, (1 + n) / (10 + n)); a fixed 0.995 left short runs' EMA near the start. The
+    count the host keeps follows a load: an EMA restored halfway continues as the uninterrupted one."""
+    from worldmot.training.ema import WarmupEMA
 
     param = torch.nn.Parameter(torch.zeros(1))
     module = torch.nn.ParameterList([param])
-    ema = AveragedModel(module, multi_avg_fn=ema_with_warmup(0.9))
+    ema = WarmupEMA(module, 0.9)
     expected = 0.0
     for n in range(40):
         with torch.no_grad():
             param.fill_(float(n + 1))
+        if n == 20:
+            state = ema.state_dict()
+            ema = WarmupEMA(module, 0.9)
+            ema.load_state_dict(state)
         ema.update_parameters(module)
         if n == 0:
             expected = 1.0  # the first update copies

@@ -1,8 +1,9 @@
 """Training throughput: tokens/s of a training step and its fraction of the machine's matmul rate, in one run.
 
 1. the machine's fp32 (CPU) or bf16 (CUDA) matmul rate on square matrices (median of --repeats);
-2. one training step (forward, backward, AdamW) of a model config on a synthetic batch: median step time,
-   tokens/s, FLOPs counted by torch's FlopCounterMode (matmuls and attention), and achieved/measured rate;
+2. one training step (forward, backward, AdamW) of a model config on a synthetic batch: its time with
+   --repeats steps queued back to back as the training loop runs them (median of 3 such runs; also the median
+   of single steps each waited for, which adds the host's time to start a step on a GPU), tokens/s, FLOPs counted by torch's FlopCounterMode (matmuls and attention), and achieved/measured rate;
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
@@ -69,20 +70,28 @@ def step_rate(args) -> dict:
         model.trunk.compile(args.compile, attention=args.attention, flex_tile=args.flex_tile,
                             **({"mode": args.compile_mode} if args.compile_mode else {}))
         step()  # compiles
-    times = []
+    synced = []
     for _ in range(args.repeats + 1):  # the first is a warm-up
         sync(args.device)
         t0 = time.perf_counter()
         step()
         sync(args.device)
-        times.append(time.perf_counter() - t0)
+        synced.append(time.perf_counter() - t0)
+    queued = []  # as the training loop runs: the host queues the next step while the GPU runs this one
+    for _ in range(3):
+        sync(args.device)
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            step()
+        sync(args.device)
+        queued.append((time.perf_counter() - t0) / args.repeats)
     if args.profile:
         print_profile(step, args.device)
-    t = statistics.median(times[1:])
+    t = statistics.median(queued)
     tokens = batch.token_ids.numel()
-    return {"step_s": t, "tokens_per_step": tokens, "tokens_per_s": tokens / t, "flops_per_step": counter.get_total_flops(),
-            "achieved_flops": counter.get_total_flops() / t,
-            "params": sum(p.numel() for p in model.parameters())}
+    return {"step_s": t, "synced_step_s": statistics.median(synced[1:]), "tokens_per_step": tokens,
+            "tokens_per_s": tokens / t, "flops_per_step": counter.get_total_flops(),
+            "achieved_flops": counter.get_total_flops() / t, "params": sum(p.numel() for p in model.parameters())}
 
 
 def loop_rate(args) -> float:
@@ -91,8 +100,10 @@ def loop_rate(args) -> float:
     from worldmot.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = parse([f"data.root={args.dataset}", f"run_dir={tmp}/run", f"model={args.model}",
-                     f"batch_size={args.batch}", f"steps={args.loop_steps}", "log_every=5"])
+        compiled = [f"compile={bool(args.compile)}", f"compile_scope={args.compile or 'layer'}", f"attention={args.attention}"]
+        cfg = parse([f"data.root={args.dataset}", f"run_dir={tmp}/run", f"model={args.model}", *compiled,
+                     f"batch_size={args.batch}", f"steps={args.loop_steps}", "log_every=5", f"device={args.device}",
+                     *(f"model.{o}" for o in args.set)])
         cfg.val.every = cfg.checkpoint_every = 10**9  # validation and a checkpoint only after the last step
         train(cfg)
         rows = [json.loads(l) for l in Path(tmp, "run", "metrics.jsonl").read_text().splitlines()]
@@ -140,7 +151,8 @@ def main() -> None:
     if args.compile and args.attention == "flex":
         variant += f", flex attention in {args.flex_tile}-tiles"
     print(f"{args.model} ({args.experts}{variant}, {s['params'] / 1e6:.2f}M parameters), batch {args.batch} x "
-          f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms (median of {args.repeats}), "
+          f"{s['tokens_per_step'] // args.batch} tokens: step {s['step_s'] * 1e3:.0f} ms ({args.repeats} steps queued back "
+          f"to back, median of 3 runs; {s['synced_step_s'] * 1e3:.0f} ms waiting for each, median of {args.repeats}), "
           f"{s['tokens_per_s']:,.0f} tokens/s, {s['flops_per_step'] / 1e9:.1f} GFLOP/step, "
           f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s = {s['achieved_flops'] / peak:.0%} of the measured matmul rate")
     if args.peak_tflops:

@@ -14,3 +14,13 @@ def wants_cuda(choice: str, flag: str) -> bool:
     if choice == "cuda" and not torch.cuda.is_available():
         raise WorldmotError(f"{flag}cuda: this torch sees no CUDA device (use {flag}cpu or auto)")
     return choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
+
+
+def to_device(x: torch.Tensor, device: torch.device | str, *, compiling: bool = False) -> torch.Tensor:
+    """x on device; from the CPU to a GPU through pinned memory and without blocking: a pageable copy waits for
+    everything queued on the GPU, so each one left the GPU idle while the host caught up. ``compiling``: inside a
+    torch.compile trace (no pinning there)."""
+    device = torch.device(device)
+    if device.type == "cuda" and x.device.type == "cpu" and not compiling:
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)

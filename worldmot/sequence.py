@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from worldmot.config import SequenceConfig
+from worldmot.devices import to_device
 
 # modalities (each is mapped to an expert by ModelConfig.experts)
 MODALITIES = ("text", "action", "state", "frame")
@@ -253,7 +254,8 @@ class PackedBatch:
     keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each keypoint in f_k (valid where cell >= 0)
 
     def to(self, device: torch.device | str) -> "PackedBatch":
-        return PackedBatch(self.layout, *(getattr(self, n).to(device) for n in
+        """The batch on device (to a GPU without blocking the host: :func:`worldmot.devices.to_device`)."""
+        return PackedBatch(self.layout, *(to_device(getattr(self, n), device) for n in
                                           ("token_ids", "frames", "states", "state_dropped", "target_mask", "target_ids",
                                            "frame_valid", "keypoint_cells", "keypoints")))
 
