@@ -16,7 +16,7 @@ from model_fixtures import full_inputs, loss_and_grads, make_batch, make_model, 
 from worldmot.checkpoint import save_model
 from worldmot.config import ModelConfig
 from worldmot.errors import WorldmotError
-from worldmot.model import imagination
+from worldmot.model import imagination, mot
 from worldmot.model.world_model import SegmentInputs, _target_positions
 from worldmot.sequence import MODALITIES, ROLE_FRAME, ROLE_NOISY, ROLE_STATE, attention_mask
 
@@ -235,6 +235,55 @@ def test_routing_order_keeps_the_training_mask_tile_sparse():
     alphabetical = build_plan(seg, model.trunk.experts, model.trunk.expert_names, torch.device("cpu"))
     assert computed_tiles(alphabetical.block_mask(64)) >= 0.75
     assert torch.equal(plan.mask, attention_mask(plan.block, plan.noisy, plan.block, plan.noisy))
+
+
+def test_attention_chunks_cover_exactly_the_mask_and_halve_a_base_window():
+    """Put back together, the chunks' key sets and masks are the plan's mask, pair for pair (a pair left out
+    would hide a key, one let in would leak a noisy frame or the future); base's training window computes about
+    half of the n x n product in 64-row chunks, its frames without a mask."""
+    from worldmot.config import config_dir, load_config
+    from worldmot.model.chunked_attention import computed_fraction
+
+    cfg = load_config(ModelConfig, [config_dir() / "model" / "base.yaml"], ["width=64", "depth=1", "heads=1"])
+    model = make_model(cfg, randomize=False)
+    layout = make_batch(model, B=1).layout
+    plan = model.trunk.plan(layout.segment(0, layout.length), torch.device("cpu"))
+    n = layout.length
+    for size in (32, 64, 500):
+        chunks = plan.attention_chunks(size)
+        rebuilt = torch.zeros(n, n, dtype=torch.bool)
+        for c in chunks:
+            keys = torch.arange(n)[c.keys]
+            rebuilt[c.start:c.end, keys] = True if c.mask is None else c.mask
+        assert torch.equal(rebuilt, plan.mask), size
+        assert [c.start for c in chunks[1:]] == [c.end for c in chunks[:-1]] and chunks[-1].end == n
+    chunks = plan.attention_chunks(64)
+    assert computed_fraction(chunks, n) <= 0.55
+    frames = next(sl for sl in plan.slices if sl.name == model.trunk.experts["frame"])
+    assert all(c.mask is None for c in chunks if frames.start <= c.start < frames.end)
+
+
+def test_chunked_attention_gives_the_masked_sdpa_loss_and_gradients():
+    """model.attention_chunk: the same function as one SDPA call with the boolean mask (fp32 sums in
+    another order: close, not bit-equal)."""
+    cfg = small_config(FULL, n_steps=4)
+    model = make_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():  # non-zero adaLN so that the noisy tokens' modulation counts
+            p.normal_(0, 0.05)
+    batch = make_batch(model, B=2)
+    inp = full_inputs(batch)
+    want, want_grads = loss_and_grads(model, batch, inp)
+    model.trunk.attention_chunk = 16
+    calls = []
+    chunked = mot.chunked_attention
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mot, "chunked_attention", lambda *a: calls.append(1) or chunked(*a))
+        got, got_grads = loss_and_grads(model, batch, inp)
+    assert len(calls) == cfg.depth
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for (name, _), g, w in zip(model.named_parameters(), got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,

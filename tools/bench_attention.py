@@ -1,16 +1,18 @@
 """Attention of one training window's mask, alone: SDPA with the boolean mask against flex attention on the
-mask's tiles, forward and backward (numbers go to BENCHMARKS.md).
+mask's tiles and SDPA in query chunks, forward and backward (numbers go to BENCHMARKS.md).
 
 1. the mask of a config's training window in the trunk's routed order: allowed entries, and the tiles that
    flex attention computes at 64 and 128 (the routed order, frame expert first, against the alphabetical
    order of the experts);
 2. on the device: median time of attention forward + backward on random (B, H, n, dh) bf16 inputs (CPU:
    fp32, forward only: torch has no flex backward there) for SDPA with the mask, SDPA without a mask (what
-   the dense kernel costs: a floor the mask cannot beat), and compiled flex attention per tile size, with
-   their rates counting the whole n x n product (as bench_train's MFU does) and the computed tiles.
+   the dense kernel costs: a floor the mask cannot beat), SDPA in query chunks over the keys each may see
+   (model.attention_chunk), and compiled flex attention per tile size, with their rates counting the whole
+   n x n product (as bench_train's MFU does) and the computed part.
 
     python tools/bench_attention.py [--model base] [--batch 256] [--device cuda] [--repeats 10]
                                     [--tiles 128 64] [--autotune]   # flex candidates include small tiles
+                                    [--chunks 64 128]
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from torch.nn.attention.flex_attention import flex_attention
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model import EXPERTS, build, random_batch, sync
 
+from worldmot.model.chunked_attention import chunked_attention, computed_fraction
 from worldmot.model.mot import _flex_tiles, build_plan, computed_tiles
 
 
@@ -62,6 +65,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--tiles", type=int, nargs="+", default=[128, 64])
     p.add_argument("--autotune", action="store_true", help="compile flex with mode max-autotune-no-cudagraphs")
+    p.add_argument("--chunks", type=int, nargs="*", default=[64, 128], help="query chunk sizes (model.attention_chunk)")
     args = p.parse_args()
 
     plan, alphabetical = routed_plans(args.model, args.device)
@@ -70,6 +74,10 @@ def main() -> None:
     for tile in (64, 128):
         print(f"  {tile} x {tile} tiles computed: routed order {computed_tiles(plan.block_mask(tile)):.0%}, "
               f"alphabetical order of the experts {computed_tiles(alphabetical.block_mask(tile)):.0%}")
+    for size in args.chunks:
+        chunks = plan.attention_chunks(size)
+        print(f"  {size}-row query chunks: {computed_fraction(chunks, n):.0%} of the n x n product, {len(chunks)} "
+              f"SDPA calls, {sum(c.mask is None for c in chunks)} of them without a mask")
 
     cuda = args.device == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -88,6 +96,10 @@ def main() -> None:
 
     rows = [("SDPA, boolean mask", lambda *a: F.scaled_dot_product_attention(*a, attn_mask=plan.mask), 1.0),
             ("SDPA, no mask (floor)", lambda *a: F.scaled_dot_product_attention(*a), 1.0)]
+    for size in args.chunks:
+        chunks = plan.attention_chunks(size)
+        rows.append((f"SDPA in {size}-row query chunks", lambda *a, c=chunks: chunked_attention(*a, c),
+                     computed_fraction(chunks, n)))
     options = {"mode": "max-autotune-no-cudagraphs"} if args.autotune else {}
     for tile in args.tiles:
         mask = plan.block_mask(tile)
@@ -107,7 +119,7 @@ def main() -> None:
             continue
         scale, unit = (1e12, "TFLOP/s") if cuda else (1e9, "GFLOP/s")
         print(f"  {name:40s} {t * 1e3:8.2f} ms  {dense_flops / t / scale:7.1f} {unit} counting n x n, "
-              f"{dense_flops * fraction / t / scale:7.1f} counting the computed tiles")
+              f"{dense_flops * fraction / t / scale:7.1f} counting the computed part")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,12 @@ def step_rate(args) -> dict:
             loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as counter:  # counted eagerly: the compiled graph does the same matmuls
+    # counted eagerly (the compiled graph does the same matmuls), with attention over the whole n x n product
+    # whichever kernel computes it (chunks or flex tiles skip what the mask rules out): the model's FLOPs
+    chunk, model.trunk.attention_chunk = model.trunk.attention_chunk, 0
+    with FlopCounterMode(display=False) as counter:
         step()
+    model.trunk.attention_chunk = chunk
     if args.compile:  # as `worldmot train compile=true compile_scope=S` does
         model.trunk.compile(args.compile, attention=args.attention, flex_tile=args.flex_tile,
                             **({"mode": args.compile_mode} if args.compile_mode else {}))

@@ -1,8 +1,8 @@
 """The Mixture-of-Transformers trunk: per-modality experts, one global attention.
 
 Each expert owns every non-embedding parameter of its tokens (adaLN modulation, norms, Q/K/V/O, QK-norm,
-feed-forward, final norm). Attention is global: all tokens' Q/K/V meet in one masked attention call (SDPA
-with the boolean mask, or flex attention on its tiles).
+feed-forward, final norm). Attention is global: all tokens' Q/K/V meet in one masked attention (SDPA with the
+boolean mask, flex attention on its tiles, or SDPA in query chunks over the keys each may see).
 
 Routing without data-dependent shapes: a segment's layout is static, so its tokens are permuted ONCE
 (at the input) into expert-contiguous order -- expert by expert (the frame expert first), clean tokens before
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
+from worldmot.model.chunked_attention import AttentionChunk, chunked_attention, plan_chunks
 from worldmot.sequence import MODALITIES, Segment, attention_mask
 
 
@@ -49,7 +50,18 @@ class RoutingPlan:
     noisy: torch.Tensor  # (n,) bool, permuted
     mask: torch.Tensor  # (n, n) bool, permuted
     has_noisy: bool  # known on the host: asking the device would stall every call until the GPU catches up
+    host_mask: np.ndarray  # ``mask`` on the host
     _block_masks: dict[int, BlockMask] = field(default_factory=dict)
+    _chunks: dict[int, list[AttentionChunk]] = field(default_factory=dict)
+
+    def attention_chunks(self, size: int) -> list[AttentionChunk]:
+        """``mask`` as query chunks of at most ``size`` rows inside each expert slice's clean and noisy parts,
+        each with only the keys it may see (chunked_attention.py; built once per size)."""
+        if size not in self._chunks:
+            bounds = [(a, b) for sl in self.slices for a, b in ((sl.start, sl.first_noisy), (sl.first_noisy, sl.end))
+                      if b > a]
+            self._chunks[size] = plan_chunks(self.host_mask, bounds, size, self.mask.device)
+        return self._chunks[size]
 
     def block_mask(self, tile: int) -> BlockMask:
         """``mask`` for flex attention in tiles of tile x tile entries (built once per tile size): flex skips
@@ -77,17 +89,23 @@ def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], d
             first_noisy = start + int((~noisy[perm][start:end]).sum())
             j = np.searchsorted(noisy_steps, step[perm][first_noisy:end])
             slices.append(ExpertSlice(name, start, end, first_noisy, torch.as_tensor(j, device=device, dtype=torch.long)))
-    block = torch.as_tensor(seg.arr("block")[perm], device=device)
-    noisy_t = torch.as_tensor(noisy[perm], device=device)
+    block_host, noisy_host = torch.as_tensor(seg.arr("block")[perm]), torch.as_tensor(noisy[perm])
+    mask = attention_mask(block_host, noisy_host, block_host, noisy_host)
+    block, noisy_t = block_host.to(device), noisy_host.to(device)
     return RoutingPlan(
         perm=torch.as_tensor(perm, device=device),
         inverse=torch.as_tensor(np.argsort(perm), device=device),
         slices=slices,
         block=block,
         noisy=noisy_t,
-        mask=attention_mask(block, noisy_t, block, noisy_t),
+        mask=mask.to(device),
         has_noisy=bool(noisy.any()),
+        host_mask=mask.numpy(),
     )
+
+
+# the attention's mask: boolean (n, L + n), flex attention's tiles, or query chunks (no KV cache for the last two)
+Mask = torch.Tensor | BlockMask | list[AttentionChunk]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,7 +229,7 @@ class MoTTrunk(nn.Module):
     """depth layers x experts. ``run`` maps segment-ordered embeddings to segment-ordered hidden states."""
 
     def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, experts: dict[str, str],
-                 fp32_residual: bool = False, bias: bool = True, key_norm_weight: bool = True):
+                 fp32_residual: bool = False, bias: bool = True, key_norm_weight: bool = True, attention_chunk: int = 0):
         super().__init__()
         assert width % heads == 0, "width must be divisible by heads"
         self.experts = dict(experts)
@@ -235,6 +253,7 @@ class MoTTrunk(nn.Module):
         self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
         self._run_layer = self.run_layer
         self.flex_tile = 0  # > 0: cacheless segments attend with flex attention in tiles of this size
+        self.attention_chunk = attention_chunk  # > 0: cacheless segments attend in query chunks of this size
 
     def compile(self, scope: str = "layer", attention: str = "sdpa", flex_tile: int = 128, **options) -> None:
         """torch.compile the trunk for training. Regional, so that a graph is traced once and every layer (or
@@ -292,10 +311,10 @@ class MoTTrunk(nn.Module):
         assert noisy is not None, "noisy tokens need their diffusion time"
         return Modulation(ada(noisy).chunk(k, dim=-1), sl.first_noisy - sl.start, sl.noisy_frame)
 
-    def run_layers(self, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: torch.Tensor,
+    def run_layers(self, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: Mask,
                    cache: KVCache | None, append: bool) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Every layer and the final norms. x (B, n, D) in segment order; mask (n, L + n) with the cache's L keys
-        first. Returns hidden states (B, n, D) in segment order, and the segment's per-layer keys and values
+        first (or, without a cache, its tiles or query chunks). Returns hidden states (B, n, D) in segment order, and the segment's per-layer keys and values
         (B, H, n, dh) in expert-contiguous order (empty unless append)."""
         x = x[:, plan.perm]
         if torch.is_autocast_enabled(x.device.type) and not self.fp32_residual:
@@ -315,7 +334,7 @@ class MoTTrunk(nn.Module):
         return x[:, plan.inverse], new_keys, new_values
 
     def run_layer(self, layer: nn.ModuleDict, plan: RoutingPlan, xs: list[torch.Tensor],
-                  noisy_cond: torch.Tensor | None, mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None,
+                  noisy_cond: torch.Tensor | None, mask: Mask, past: tuple[torch.Tensor, torch.Tensor] | None,
                   ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """One layer, every expert: xs, the stream of each expert slice (B, n_e, D) in the plan's order -> xs,
         and the segment's keys and values (B, H, n, dh) in expert-contiguous order; past: this layer's cached
@@ -337,6 +356,8 @@ class MoTTrunk(nn.Module):
         if isinstance(mask, BlockMask):  # bf16 inputs under autocast, whatever dtype the QK-norm left
             attn = flex_attention(q.to(v.dtype), k_all.to(v.dtype), v_all, block_mask=mask,
                                   kernel_options=_flex_tiles(mask.BLOCK_SIZE))
+        elif isinstance(mask, list):
+            attn = chunked_attention(q, k_all, v_all, mask)
         else:
             attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
         attn = attn.transpose(1, 2).flatten(2)  # (B, n, D)
@@ -355,7 +376,11 @@ class MoTTrunk(nn.Module):
         """
         plan = self.plan(seg, x.device)
         assert not (append and plan.has_noisy), "noisy tokens never enter the cache"
-        mask = plan.block_mask(self.flex_tile) if self.flex_tile and cache is None else plan.mask
+        mask = plan.mask
+        if cache is None and self.flex_tile:
+            mask = plan.block_mask(self.flex_tile)
+        elif cache is None and self.attention_chunk:
+            mask = plan.attention_chunks(self.attention_chunk)
         if cache is not None:
             past = attention_mask(plan.block, plan.noisy, cache.block, torch.zeros_like(cache.block, dtype=torch.bool))
             mask = torch.cat([past, mask], dim=1)

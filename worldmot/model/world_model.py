@@ -101,7 +101,7 @@ class WorldModel(nn.Module):
         # frames under negated actions differed by 1e-4, measured)
         self.action_cond = nn.Sequential(nn.Linear(seq.chunk * seq.action_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = MoTTrunk(D, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.experts, cfg.fp32_residual, cfg.block_bias,
-                              cfg.key_norm_weight)
+                              cfg.key_norm_weight, cfg.attention_chunk)
         self._device_constants: dict[tuple, SegmentConstants | LossPositions] = {}
         self._graphs: GraphedRuns | None = None
         self.lm_head = nn.Linear(D, self.vocab.size)
