@@ -31,38 +31,33 @@ def test_compiled_trunk_on_cuda_computes_the_eager_loss_and_gradients(scope, att
 
 
 def test_training_steps_queue_without_waiting_for_the_gpu():
-    """The loop's step (randomness, a batch packed on the CPU, forward, backward, clipping, the finite check,
-    fused AdamW, EMA) never reads the GPU back: each read left the GPU idle while the host prepared the next
-    step (base's step waited ~50 ms of 337 before). Logging, validation and checkpoints read it, every N steps."""
+    """The loop's step (train_step: randomness, a batch packed on the CPU, forward, backward, clipping, the finite
+    check, fused AdamW, EMA) never reads the GPU back: each read left the GPU idle while the host prepared the
+    next step (base's step waited ~50 ms of 337 before). Logging, validation and checkpoints read it, every N
+    steps."""
+    from model_fixtures import make_windows
     from worldmot.training.config import TrainConfig
     from worldmot.training.ema import WarmupEMA
     from worldmot.training.finite import FiniteLossCheck
-    from worldmot.training.loop import step_randomness
+    from worldmot.training.loop import Dist, make_optimizer, train_step
 
     model = make_model(small_config(keypoints=2)).cuda().train()
     cfg = TrainConfig(run_dir="unused", batch_size=4, model=model.cfg)
-    ema = WarmupEMA(model, 0.99)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    ema, opt = WarmupEMA(model, 0.99), make_optimizer(model, cfg)
     finite = FiniteLossCheck(torch.device("cuda"), ("ce", "fm", "st", "kp"), lambda: None)
+    proc = Dist(device=torch.device("cuda"))
 
-    def step(i: int) -> None:
-        rnd = step_randomness(model, cfg, i, slice(None))
-        batch = make_batch(model, B=4, seed=i)  # on the CPU, as the loop packs it
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(batch, t=rnd["t"], noise=rnd["noise"])
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        finite.check(i, torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st", "kp")]).float(), opt)
-        opt.step()
-        ema.update_parameters(model)
+    def collated(seed: int) -> dict:  # as the loader gives them: on the CPU
+        windows, frames, states = make_windows(model.cfg, cfg.batch_size, seed)
+        return {**{k: [w[k] for w in windows] for k in windows[0]}, "frames": torch.from_numpy(frames),
+                "states": torch.from_numpy(states)}
 
-    step(0)  # warm-up: the optimiser's state and the EMA's count are made or read once
+    train_step(model, model, opt, ema, finite, collated(0), 0, cfg, proc)  # makes the optimiser state, reads the EMA count
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        step(1)
-        step(2)
+        for step in (1, 2):
+            train_step(model, model, opt, ema, finite, collated(step), step, cfg, proc)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     finite.flush()

@@ -228,6 +228,33 @@ class MetricsLog:
             f.flush()
 
 
+def train_step(net: torch.nn.Module, model: WorldModel, opt: torch.optim.Optimizer, ema: WarmupEMA,
+               finite: FiniteLossCheck, windows: dict, step: int, cfg: TrainConfig, proc: Dist,
+               ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One optimisation step on this rank's collated ``windows`` of the global batch at 0-based ``step`` ->
+    (the loss parts (loss, ce, fm, st, kp) averaged over the ranks, the gradient norm before clipping, the
+    learning rate). ``net``: the model, or its DDP wrapper. On a GPU nothing here waits for the GPU: the
+    host packs the next batch while this step runs (tests/test_gpu_training.py)."""
+    rnd = step_randomness(model, cfg, step, slice(proc.rank, None, proc.world))
+    batch = pack(model, windows, {k: v for k, v in rnd.items() if k.startswith("drop")})
+    lr = cfg.optim.lr * lr_factor(step, cfg)  # a function of the step: nothing to restore on resume
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=proc.device.type == "cuda"):
+        out = net(batch, t=rnd["t"], noise=rnd["noise"], own_context=rnd["own_context"])
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    parts = torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st", "kp")]).float()
+    if proc.world > 1:
+        dist.all_reduce(parts)
+        parts /= proc.world
+    finite.check(step, parts, opt)
+    opt.step()
+    ema.update_parameters(model)
+    return parts, grad_norm, lr
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train; returns the run folder (RUN/model holds the exported EMA model)."""
     if cfg.compile_scope not in ("layer", "blocks"):
@@ -244,14 +271,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     reader = LeRobotDatasetReader(cfg.data.root)
     start_step, state = 0, None
     if resume:
-        ckpt.clean_partial(run_dir)
-        latest = ckpt.latest_checkpoint(run_dir)
-        if latest is None:
-            raise WorldmotError(f"{run_dir}/checkpoints: no checkpoint to resume from")
-        state = ckpt.load_checkpoint(latest)
-        saved = from_yaml_text(TrainConfig, state["config_yaml"], source=str(latest / "config.yaml"))
-        saved.steps, saved.val, saved.checkpoint_every, saved.log_every = cfg.steps, cfg.val, cfg.checkpoint_every, cfg.log_every
-        cfg = saved  # the run continues with the config it was started with (a longer run is allowed)
+        cfg, state = _resumed(cfg, run_dir)
         start_step = state["step"]
     elif proc.main and ckpt.list_checkpoints(run_dir):
         raise WorldmotError(f"{run_dir}: already holds checkpoints (use --resume, or another run_dir)")
@@ -296,7 +316,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         viz = TrainingRecorder(run_dir, resume=resume)
     if proc.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    rows = slice(proc.rank, None, proc.world)
     tokens_per_sample = model.layout().length
     bar = tqdm(total=cfg.steps, initial=start_step, desc="train", disable=not proc.main, dynamic_ncols=True)
     t_last, tokens_since = time.perf_counter(), 0
@@ -304,23 +323,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     last_good = ckpt.latest_checkpoint(run_dir)
     finite = FiniteLossCheck(proc.device, ("ce", "fm", "st", "kp"), lambda: last_good)
     for step, windows in enumerate(loader, start=start_step):
-        rnd = step_randomness(model, cfg, step, rows)
-        batch = pack(model, windows, {k: v for k, v in rnd.items() if k.startswith("drop")})
-        lr = cfg.optim.lr * lr_factor(step, cfg)  # a function of the step: nothing to restore on resume
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with torch.autocast(proc.device.type, dtype=torch.bfloat16, enabled=proc.device.type == "cuda"):
-            out = net(batch, t=rnd["t"], noise=rnd["noise"], own_context=rnd["own_context"])
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        parts = torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st", "kp")]).float()
-        if proc.world > 1:
-            dist.all_reduce(parts)
-            parts /= proc.world
-        finite.check(step, parts, opt)
-        opt.step()
-        ema.update_parameters(model)
+        parts, grad_norm, lr = train_step(net, model, opt, ema, finite, windows, step, cfg, proc)
         tokens_since += tokens_per_sample * cfg.batch_size
         done = step + 1
         if proc.main and (done % cfg.log_every == 0 or done == cfg.steps):
@@ -338,18 +341,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar.update(1)
         if proc.main and (done % cfg.val.every == 0 or done == cfg.steps):
             finite.flush()
-            samples: list = []
-            row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed, samples=samples,
-                           full=cfg.val.full)
-            r2 = state_read_r2(ema.module, val_batch)
-            for m in (model, ema.module):  # the planner weights each state dimension by how well it is read
-                m.state_read_r2.copy_(r2)
-            row["state_r2"] = float(r2.mean())
-            log.write({"step": done, "split": "val", **row})
-            if viz:
-                viz.log_metrics({"step": done, "split": "val", **row})
-                if samples:
-                    viz.log_validation(done, *samples[0])
+            row = _validate(model, ema, val_batch, cfg, done, log, viz)
             bar.write(f"step {done}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             finite.flush()  # on every rank: the ranks' parts are the same, so all of them stop together
@@ -370,6 +362,37 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return run_dir
+
+
+def _resumed(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
+    """(the config the run was started with, the state of its newest complete checkpoint). The run keeps its
+    config but for its length and its validation, checkpoint and logging cadence (a longer run is allowed)."""
+    ckpt.clean_partial(run_dir)
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None:
+        raise WorldmotError(f"{run_dir}/checkpoints: no checkpoint to resume from")
+    state = ckpt.load_checkpoint(latest)
+    saved = from_yaml_text(TrainConfig, state["config_yaml"], source=str(latest / "config.yaml"))
+    saved.steps, saved.val, saved.checkpoint_every, saved.log_every = cfg.steps, cfg.val, cfg.checkpoint_every, cfg.log_every
+    return saved, state
+
+
+def _validate(model: WorldModel, ema: WarmupEMA, val_batch: dict, cfg: TrainConfig, done: int, log: MetricsLog,
+              viz) -> dict:
+    """Validation of the EMA weights on the held-out windows after ``done`` steps, logged; returns its row."""
+    samples: list = []
+    row = validate(ema.module, val_batch, cfg.val.horizons, cfg.val.flow_steps, cfg.seed, samples=samples,
+                   full=cfg.val.full)
+    r2 = state_read_r2(ema.module, val_batch)
+    for m in (model, ema.module):  # the planner weights each state dimension by how well it is read
+        m.state_read_r2.copy_(r2)
+    row["state_r2"] = float(r2.mean())
+    log.write({"step": done, "split": "val", **row})
+    if viz:
+        viz.log_metrics({"step": done, "split": "val", **row})
+        if samples:
+            viz.log_validation(done, *samples[0])
+    return row
 
 
 def _validation_batch(reader, episodes: list[int], cfg: TrainConfig, kw: dict) -> dict:
