@@ -77,3 +77,7 @@ def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert res.returncode == 2 and "--plan nope: no such file" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "d").exists()
+    res = run_demo(tmp_path / "d", "optim.lr=0")  # a training setting: refused before the recording
+    assert res.returncode == 2 and "optim.lr=0.0: expected > 0" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "d").exists()

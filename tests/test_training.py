@@ -237,6 +237,16 @@ def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch
     (["data.root=/tmp/x", "run_dir=/tmp/x", "attention=ring"], "attention='ring'"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "attention=flex"], "compile=true"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "attention=flex", "compile=true", "device=cpu"], "CUDA only"),
+    # values the run cannot use: named before the dataset is read (/tmp/x does not exist)
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "batch_size=0"], "batch_size=0: expected >= 1"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "optim.lr=-1"], "optim.lr=-1.0: expected > 0"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "val.horizons=[]"], "val.horizons=[]"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "data.val_fraction=1.0"], "data.val_fraction=1.0"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.heads=3"], "model.heads=3: expected a divisor of model.width (128)"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.attention_chunk=-1"], "model.attention_chunk=-1"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.drop_state=1.5"], "model.drop_state=1.5: expected a fraction"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.sequence.patch_size=7"], "model.sequence.patch_size=7: expected a divisor"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.sequence.n_steps=1"], "model.sequence.n_steps=1: expected >= 2"),
 ])
 def test_cli_bad_input_is_one_line_and_non_zero(args, message, capsys):
     assert cli_main(["train", *args]) == 2

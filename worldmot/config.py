@@ -17,9 +17,24 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from worldmot.errors import ConfigError
 
+# rules for check_fields: (is the value allowed?, what is expected)
+AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+POSITIVE = (lambda v: v > 0, "> 0")
+FRACTION = (lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+
+
+def check_fields(cfg: Any, prefix: str, rules: dict[str, tuple[Any, str]]) -> None:
+    """A one-line ConfigError naming the first field of ``cfg`` (as ``prefix + name``) that its rule refuses."""
+    for name, (allowed, expected) in rules.items():
+        value = getattr(cfg, name)
+        if not allowed(value):
+            raise ConfigError(f"{prefix}{name}={value!r}: expected {expected}")
+
 T = TypeVar("T")
 
-__all__ = ["MISSING", "ModelConfig", "SequenceConfig", "config_dir", "load_config", "to_yaml", "from_yaml_text"]
+__all__ = ["AT_LEAST_1", "FRACTION", "MISSING", "NON_NEGATIVE", "POSITIVE", "ModelConfig", "SequenceConfig", "check_fields",
+           "config_dir", "from_yaml_text", "load_config", "to_yaml"]
 
 
 @dataclass
@@ -40,6 +55,18 @@ class SequenceConfig:
     reasoning_len: int = 32  # bytes of reasoning text per step (padded / truncated)
     text_tokenizer: str = ""  # optional local `tokenizers` JSON file; empty: UTF-8 bytes
     keypoints: int = 0  # points whose image position the data gives: the named objects, then the effector (set from the dataset)
+
+    def check(self, prefix: str = "model.sequence.") -> None:
+        """A one-line ConfigError naming the key of a value the model cannot be built with."""
+        check_fields(self, prefix, {
+            "n_steps": (lambda v: v >= 2, ">= 2 (a frame and the next one to predict)"),
+            "chunk": AT_LEAST_1, "image_size": AT_LEAST_1, "patch_size": AT_LEAST_1,
+            "frame_tokenizer": (lambda v: v in ("patch", "latent"), "'patch' or 'latent'"),
+            "action_bins": (lambda v: v >= 2, ">= 2"), "progress_bins": AT_LEAST_1,
+            "instruction_len": AT_LEAST_1, "reasoning_len": AT_LEAST_1, "keypoints": NON_NEGATIVE})
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"{prefix}patch_size={self.patch_size}: expected a divisor of {prefix}image_size "
+                              f"({self.image_size})")
 
 
 @dataclass
@@ -121,6 +148,22 @@ class ModelConfig:
     # at 20, 300 CPU steps were no more action-conditioned and open-loop PSNR fell (26.9 vs 28.4 dB)
     fm_motion_weight: float = 0.0
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+
+    def check(self, prefix: str = "model.") -> None:
+        """A one-line ConfigError naming the key of a value the model cannot be built or trained with."""
+        weights = ("lambda_fm", "lambda_state", "lambda_keypoint", "lambda_keypoint_ahead", "lambda_keypoint_boa",
+                   "ce_repeat_weight", "fm_motion_weight")
+        check_fields(self, prefix, {
+            "width": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2 (sinusoidal embeddings)"),
+            "depth": AT_LEAST_1, "heads": AT_LEAST_1, "mlp_ratio": POSITIVE, "attention_chunk": NON_NEGATIVE,
+            "ahead_width": AT_LEAST_1, "qk_norm_gain": POSITIVE, **{w: NON_NEGATIVE for w in weights},
+            **{f: FRACTION for f in ("drop_instruction", "drop_reasoning", "drop_state", "noisy_t_one", "own_context")}})
+        if self.width % self.heads:
+            raise ConfigError(f"{prefix}heads={self.heads}: expected a divisor of {prefix}width ({self.width})")
+        modalities = sorted(ModelConfig.__dataclass_fields__["experts"].default_factory())
+        if sorted(self.experts) != modalities:
+            raise ConfigError(f"{prefix}experts={dict(self.experts)}: expected an expert name for each of {modalities}")
+        self.sequence.check(prefix + "sequence.")
 
 
 def config_dir() -> Path:

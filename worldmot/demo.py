@@ -80,13 +80,19 @@ def record_stage(cfg: DemoConfig, out: Path) -> Path:
     return data
 
 
-def train_stage(cfg: DemoConfig, out: Path, data: Path) -> Path:
+def train_settings(cfg: DemoConfig, out: Path):
+    """The training run's TrainConfig: cfg.train with the demo's data and run folders and cfg.train_overrides."""
     from worldmot.train_cli import parse
+
+    return parse([cfg.train, f"data.root={out / 'data'}", f"run_dir={out / 'run'}", *cfg.train_overrides])
+
+
+def train_stage(cfg: DemoConfig, out: Path) -> Path:
     from worldmot.training import checkpoints as ckpt
     from worldmot.training.loop import train
 
     run = out / "run"
-    tcfg = parse([cfg.train, f"data.root={data}", f"run_dir={run}", *cfg.train_overrides])
+    tcfg = train_settings(cfg, out)
     latest = ckpt.latest_checkpoint(run) if run.exists() else None
     done = latest is not None and ckpt.load_checkpoint(latest)["step"] >= tcfg.steps
     _stage(2, f"train the MoT world model ({tcfg.model.name}, {tcfg.steps} steps) -> {run}", done)
@@ -144,15 +150,16 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
         raise WorldmotError(f"--out {out}: is a file (expected the demo's folder)")
     _check_env(cfg.env)
     plan_settings(cfg)  # before anything is written
+    train_settings(cfg, out).check()
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(out)
     t = time.perf_counter()
-    data = record_stage(cfg, out)
+    record_stage(cfg, out)
     clock.add("record", time.perf_counter() - t)
     t = time.perf_counter()
-    run = train_stage(cfg, out, data)
+    run = train_stage(cfg, out)
     clock.add("train", time.perf_counter() - t)
     _stage(3, f"evaluate {', '.join(POLICIES)} in the simulator -> {out / 'eval'}", False)
     t = time.perf_counter()

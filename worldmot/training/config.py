@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worldmot.config import MISSING, ModelConfig
+from worldmot.config import AT_LEAST_1, FRACTION, MISSING, NON_NEGATIVE, POSITIVE, ModelConfig, check_fields
 
 
 @dataclass
@@ -64,3 +64,23 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     val: ValConfig = field(default_factory=ValConfig)
+
+    def check(self) -> None:
+        """A one-line ConfigError naming the key of a value the run cannot use (before anything is read or built)."""
+        check_fields(self, "", {
+            "steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "log_every": AT_LEAST_1, "checkpoint_every": AT_LEAST_1,
+            "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE,
+            "device": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+            "compile_scope": (lambda v: v in ("layer", "blocks"), "'layer' or 'blocks'"),
+            "attention": (lambda v: v in ("sdpa", "flex"), "'sdpa' or 'flex'")})
+        check_fields(self.optim, "optim.", {
+            "lr": POSITIVE, "min_lr_ratio": FRACTION, "warmup_steps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+            "beta1": (lambda v: 0 <= v < 1, "0 <= beta1 < 1"), "beta2": (lambda v: 0 <= v < 1, "0 <= beta2 < 1"),
+            "grad_clip": POSITIVE, "ema_decay": (lambda v: 0 <= v < 1, "0 <= ema_decay < 1")})
+        check_fields(self.val, "val.", {
+            "every": AT_LEAST_1, "batches": AT_LEAST_1, "flow_steps": AT_LEAST_1,
+            "horizons": (lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of frames ahead, each >= 1")})
+        check_fields(self.data, "data.", {
+            "val_fraction": (lambda v: 0 <= v < 1, "0 <= val_fraction < 1"), "num_workers": NON_NEGATIVE,
+            "stride": AT_LEAST_1})
+        self.model.check("model.")

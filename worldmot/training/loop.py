@@ -257,10 +257,7 @@ def train_step(net: torch.nn.Module, model: WorldModel, opt: torch.optim.Optimiz
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train; returns the run folder (RUN/model holds the exported EMA model)."""
-    if cfg.compile_scope not in ("layer", "blocks"):
-        raise WorldmotError(f"compile_scope={cfg.compile_scope!r}: expected 'layer' or 'blocks'")
-    if cfg.attention not in ("sdpa", "flex"):
-        raise WorldmotError(f"attention={cfg.attention!r}: expected 'sdpa' or 'flex'")
+    cfg.check()
     if cfg.attention == "flex" and not (cfg.compile and cfg.compile_scope == "layer"):
         raise WorldmotError("attention=flex: needs compile=true and compile_scope=layer (flex attention runs compiled)")
     proc = setup_processes(cfg)
