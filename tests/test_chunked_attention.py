@@ -1,0 +1,55 @@
+"""Attention in query chunks (worldmot/model/chunked_attention.py) on random block-causal masks: the chunks
+rebuild the mask pair for pair, and the chunked attention is the masked SDPA."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from worldmot.model.chunked_attention import chunked_attention, plan_chunks
+from worldmot.sequence import attention_mask
+
+
+@st.composite
+def routed_masks(draw):
+    """A permuted block-causal mask (blocks of 1-9 tokens, some noisy), the runs it is chunked in, a size."""
+    sizes = draw(st.lists(st.integers(1, 9), min_size=1, max_size=12))
+    noisy_blocks = draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    block = np.repeat(np.arange(len(sizes)), sizes)
+    noisy = np.repeat(noisy_blocks, sizes)
+    n = len(block)
+    perm = np.random.default_rng(draw(st.integers(0, 2**16))).permutation(n)
+    b, z = torch.as_tensor(block[perm]), torch.as_tensor(noisy[perm])
+    mask = attention_mask(b, z, b, z).numpy()
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, n - 1)), max_size=4))) - {n})
+    bounds = list(zip([0, *cuts], [*cuts, n]))
+    return mask, bounds, draw(st.integers(1, 16))
+
+
+@settings(max_examples=200, deadline=None)
+@given(routed_masks())
+def test_chunks_rebuild_the_mask_and_cover_every_query_once(case):
+    mask, bounds, size = case
+    n = mask.shape[0]
+    chunks = plan_chunks(mask, bounds, size, torch.device("cpu"))
+    rebuilt = np.zeros_like(mask)
+    for c in chunks:
+        assert c.end - c.start <= size
+        keys = np.arange(n)[c.keys]
+        rebuilt[c.start:c.end, keys] = True if c.mask is None else c.mask.numpy()
+    assert (rebuilt == mask).all()
+    assert [(c.start, c.end) for c in chunks][0][0] == 0 and chunks[-1].end == n
+    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(routed_masks(), st.integers(0, 2**16))
+def test_chunked_attention_is_the_masked_sdpa(case, seed):
+    mask, bounds, size = case
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 2, mask.shape[0], 8, generator=g) for _ in range(3))
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.as_tensor(mask))
+    got = chunked_attention(q, k, v, plan_chunks(mask, bounds, size, torch.device("cpu")))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
