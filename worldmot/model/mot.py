@@ -314,8 +314,9 @@ class MoTTrunk(nn.Module):
     def run_layers(self, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: Mask,
                    cache: KVCache | None, append: bool) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Every layer and the final norms. x (B, n, D) in segment order; mask (n, L + n) with the cache's L keys
-        first (or, without a cache, its tiles or query chunks). Returns hidden states (B, n, D) in segment order, and the segment's per-layer keys and values
-        (B, H, n, dh) in expert-contiguous order (empty unless append)."""
+        first (or, without a cache, its tiles or query chunks). Returns hidden states (B, n, D) in segment
+        order, and the segment's per-layer keys and values (B, H, n, dh) in expert-contiguous order (empty
+        unless append)."""
         x = x[:, plan.perm]
         if torch.is_autocast_enabled(x.device.type) and not self.fp32_residual:
             x = x.to(torch.get_autocast_dtype(x.device.type))

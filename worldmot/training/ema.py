@@ -16,8 +16,8 @@ def warmup_decay(decay: float, n: int) -> float:
 
 
 class WarmupEMA(AveragedModel):
-    """An exponential moving average of a model's parameters and floating buffers (``.module``), the first
-    update a copy. Its state dict is AveragedModel's (``module.*``, ``n_averaged``).
+    """An exponential moving average of a model's parameters and floating buffers (``.module``; other buffers
+    are copied), the first update a copy. Its state dict is AveragedModel's (``module.*``, ``n_averaged``).
 
     AveragedModel's own update compares its on-device count with 0 on every call; on a GPU each comparison
     waits for the queued step to finish, so the GPU idled while the host prepared the next step. The count
