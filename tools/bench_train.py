@@ -3,7 +3,9 @@
 1. the machine's fp32 (CPU) or bf16 (CUDA) matmul rate on square matrices (median of --repeats);
 2. one training step (forward, backward, AdamW) of a model config on a synthetic batch: its time with
    --repeats steps queued back to back as the training loop runs them (median of 3 such runs; also the median
-   of single steps each waited for, which adds the host's time to start a step on a GPU), tokens/s, FLOPs counted by torch's FlopCounterMode (matmuls and attention), and achieved/measured rate;
+   of single steps each waited for, which adds the host's time to start a step on a GPU), tokens/s, FLOPs
+   counted by torch's FlopCounterMode (matmuls and attention; CPU attention kernels are not counted), and
+   achieved/measured rate;
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
