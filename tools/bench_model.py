@@ -65,6 +65,19 @@ def random_batch(model: WorldModel, B: int, seed: int = 0):
                         states=torch.as_tensor(rng.normal(size=(B, K, s.state_dim)), dtype=torch.float32))
 
 
+def count_cpu_attention() -> None:
+    """Teach FlopCounterMode the CPU's flash attention (forward and backward), which it does not count: with the
+    CUDA kernels' formulas, over the whole n x n product. Once per process; a no-op where torch counts it."""
+    from torch.utils.flop_counter import flop_registry, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+
+    fwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if fwd in flop_registry:
+        return
+    register_flop_formula(fwd)(lambda q, k, v, *args, out_shape=None, **kw: sdpa_flop_count(q, k, v))
+    register_flop_formula(bwd)(lambda g, q, k, v, *args, out_shape=None, **kw: sdpa_backward_flop_count(g, q, k, v))
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

@@ -4,8 +4,8 @@
 2. one training step (forward, backward, AdamW) of a model config on a synthetic batch: its time with
    --repeats steps queued back to back as the training loop runs them (median of 3 such runs; also the median
    of single steps each waited for, which adds the host's time to start a step on a GPU), tokens/s, FLOPs
-   counted by torch's FlopCounterMode (matmuls and attention; CPU attention kernels are not counted), and
-   achieved/measured rate;
+   counted by torch's FlopCounterMode (matmuls and attention; the CPU's attention kernel with the CUDA
+   kernels' formula, which torch lacks), and achieved/measured rate;
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
@@ -30,7 +30,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import EXPERTS, build, print_profile, random_batch, sync  # noqa: E402
+from bench_model import EXPERTS, build, count_cpu_attention, print_profile, random_batch, sync  # noqa: E402
 
 
 def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
@@ -69,6 +69,7 @@ def step_rate(args) -> dict:
     # counted eagerly (the compiled graph does the same matmuls), with attention over the whole n x n product
     # whichever kernel computes it (chunks or flex tiles skip what the mask rules out): the model's FLOPs
     chunk, model.trunk.attention_chunk = model.trunk.attention_chunk, 0
+    count_cpu_attention()
     with FlopCounterMode(display=False) as counter:
         step()
     model.trunk.attention_chunk = chunk
