@@ -238,9 +238,9 @@ def test_routing_order_keeps_the_training_mask_tile_sparse():
 
 
 def test_attention_chunks_cover_exactly_the_mask_and_halve_a_base_window():
-    """Put back together, the chunks' key sets and masks are the plan's mask, pair for pair (a pair left out
+    """Put back together, the chunks' key runs and masks are the plan's mask, pair for pair (a pair left out
     would hide a key, one let in would leak a noisy frame or the future); base's training window computes about
-    half of the n x n product in 64-row chunks, its frames without a mask."""
+    half of the n x n product in 64-row chunks, its clean frames without a mask."""
     from worldmot.config import config_dir, load_config
     from worldmot.model.chunked_attention import computed_fraction
 
@@ -250,17 +250,18 @@ def test_attention_chunks_cover_exactly_the_mask_and_halve_a_base_window():
     plan = model.trunk.plan(layout.segment(0, layout.length), torch.device("cpu"))
     n = layout.length
     for size in (32, 64, 500):
-        chunks = plan.attention_chunks(size)
+        chunked = plan.attention_chunks(size)
         rebuilt = torch.zeros(n, n, dtype=torch.bool)
-        for c in chunks:
-            keys = torch.arange(n)[c.keys]
+        for c in chunked.chunks:
+            keys = chunked.key_order[c.keys]
             rebuilt[c.start:c.end, keys] = True if c.mask is None else c.mask
         assert torch.equal(rebuilt, plan.mask), size
+        chunks = chunked.chunks
         assert [c.start for c in chunks[1:]] == [c.end for c in chunks[:-1]] and chunks[-1].end == n
-    chunks = plan.attention_chunks(64)
-    assert computed_fraction(chunks, n) <= 0.55
+    chunked = plan.attention_chunks(64)
+    assert computed_fraction(chunked) <= 0.55
     frames = next(sl for sl in plan.slices if sl.name == model.trunk.experts["frame"])
-    assert all(c.mask is None for c in chunks if frames.start <= c.start < frames.end)
+    assert all(c.mask is None for c in chunked.chunks if frames.start <= c.start < frames.first_noisy)
 
 
 def test_chunked_attention_gives_the_masked_sdpa_loss_and_gradients():

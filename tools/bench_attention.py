@@ -6,8 +6,8 @@ mask's tiles and SDPA in query chunks, forward and backward (numbers go to BENCH
    order of the experts);
 2. on the device: median time of attention forward + backward on random (B, H, n, dh) bf16 inputs (CPU:
    fp32, forward only: torch has no flex backward there) for SDPA with the mask, SDPA without a mask (what
-   the dense kernel costs: a floor the mask cannot beat), SDPA in query chunks over the keys each may see
-   (model.attention_chunk), and compiled flex attention per tile size, with their rates counting the whole
+   the dense kernel costs: a floor the mask cannot beat), SDPA in query chunks over the run of keys that
+   covers what each may see (model.attention_chunk), and compiled flex attention per tile size, with their rates counting the whole
    n x n product (as bench_train's MFU does) and the computed part.
 
     python tools/bench_attention.py [--model base] [--batch 256] [--device cuda] [--repeats 10]
@@ -76,8 +76,8 @@ def main() -> None:
               f"alphabetical order of the experts {computed_tiles(alphabetical.block_mask(tile)):.0%}")
     for size in args.chunks:
         chunks = plan.attention_chunks(size)
-        print(f"  {size}-row query chunks: {computed_fraction(chunks, n):.0%} of the n x n product, {len(chunks)} "
-              f"SDPA calls, {sum(c.mask is None for c in chunks)} of them without a mask")
+        print(f"  {size}-row query chunks: {computed_fraction(chunks):.0%} of the n x n product, {len(chunks.chunks)} "
+              f"SDPA calls, {sum(c.mask is None for c in chunks.chunks)} of them without a mask")
 
     cuda = args.device == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -99,7 +99,7 @@ def main() -> None:
     for size in args.chunks:
         chunks = plan.attention_chunks(size)
         rows.append((f"SDPA in {size}-row query chunks", lambda *a, c=chunks: chunked_attention(*a, c),
-                     computed_fraction(chunks, n)))
+                     computed_fraction(chunks)))
     options = {"mode": "max-autotune-no-cudagraphs"} if args.autotune else {}
     for tile in args.tiles:
         mask = plan.block_mask(tile)

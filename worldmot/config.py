@@ -96,10 +96,10 @@ class ModelConfig:
     # without the key's (the GPU configs), a key's expert no longer scales them per dimension, and one weight's
     # gradient reductions go (7% of a layer's elementwise traffic; both measured in BENCHMARKS.md)
     key_norm_weight: bool = True
-    # > 0: a window without a KV cache attends in query chunks of this many rows, each over only the keys its
-    # mask allows (worldmot/model/chunked_attention.py; the same function as one masked SDPA): 51% of the n x n
-    # product at 64, the frames' chunks without a mask (flash kernels on a GPU), for gathering the keys per
-    # chunk. 0: one SDPA call with the boolean mask (on the 2 CPU cores no faster or slower, within the noise)
+    # > 0: a window without a KV cache attends in query chunks of this many rows, each over the run of keys
+    # that covers what it may see (worldmot/model/chunked_attention.py; the same function as one masked SDPA):
+    # 53% of base's n x n product at 64, the clean frames' chunks without a mask (flash kernels on a GPU).
+    # 0: one SDPA call with the boolean mask (the tiny model's step on 2 CPU cores: within the noise)
     attention_chunk: int = 0
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)

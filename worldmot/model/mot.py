@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
-from worldmot.model.chunked_attention import AttentionChunk, chunked_attention, plan_chunks
+from worldmot.model.chunked_attention import ChunkedMask, chunked_attention, plan_chunks
 from worldmot.sequence import MODALITIES, Segment, attention_mask
 
 
@@ -51,16 +51,19 @@ class RoutingPlan:
     mask: torch.Tensor  # (n, n) bool, permuted
     has_noisy: bool  # known on the host: asking the device would stall every call until the GPU catches up
     host_mask: np.ndarray  # ``mask`` on the host
+    # (n,) routed positions with the noisy frames first, then the clean tokens in segment order: the key order
+    # of chunked attention, in which a query's keys are one run
+    key_order: np.ndarray
     _block_masks: dict[int, BlockMask] = field(default_factory=dict)
-    _chunks: dict[int, list[AttentionChunk]] = field(default_factory=dict)
+    _chunks: dict[int, ChunkedMask] = field(default_factory=dict)
 
-    def attention_chunks(self, size: int) -> list[AttentionChunk]:
+    def attention_chunks(self, size: int) -> ChunkedMask:
         """``mask`` as query chunks of at most ``size`` rows inside each expert slice's clean and noisy parts,
-        each with only the keys it may see (chunked_attention.py; built once per size)."""
+        each over the run of keys that covers what it may see (chunked_attention.py; built once per size)."""
         if size not in self._chunks:
             bounds = [(a, b) for sl in self.slices for a, b in ((sl.start, sl.first_noisy), (sl.first_noisy, sl.end))
                       if b > a]
-            self._chunks[size] = plan_chunks(self.host_mask, bounds, size, self.mask.device)
+            self._chunks[size] = plan_chunks(self.host_mask, bounds, size, self.key_order, self.mask.device)
         return self._chunks[size]
 
     def block_mask(self, tile: int) -> BlockMask:
@@ -101,11 +104,12 @@ def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], d
         mask=mask.to(device),
         has_noisy=bool(noisy.any()),
         host_mask=mask.numpy(),
+        key_order=np.lexsort((perm, ~noisy[perm])),
     )
 
 
 # the attention's mask: boolean (n, L + n), flex attention's tiles, or query chunks (no KV cache for the last two)
-Mask = torch.Tensor | BlockMask | list[AttentionChunk]
+Mask = torch.Tensor | BlockMask | ChunkedMask
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -357,7 +361,7 @@ class MoTTrunk(nn.Module):
         if isinstance(mask, BlockMask):  # bf16 inputs under autocast, whatever dtype the QK-norm left
             attn = flex_attention(q.to(v.dtype), k_all.to(v.dtype), v_all, block_mask=mask,
                                   kernel_options=_flex_tiles(mask.BLOCK_SIZE))
-        elif isinstance(mask, list):
+        elif isinstance(mask, ChunkedMask):
             attn = chunked_attention(q, k_all, v_all, mask)
         else:
             attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
