@@ -218,6 +218,31 @@ def test_residual_stream_under_autocast_is_in_the_autocast_dtype_unless_asked_fo
     assert set(seen) == {torch.float32}
 
 
+def test_norms_keep_the_bf16_stream_under_cudas_autocast_policy(monkeypatch):
+    """CUDA autocast runs layer_norm and rms_norm in fp32: unless the trunk keeps its norms in the stream's
+    dtype, every normalised activation and q and k are written in fp32 (204 instead of 170 B per token per width
+    element of base's layer, BENCHMARKS.md). The CPU emulates CUDA's policy for this."""
+    from worldmot.model.autocast_policy import cuda_norm_policy
+
+    model = make_model(small_config(FULL))
+    batch = make_batch(model, B=2)
+    normalised, attended = [], []
+    shift_scale, qkv_of = mot.shift_scale, model.trunk._qkv_of
+    def spy_shift_scale(h, *rest):
+        normalised.append(h.dtype)
+        return shift_scale(h, *rest)
+    def spy_qkv(*args):
+        q, k, v = qkv_of(*args)
+        attended.extend((q.dtype, k.dtype, v.dtype))
+        return q, k, v
+    monkeypatch.setattr(mot, "shift_scale", spy_shift_scale)
+    model.trunk._qkv_of = spy_qkv
+    with cuda_norm_policy(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert F.layer_norm(torch.ones(2, 4, dtype=torch.bfloat16), (4,)).dtype == torch.float32  # the policy holds
+        model(batch)["loss"].backward()
+    assert set(normalised) == set(attended) == {torch.bfloat16}
+
+
 def test_routing_order_keeps_the_training_mask_tile_sparse():
     """The frame expert's slice comes first, so that base's 64-token frames fill whole 64 x 64 tiles of the
     permuted mask: flex attention computes 58% of a training window's tiles in this order (44% of the

@@ -3,6 +3,8 @@ normalisation, copy) kernels read and write per token and width element, forward
 autocast. Those kernels are memory-bound on a GPU, so their bytes divided by the memory bandwidth is their
 time there; inductor's scheduler decides the fusions largely alike for every device, so the count can be
 taken on a CPU (for base it predicted the GPU profile's elementwise time within a few percent; BENCHMARKS.md).
+The norms follow CUDA autocast's policy (fp32 layer_norm and rms_norm) unless ``--autocast-policy cpu``: the
+CPU's own policy leaves them in their input's dtype, which hid 34 B of base's GPU traffic.
 The matmuls and attention (extern kernels) are listed apart. ``--scope blocks`` leaves the concatenations and
 attention eager, so its count is not comparable with the layer region's.
 
@@ -15,6 +17,7 @@ separates the bytes that grow with the tokens (what dominates a large GPU batch)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
@@ -27,6 +30,7 @@ from torch._inductor.compile_fx import inductor_metrics_log
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model import EXPERTS, build, random_batch
+from worldmot.model.autocast_policy import cuda_norm_policy
 
 EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 
@@ -40,9 +44,10 @@ def traffic(args, batch_size: int) -> tuple[int, int, int, int]:
     torch._dynamo.reset()
     metrics.reset()
     model.trunk.compile(args.scope, dynamic=False)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    policy = cuda_norm_policy() if args.autocast_policy == "cuda" else contextlib.nullcontext()
+    with policy, torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model(batch)["loss"]
-    loss.backward()
+        loss.backward()
     generated = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ not in EXTERN)
     extern = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ in EXTERN)
     return batch.token_ids.numel(), generated, extern, metrics.generated_kernel_count
@@ -58,6 +63,8 @@ def main() -> None:
                    "bf16 matmuls on a CPU are slow, so a narrower layer than base's 768 keeps the run short)")
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--scope", default="layer", choices=["layer", "blocks"])
+    p.add_argument("--autocast-policy", default="cuda", choices=["cuda", "cpu"],
+                   help="whose autocast dtypes the norms get (cuda: fp32 layer_norm and rms_norm, as on a GPU)")
     p.add_argument("--batches", type=int, nargs=2, default=[2, 4])
     p.add_argument("--gpu-tokens", type=int, default=256 * 513, help="tokens of the GPU step to project to")
     p.add_argument("--gpu-width", type=int, default=768)
@@ -72,8 +79,8 @@ def main() -> None:
     (n1, g1, e1, k1), (n2, g2, e2, k2) = (traffic(args, b) for b in args.batches)
     per = lambda b1, b2: (b2 - b1) / ((n2 - n1) * args.width)  # bytes per token per width element
     variant = "".join(", " + o for o in args.set)
-    print(f"{args.model} ({args.experts}{variant}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast, "
-          f"torch {torch.__version__}")
+    print(f"{args.model} ({args.experts}{variant}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast "
+          f"({args.autocast_policy}'s policy for the norms), torch {torch.__version__}")
     print(f"batches {args.batches}: {n1} and {n2} tokens, {k1} and {k2} generated kernels")
     g = per(g1, g2)
     step_bytes = g * args.gpu_tokens * args.gpu_width * args.gpu_depth

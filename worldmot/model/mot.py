@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -174,10 +175,22 @@ def gate(y: torch.Tensor, mod: Modulation | None, i: int) -> torch.Tensor:
     return y if mod is None else mod.gate(y, i)
 
 
+def _in_dtype(norm: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """norm(x) in x's dtype whatever autocast says. CUDA autocast runs layer_norm and rms_norm in fp32, so each
+    normalised activation of a bf16 stream was written (and its gradient read) as an fp32 copy, and q and k
+    reached attention in fp32 (BENCHMARKS.md: 204 -> 170 B per token per width element of base's layer); the
+    kernels accumulate in fp32 either way. The CPU's autocast already keeps x's dtype, so CPU runs are unchanged."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return norm(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return norm(x)
+
+
 def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
-    """norm(x) with the weight in x's dtype: under bf16 autocast an fp32 weight keeps torch off its fused kernel."""
+    """norm(x) in x's dtype, the weight cast to it (an fp32 weight with a bf16 input keeps torch off its fused
+    kernel)."""
     weight = None if norm.weight is None else norm.weight.to(x.dtype)
-    return F.rms_norm(x, norm.normalized_shape, weight, norm.eps)
+    return _in_dtype(lambda h: F.rms_norm(h, norm.normalized_shape, weight, norm.eps), x)
 
 
 class ExpertBlock(nn.Module):
@@ -207,13 +220,13 @@ class ExpertBlock(nn.Module):
     def qkv_of(self, x: torch.Tensor, mod: Modulation | None) -> tuple[torch.Tensor, ...]:
         """x (B, n, D) -> q, k, v each (B, H, n, dh)."""
         B, n, D = x.shape
-        q, k, v = self.qkv(shift_scale(self.norm1(x), mod, 0)).view(B, n, 3, self.heads, D // self.heads).unbind(2)
+        q, k, v = self.qkv(shift_scale(_in_dtype(self.norm1, x), mod, 0)).view(B, n, 3, self.heads, D // self.heads).unbind(2)
         return _rms(self.q_norm, q).transpose(1, 2), _rms(self.k_norm, k).transpose(1, 2), v.transpose(1, 2)
 
     def finish(self, x: torch.Tensor, attn: torch.Tensor, mod: Modulation | None) -> torch.Tensor:
         """Residual updates after attention: x, attn (B, n, D) -> (B, n, D)."""
         x = x + gate(self.out(attn), mod, 2)
-        return x + gate(self.mlp(shift_scale(self.norm2(x), mod, 3)), mod, 5)
+        return x + gate(self.mlp(shift_scale(_in_dtype(self.norm2, x), mod, 3)), mod, 5)
 
 
 class FinalNorm(nn.Module):
@@ -226,7 +239,7 @@ class FinalNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mod: Modulation | None) -> torch.Tensor:
         """x (B, n, D), mod from ``self.ada`` -> (B, n, D)."""
-        return shift_scale(self.norm(x), mod, 0)
+        return shift_scale(_in_dtype(self.norm, x), mod, 0)
 
 
 class MoTTrunk(nn.Module):
