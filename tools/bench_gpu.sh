@@ -2,9 +2,11 @@
 # The GPU numbers of BENCHMARKS.md in one go: training tokens/s and MFU (bf16) for the tiny/small/base
 # configs at three batch sizes, eager or compiled, and the planner's latency per replanning step (BENCHMARKS.md).
 #
-#     tools/bench_gpu.sh [eager|compiled|blocks|plan] [OUTDIR]     # OUTDIR/bench_gpu.log gets the whole log
+#     tools/bench_gpu.sh [eager|compiled|blocks|plan|mfu] [OUTDIR]     # OUTDIR/bench_gpu.log gets the whole log
 #
 # compiled: `compile=true` (a layer with all its experts as one region); blocks: the regional blocks.
+# mfu: the GPU-only tests, then base at batch 256 compiled with each attention path and max-autotune's fused
+# matmul epilogues, side by side in one call (under 10 minutes: each row stops after ROW_TIMEOUT s, default 130).
 #
 # PEAK_TFLOPS is the GPU's dense bf16 peak for MFU (default 989: an H100 SXM).
 set -euo pipefail
@@ -34,6 +36,13 @@ export PYTHONUNBUFFERED=1
           python tools/bench_plan.py --device cuda --envs "$envs" --repeats 10 --plan push --keypoints 3 cuda_graphs=$graphs
         done
       done ;;
-    *) echo "bench_gpu.sh: unknown part '$what' (expected eager, compiled, blocks or plan)" >&2; exit 2 ;;
+    mfu)
+      python -m pytest -q tests/test_gpu_training.py tests/test_cuda_graphs.py 2>&1 | tail -3 || true
+      base="tools/bench_train.py --device cuda --model base --batch 256 --repeats 10 --peak-tflops $peak --compile layer"
+      for variant in "" "--set attention_chunk=64" "--attention flex --flex-tile 128" \
+                     "--compile-mode max-autotune-no-cudagraphs"; do
+        timeout "${ROW_TIMEOUT:-130}" python $base $variant 2>&1 | tail -2 || echo "base 256 $variant: failed or over ${ROW_TIMEOUT:-130} s"
+      done ;;
+    *) echo "bench_gpu.sh: unknown part '$what' (expected eager, compiled, blocks, plan or mfu)" >&2; exit 2 ;;
   esac
 } 2>&1 | tee -a "$out/bench_gpu.log"
