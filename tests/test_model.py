@@ -174,18 +174,24 @@ def test_mot_forward_equals_token_by_token_reference(experts, lean):
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
 
 
+def eager_reference(cfg):
+    """A model with every parameter drawn anew (non-zero adaLN, so that the noisy tokens' modulation counts), a
+    batch, its inputs, and the eager loss and gradients to compare another attention or compile path with."""
+    model = make_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    batch = make_batch(model, B=2)
+    inp = full_inputs(batch)
+    return (model, batch, inp, *loss_and_grads(model, batch, inp))
+
+
 @pytest.mark.parametrize("scope", ["layer", "blocks"])
 def test_compiled_trunk_computes_the_same_loss_and_gradients(scope):
     """``compile=true`` swaps in a torch.compile'd layer (or block functions): one graph each (fullgraph:
     a graph break would fall back to eager for the rest), and the same numbers. The eager backend traces
     with dynamo without needing a C++ compiler."""
-    model = make_model(small_config(FULL))
-    with torch.no_grad():
-        for p in model.parameters():  # non-zero adaLN so that the noisy tokens' modulation counts
-            p.normal_(0, 0.05)
-    batch = make_batch(model, B=2)
-    inp = full_inputs(batch)
-    want, want_grads = loss_and_grads(model, batch, inp)
+    model, batch, inp, want, want_grads = eager_reference(small_config(FULL))
     torch._dynamo.reset()
     model.trunk.compile(scope, backend="eager", fullgraph=True)
     got, got_grads = loss_and_grads(model, batch, inp)
@@ -293,13 +299,7 @@ def test_chunked_attention_gives_the_masked_sdpa_loss_and_gradients():
     """model.attention_chunk: the same function as one SDPA call with the boolean mask (fp32 sums in
     another order: close, not bit-equal)."""
     cfg = small_config(FULL, n_steps=4)
-    model = make_model(cfg)
-    with torch.no_grad():
-        for p in model.parameters():  # non-zero adaLN so that the noisy tokens' modulation counts
-            p.normal_(0, 0.05)
-    batch = make_batch(model, B=2)
-    inp = full_inputs(batch)
-    want, want_grads = loss_and_grads(model, batch, inp)
+    model, batch, inp, want, want_grads = eager_reference(cfg)
     model.trunk.attention_chunk = 16
     calls = []
     chunked = mot.chunked_attention
