@@ -344,7 +344,7 @@ class MoTTrunk(nn.Module):
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            xs, k, v = self._run_layer(layer, plan, xs, noisy_cond, mask, past)
+            xs, k, v = self._run_layer(layer, plan, xs, noisy_cond, mask, past, append)
             if append:
                 new_keys.append(k), new_values.append(v)
         x = torch.cat([self.final[sl.name](xe, self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
@@ -353,11 +353,12 @@ class MoTTrunk(nn.Module):
 
     def run_layer(self, layer: nn.ModuleDict, plan: RoutingPlan, xs: list[torch.Tensor],
                   noisy_cond: torch.Tensor | None, mask: Mask, past: tuple[torch.Tensor, torch.Tensor] | None,
-                  ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+                  keep_kv: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
         """One layer, every expert: xs, the stream of each expert slice (B, n_e, D) in the plan's order -> xs,
-        and the segment's keys and values (B, H, n, dh) in expert-contiguous order; past: this layer's cached
-        keys and values (B or 1, H, L, dh). What ``compile(scope="layer")`` compiles: one graph that every
-        layer runs."""
+        and with keep_kv the segment's keys and values (B, H, n, dh) in expert-contiguous order (else None: a
+        graph output is written whether used or not, and attention in query chunks reads the keys in another
+        order); past: this layer's cached keys and values (B or 1, H, L, dh). What ``compile(scope="layer")``
+        compiles: one graph that every layer runs (one more where keep_kv differs)."""
         B = xs[0].shape[0]
         mods, qs, ks, vs = [], [], [], []
         for sl, x in zip(plan.slices, xs):
@@ -381,7 +382,7 @@ class MoTTrunk(nn.Module):
         attn = attn.transpose(1, 2).flatten(2)  # (B, n, D)
         xs = [self._finish(layer[sl.name], x, attn[:, sl.start:sl.end], mod)
               for sl, x, mod in zip(plan.slices, xs, mods)]
-        return xs, k, v
+        return (xs, k, v) if keep_kv else (xs, None, None)
 
     def run(self, seg: Segment, x: torch.Tensor, noisy_cond: torch.Tensor | None = None,
             cache: KVCache | None = None, append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
