@@ -13,6 +13,7 @@ separates the bytes that grow with the tokens (what dominates a large GPU batch)
 
     python tools/bench_fusion.py [--model base] [--set KEY=VALUE ...] [--width 384] [--batches 2 4] [--gpu-tokens 131328]
                                  [--gpu-bandwidth 2.9]   # TB/s, for the projected elementwise time
+                                 [--top 10]   # the kernels that move the most, by the ops fused into them
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -35,9 +37,16 @@ from worldmot.model.autocast_policy import cuda_norm_policy
 EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 
 
-def traffic(args, batch_size: int) -> tuple[int, int, int, int]:
+def kernel_ops(node) -> str:
+    """A fused kernel named by the aten ops it was made of ("add,mul,tanh"): the same in both batch sizes."""
+    ops = {str(o.target).removeprefix("aten.").split(".")[0]
+           for n in node.get_nodes() for o in (getattr(n.node, "origins", None) or ())}
+    return ",".join(sorted(ops - {"prims"}))
+
+
+def traffic(args, batch_size: int) -> tuple[int, int, int, int, Counter]:
     """One compiled forward + backward of a one-layer model. Returns (tokens, generated kernels' bytes,
-    extern kernels' bytes, generated kernels)."""
+    extern kernels' bytes, generated kernels, generated kernels' bytes by their ops)."""
     model = build(args.model, EXPERTS[args.experts], "cpu", overrides=args.set, width=args.width,
                   heads=args.width // args.head_dim, depth=1)
     batch = random_batch(model, batch_size)
@@ -50,7 +59,11 @@ def traffic(args, batch_size: int) -> tuple[int, int, int, int]:
         loss.backward()
     generated = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ not in EXTERN)
     extern = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ in EXTERN)
-    return batch.token_ids.numel(), generated, extern, metrics.generated_kernel_count
+    by_ops = Counter()
+    for node, e in metrics.nodes_num_elem:
+        if type(node).__name__ not in EXTERN:
+            by_ops[kernel_ops(node)] += 4 * e
+    return batch.token_ids.numel(), generated, extern, metrics.generated_kernel_count, by_ops
 
 
 def main() -> None:
@@ -65,6 +78,7 @@ def main() -> None:
     p.add_argument("--scope", default="layer", choices=["layer", "blocks"])
     p.add_argument("--autocast-policy", default="cuda", choices=["cuda", "cpu"],
                    help="whose autocast dtypes the norms get (cuda: fp32 layer_norm and rms_norm, as on a GPU)")
+    p.add_argument("--top", type=int, default=0, help="also list the N kernels (by fused ops) that move the most")
     p.add_argument("--batches", type=int, nargs=2, default=[2, 4])
     p.add_argument("--gpu-tokens", type=int, default=256 * 513, help="tokens of the GPU step to project to")
     p.add_argument("--gpu-width", type=int, default=768)
@@ -76,7 +90,7 @@ def main() -> None:
     inductor_metrics_log.setLevel(logging.INFO)  # inductor counts the bytes only when it logs them
     inductor_metrics_log.propagate, inductor_metrics_log.disabled = False, False  # counted, not printed
 
-    (n1, g1, e1, k1), (n2, g2, e2, k2) = (traffic(args, b) for b in args.batches)
+    (n1, g1, e1, k1, ops1), (n2, g2, e2, k2, ops2) = (traffic(args, b) for b in args.batches)
     per = lambda b1, b2: (b2 - b1) / ((n2 - n1) * args.width)  # bytes per token per width element
     variant = "".join(", " + o for o in args.set)
     print(f"{args.model} ({args.experts}{variant}) at width {args.width}, one layer, compiled {args.scope}, bf16 autocast "
@@ -89,6 +103,10 @@ def main() -> None:
     print(f"projected to {args.gpu_tokens} tokens x width {args.gpu_width} x {args.gpu_depth} layers: "
           f"{step_bytes / 1e9:.0f} GB per step, {step_bytes / (args.gpu_bandwidth * 1e12) * 1e3:.0f} ms at "
           f"{args.gpu_bandwidth:g} TB/s")
+    if args.top:
+        print(f"the {args.top} largest, B per token per width element (kernels named by the ops fused into them):")
+        for ops in sorted(ops1 | ops2, key=lambda o: per(ops1[o], ops2[o]), reverse=True)[:args.top]:
+            print(f"{per(ops1[ops], ops2[ops]):8.2f}  {ops}")
 
 
 if __name__ == "__main__":
