@@ -14,8 +14,8 @@ permutation), and the output is permuted back. The dense baseline is the same co
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -220,7 +220,8 @@ class ExpertBlock(nn.Module):
     def qkv_of(self, x: torch.Tensor, mod: Modulation | None) -> tuple[torch.Tensor, ...]:
         """x (B, n, D) -> q, k, v each (B, H, n, dh)."""
         B, n, D = x.shape
-        q, k, v = self.qkv(shift_scale(_in_dtype(self.norm1, x), mod, 0)).view(B, n, 3, self.heads, D // self.heads).unbind(2)
+        h = shift_scale(_in_dtype(self.norm1, x), mod, 0)
+        q, k, v = self.qkv(h).view(B, n, 3, self.heads, D // self.heads).unbind(2)
         return _rms(self.q_norm, q).transpose(1, 2), _rms(self.k_norm, k).transpose(1, 2), v.transpose(1, 2)
 
     def finish(self, x: torch.Tensor, attn: torch.Tensor, mod: Modulation | None) -> torch.Tensor:
