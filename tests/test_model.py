@@ -230,6 +230,9 @@ def test_norms_keep_the_bf16_stream_under_cudas_autocast_policy(monkeypatch):
     element of base's layer, BENCHMARKS.md). The CPU emulates CUDA's policy for this."""
     from worldmot.model.autocast_policy import cuda_norm_policy
 
+    for op in ("aten::layer_norm", "aten::rms_norm"):  # the emulated policy is this torch's: a CUDA cast, no CPU one
+        kernels = torch._C._dispatch_dump(op)
+        assert "AutocastCUDA: registered" in kernels and "AutocastCPU: registered" not in kernels, op
     model = make_model(small_config(FULL))
     batch = make_batch(model, B=2)
     normalised, attended = [], []
