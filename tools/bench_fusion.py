@@ -4,7 +4,8 @@ autocast. Those kernels are memory-bound on a GPU, so their bytes divided by the
 time there; inductor's scheduler decides the fusions largely alike for every device, so the count can be
 taken on a CPU (for base it predicted the GPU profile's elementwise time within a few percent; BENCHMARKS.md).
 The norms follow CUDA autocast's policy (fp32 layer_norm and rms_norm) unless ``--autocast-policy cpu``: the
-CPU's own policy leaves them in their input's dtype, which hid 34 B of base's GPU traffic.
+CPU's own policy leaves them in their input's dtype, which hid 34 B of base's GPU traffic while the trunk's
+norms still followed autocast.
 The matmuls and attention (extern kernels) are listed apart. ``--scope blocks`` leaves the concatenations and
 attention eager, so its count is not comparable with the layer region's.
 
@@ -57,13 +58,12 @@ def traffic(args, batch_size: int) -> tuple[int, int, int, int, Counter]:
     with policy, torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model(batch)["loss"]
         loss.backward()
-    generated = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ not in EXTERN)
     extern = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ in EXTERN)
     by_ops = Counter()
     for node, e in metrics.nodes_num_elem:
         if type(node).__name__ not in EXTERN:
             by_ops[kernel_ops(node)] += 4 * e
-    return batch.token_ids.numel(), generated, extern, metrics.generated_kernel_count, by_ops
+    return batch.token_ids.numel(), sum(by_ops.values()), extern, metrics.generated_kernel_count, by_ops
 
 
 def main() -> None:
