@@ -4,18 +4,18 @@ An expert is called as ``expert(agent_pos (B, S), environment_state (B, E), task
 ``(actions (B, A) float32 in [-1, 1], subtasks list[str])``. It reads nothing from the simulator, so it
 runs the same on a single env (B = 1) and on vector-env observations. The subtask text (the reasoning the
 model learns to write) says where the expert is going: "move to red at +21,-13", "push block +05,-20 pad
-+30,+12" (``positions_in`` reads the positions back). Reach takes the colour name from the instruction
++30,+12" (``worldmot.reasoning`` writes and reads the positions). Reach takes the colour name from the instruction
 (``parse_colours``).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from worldmot.envs.instructions import parse_colours
 from worldmot.errors import WorldmotError
+from worldmot.reasoning import format_position
 
 
 def _limit(delta: np.ndarray, max_step: float) -> np.ndarray:
@@ -28,23 +28,6 @@ def _limit(delta: np.ndarray, max_step: float) -> np.ndarray:
 
 def _name(colours: list[str], i: int, default: str) -> str:
     return colours[i] if len(colours) > i else default
-
-
-def _at(xy) -> str:
-    """A table position as the reasoning writes it: centimetres from the table centre, "+21,-13".
-
-    The expert says where the thing it goes to is (grounded reasoning, as in embodied chain-of-thought):
-    the model is then trained to localise the named object in the frame with a direct target, and its
-    actions can read the position from its own text. Rounded to 1 cm (0.64 px at 64x64).
-    """
-    x, y = (int(np.clip(np.rint(v * 100), -99, 99)) for v in np.asarray(xy, np.float64)[:2])
-    return f"{x:+03d},{y:+03d}"
-
-
-def positions_in(text: str) -> np.ndarray:
-    """(n, 2) the table positions (metres) a reasoning text names, in order: the inverse of the experts' text."""
-    found = re.findall(r"([+-]\d\d),([+-]\d\d)", text)
-    return np.array([[int(x) / 100, int(y) / 100] for x, y in found], np.float64).reshape(-1, 2)
 
 
 @dataclass
@@ -60,7 +43,7 @@ class ReachExpert:
             delta = np.asarray(s[:2], np.float64) - np.asarray(p[:2], np.float64)
             actions.append(_limit(delta, self.max_step))
             done = np.linalg.norm(delta) < 0.01
-            subtasks.append(f"{'stay on' if done else 'move to'} {target} at {_at(s[:2])}")
+            subtasks.append(f"{'stay on' if done else 'move to'} {target} at {format_position(s[:2])}")
         return np.stack(actions), subtasks
 
 
@@ -84,7 +67,7 @@ class PushExpert:
     workspace: float = 0.45
 
     def act_one(self, p, b, g) -> tuple[np.ndarray, str]:
-        where = f"block {_at(b)} pad {_at(g)}"  # the colours are in the instruction; 32 bytes of reasoning
+        where = f"block {format_position(b)} pad {format_position(g)}"  # the colours are in the instruction; 32 bytes of reasoning
         d = g - b
         dist = float(np.linalg.norm(d))
         if dist < 0.015:

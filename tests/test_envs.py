@@ -13,7 +13,7 @@ from worldmot.envs import instructions, make_vec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worldmot.envs.experts import _at, positions_in
+from worldmot.reasoning import format_position, positions_in
 from worldmot.envs.rollout import rollout
 from worldmot.envs.tabletop import VIEW
 from worldmot.policies import make_policy
@@ -141,7 +141,7 @@ def test_expert_succeeds(env_id):
 
 @given(st.lists(st.tuples(st.floats(-0.99, 0.99), st.floats(-0.99, 0.99)), max_size=3))
 def test_reasoning_positions_round_trip_to_the_centimetre(points):
-    text = " then ".join(f"move to red at {_at(p)}" for p in points)
+    text = " then ".join(f"move to red at {format_position(p)}" for p in points)
     assert positions_in(text).shape == (len(points), 2)
     assert np.abs(positions_in(text) - np.array(points).reshape(-1, 2)).max(initial=0) <= 0.005 + 1e-9
     assert len(positions_in("move to the red target")) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import worldmot.envs  # noqa: F401
-from worldmot.envs.experts import positions_in
+from worldmot.reasoning import positions_in
 from worldmot.errors import WorldmotError
 from worldmot.policies import Policy, make_policy, policy_names
 

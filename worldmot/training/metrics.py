@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worldmot.envs.experts import positions_in
+from worldmot.reasoning import positions_in
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import PackedBatch, pack_windows
