@@ -15,10 +15,10 @@ class ModelPolicy(ChunkedPolicy):
     """Greedy (temperature 0) or sampled AR decoding of one chunk of C actions per decision.
 
     ``reason``: write the reasoning text first and act on it. Off by default: the actions are trained on the
-    dataset's reasoning, which names the target's position in cm, and lean on it; the reasoning a 600-step
-    tiny model writes places the target worse than a constant does, and the actions follow it (Reach: 8% of
-    50 with it, 32% on an empty reasoning, which condition dropout trains; BENCHMARKS.md). The planner's AR
-    proposals are decoded the same way.
+    dataset's reasoning, which names the target's position in cm, and lean on it; the reasoning a briefly
+    trained model writes can place the target worse than a constant does, and the actions follow it, while an
+    empty reasoning is what condition dropout trains the actions on. The planner's AR proposals are decoded
+    the same way.
     """
 
     def __init__(self, model: WorldModel, camera: str | None = None, use_state: bool = True,

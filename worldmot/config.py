@@ -100,7 +100,7 @@ class ModelConfig:
     # that covers what it may see (worldmot/model/chunked_attention.py; the same function as one masked SDPA):
     # 53% of base's n x n product at 64, the clean frames' chunks without a mask (flash kernels on a GPU).
     # 0: one SDPA call with the boolean mask (the tiny model's step on 2 CPU cores: within the noise)
-    attention_chunk: int = 0
+    attention_query_tile: int = 0
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them
@@ -155,7 +155,7 @@ class ModelConfig:
                    "ce_repeat_weight", "fm_motion_weight")
         check_fields(self, prefix, {
             "width": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2 (sinusoidal embeddings)"),
-            "depth": AT_LEAST_1, "heads": AT_LEAST_1, "mlp_ratio": POSITIVE, "attention_chunk": NON_NEGATIVE,
+            "depth": AT_LEAST_1, "heads": AT_LEAST_1, "mlp_ratio": POSITIVE, "attention_query_tile": NON_NEGATIVE,
             "ahead_width": AT_LEAST_1, "qk_norm_gain": POSITIVE, **{w: NON_NEGATIVE for w in weights},
             **{f: FRACTION for f in ("drop_instruction", "drop_reasoning", "drop_state", "noisy_t_one", "own_context")}})
         if self.width % self.heads:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from worldmot.config import SequenceConfig
 from worldmot.devices import to_device
+
+if TYPE_CHECKING:
+    from worldmot.tokenizers.actions import ActionTokenizer
 
 # modalities (each is mapped to an expert by ModelConfig.experts)
 MODALITIES = ("text", "action", "state", "frame")
@@ -66,6 +69,11 @@ class Vocab:
         """(progress_bins + 1,) ids of the progress tokens in the order of :meth:`progress_values`."""
         ids = list(range(self.progress_offset, self.progress_offset + self.progress_bins))
         return torch.tensor(ids + [self.special["<success>"]])
+
+
+def action_token_ids(action_tokenizer: ActionTokenizer, vocab: Vocab, actions: torch.Tensor) -> torch.Tensor:
+    """Env actions (..., C, A) -> their bins' token ids (..., C*A) in the vocabulary."""
+    return action_tokenizer.encode_chunk(actions) + vocab.action_offset
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,15 +317,14 @@ def pack_windows(
             target[b, layout.reasoning[k][:n_real]] = not drop_r[b, k]
 
     actions = torch.as_tensor(np.asarray(w["actions"]), dtype=torch.float32)  # (B, K, C, A)
-    bins = action_tokenizer.encode(actions).numpy().reshape(B, K, -1)
-    ids[:, layout.actions.reshape(-1)] = (bins + vocab.action_offset).reshape(B, -1)
+    ids[:, layout.actions.reshape(-1)] = action_token_ids(action_tokenizer, vocab, actions).numpy().reshape(B, -1)
     action_pad = np.asarray(w.get("action_is_pad", np.zeros(actions.shape[:3], bool)), bool).reshape(B, K, -1)
     action_valid = np.repeat(~action_pad, actions.shape[-1], axis=-1).reshape(B, -1)
     target[:, layout.actions.reshape(-1)] = action_valid
     target_ids = ids.copy()
     if "expert_actions" in w:
-        expert = action_tokenizer.encode(torch.as_tensor(np.asarray(w["expert_actions"]), dtype=torch.float32))
-        target_ids[:, layout.actions.reshape(-1)] = expert.numpy().reshape(B, -1) + vocab.action_offset
+        expert = torch.as_tensor(np.asarray(w["expert_actions"]), dtype=torch.float32)
+        target_ids[:, layout.actions.reshape(-1)] = action_token_ids(action_tokenizer, vocab, expert).numpy().reshape(B, -1)
 
     frame_valid = ~np.asarray(w.get("frame_is_pad", np.zeros((B, K), bool)), bool)
     target[:, layout.progress] &= frame_valid

@@ -1,7 +1,10 @@
 """CUDA graphs of the world model's inference forwards: one captured graph per call signature, replayed.
 
-Planning is many small forwards of a small model: on a GPU the CPU spends ~15x longer launching a
-replanning step's kernels than the GPU spends running them (BENCHMARKS.md). A graph replays a whole
+Installed from outside the model: :func:`use_cuda_graphs` sets ``WorldModel.inference_runner``, which
+``WorldModel.run`` calls instead of its eager forward when no gradient is wanted.
+
+Planning is many small forwards of a small model: on a GPU the CPU spends far longer launching a
+replanning step's kernels than the GPU spends running them. A graph replays a whole
 ``WorldModel.run`` (embedding, every layer, every expert) as one launch. Shapes are static per signature
 (segment, batch, cache length), so each signature is captured once, at its first call, and replayed after.
 
@@ -14,7 +17,7 @@ signatures: small for the tiny model's planners (a handful), large for a big mod
 (a signature per position); ``plan.cuda_graphs=false`` runs eagerly.
 
 Written here rather than taken from ``torch.compile(mode="reduce-overhead")``: compiling the trunk's
-blocks made planning slower (guards on many small calls, BENCHMARKS.md), and the calls' Python structures
+blocks made planning slower (guards checked on many small calls), and the calls' Python structures
 (segments, caches, optional inputs) would each be guards; a graph per signature needs none.
 """
 from __future__ import annotations
@@ -54,17 +57,28 @@ class CapturedRun:
         if cache is not None:
             for dst, src in zip(self.cache.keys + self.cache.values, cache.keys + cache.values):
                 dst.copy_(src)
-            self.cache.block.copy_(cache.block)
+            self.cache.mask_blocks.copy_(cache.mask_blocks)
         self.graph.replay()
         out = self.new_cache
         if out is None:
             return self.hidden.clone(), cache
         return self.hidden.clone(), KVCache([k.clone() for k in out.keys], [v.clone() for v in out.values],
-                                            out.block.clone())
+                                            out.mask_blocks.clone())
+
+
+def use_cuda_graphs(model: WorldModel, enabled: bool = True) -> None:
+    """Replay ``model``'s inference forwards as CUDA graphs; a no-op off CUDA. Graphs captured on the model's
+    device are kept (a new planner over the same model reuses them); ``enabled=False`` runs eagerly."""
+    runner = model.inference_runner
+    if not enabled or model.device.type != "cuda":
+        model.inference_runner = None
+    elif not isinstance(runner, GraphedRuns) or runner.device != model.device:
+        model.inference_runner = GraphedRuns(model)
 
 
 class GraphedRuns:
-    """``WorldModel.run`` for inference on CUDA through captured graphs (call like ``model.run``)."""
+    """``WorldModel.run`` for inference through captured graphs (call like ``model.run``); inputs off CUDA run
+    eagerly."""
 
     def __init__(self, model: WorldModel):
         self.model, self.device = model, model.device
@@ -78,6 +92,8 @@ class GraphedRuns:
 
     def __call__(self, seg: Segment, inp: SegmentInputs, cache: KVCache | None = None,
                  append: bool = False) -> tuple[torch.Tensor, KVCache | None]:
+        if not inp.token_ids.is_cuda:
+            return self.model.eager_run(seg, inp, cache, append)
         key = self.key(seg, inp, cache, append)
         run = self.runs.get(key)
         if run is None:
@@ -91,7 +107,7 @@ class GraphedRuns:
         static = type(inp)(**{f.name: None if getattr(inp, f.name) is None else getattr(inp, f.name).clone()
                               for f in fields(inp)})
         static_cache = None if cache is None else KVCache([k.clone() for k in cache.keys], [v.clone() for v in cache.values],
-                                                          cache.block.clone())
+                                                          cache.mask_blocks.clone())
         dtype = torch.get_autocast_dtype("cuda")
         autocast = torch.autocast("cuda", dtype=dtype, enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
         side = torch.cuda.Stream()

@@ -64,8 +64,8 @@ class Imagination:
 
     def _progress_probs(self) -> torch.Tensor:
         """(B, progress_bins + 1) the next token's distribution over the progress tokens, <success> last."""
-        ids = self.model.vocab.progress_token_ids().to(self.last_hidden.device)
-        return self.model.lm_head(self.last_hidden)[:, ids].float().softmax(-1)
+        ids = self.model.token_ids("progress", self.last_hidden.device)
+        return self.model.next_token_logits(self.last_hidden)[:, ids].float().softmax(-1)
 
     def progress(self) -> torch.Tensor:
         """(B,) expected progress in [0, 1] of the newest frame (valid right after start / imagine_frame)."""
@@ -122,7 +122,7 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
     eof = hidden[:, int(layout.states[0]) - 1]
     patches = hidden[:, torch.as_tensor(layout.frames[0], device=hidden.device)]
     objects = None
-    if model.keypoint_head is not None:
+    if model.reads_objects:
         objects = model.correct_objects(model.locate_objects(patches), st[:, 0], ~dropped[:, 0])
     return Imagination(model, layout, caches, 0, frame_tokens.to(dev), hidden[:, -1], cfg_scale,
                        state=model.read_state(eof), objects=objects,
@@ -149,8 +149,7 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
     """
     model, lay, k, B = im.model, im.layout, im.step, im.batch_size
     dev, vocab, tok = model.device, model.vocab, model.text_tokenizer
-    p_ids = vocab.progress_token_ids().to(dev)
-    progress_id = _choose(model.lm_head(im.last_hidden), p_ids, 0.0, None)
+    progress_id = _choose(model.next_token_logits(im.last_hidden), model.token_ids("progress", dev), 0.0, None)
     slot = lay.reasoning[k]
     if actions is not None and not reason:  # everything known: one segment
         ids = _ids(lay, int(lay.progress[k]), int(lay.eoa[k]) + 1, B, dev)
@@ -158,7 +157,7 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
         ids[:, 0] = progress_id
         ids[:, slot - base] = tok.pad_id
         ids[:, slot[0] - base] = vocab.special["<eor>"]
-        bins = model.action_tokenizer.encode(actions.float().cpu()).reshape(B, -1).to(dev) + vocab.action_offset
+        bins = model.action_token_ids(actions)
         ids[:, lay.actions[k] - base] = bins
         _append(im, base, int(lay.eoa[k]) + 1, [SegmentInputs(ids)] * len(im.caches))
         im.actions = model.action_values(bins)
@@ -170,12 +169,12 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
     ids[:, 0] = progress_id
     _append(im, int(lay.progress[k]), int(lay.progress[k]) + 2, [SegmentInputs(ids)] * len(im.caches))
     eor, pad = vocab.special["<eor>"], tok.pad_id
-    text_ids = torch.tensor(list(range(tok.base_vocab_size)) + [eor], device=dev)
+    text_ids = model.token_ids("reasoning", dev)
     written = torch.full((B, len(slot)), pad, dtype=torch.long, device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     for i, pos in enumerate(slot):
         if reason and i < len(slot) - 1:
-            nxt = _choose(model.lm_head(im.last_hidden), text_ids, temperature, generator)
+            nxt = _choose(model.next_token_logits(im.last_hidden), text_ids, temperature, generator)
         else:
             nxt = torch.full((B,), eor, device=dev)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
@@ -197,7 +196,7 @@ def write_step(im: Imagination, actions: torch.Tensor | None = None, reason: boo
 def _predict_objects(im: Imagination) -> None:
     """After [EOA] (the newest position): where the model predicts the objects in the next frame, from where
     it places them on the newest frame, its given state (if any) and the chunk."""
-    if im.model.ahead_head is not None and im.objects is not None:
+    if im.model.predicts_ahead and im.objects is not None:
         known = torch.full((im.batch_size,), im.given_state is not None, device=im.last_hidden.device)
         state = im.given_state if im.given_state is not None else torch.zeros_like(im.state)
         im.ahead = im.model.predict_objects(im.last_hidden, im.objects, state, known, im.actions)
@@ -208,11 +207,12 @@ def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: f
     """Append a_k [EOA] after [BOA], token by token (given or decoded); returns the actions (B, C, A)."""
     model, lay, k, B = im.model, im.layout, im.step, im.batch_size
     dev, vocab = model.device, model.vocab
-    action_ids = torch.arange(vocab.action_bins, device=dev) + vocab.action_offset
-    forced = None if actions is None else (model.action_tokenizer.encode(actions.float().cpu()).reshape(B, -1).to(dev) + vocab.action_offset)
+    action_ids = model.token_ids("action", dev)
+    forced = None if actions is None else model.action_token_ids(actions)
     chosen = []
     for i, pos in enumerate(lay.actions[k]):
-        nxt = forced[:, i] if forced is not None else _choose(model.lm_head(im.last_hidden), action_ids, temperature, generator)
+        nxt = forced[:, i] if forced is not None else _choose(model.next_token_logits(im.last_hidden), action_ids,
+                                                              temperature, generator)
         chosen.append(nxt)
         _append(im, int(pos), int(pos) + 1, [SegmentInputs(nxt[:, None])] * len(im.caches))
     eoa = int(lay.eoa[k])
@@ -252,7 +252,7 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
         for cache in im.caches:
             h, _ = model.run(seg, SegmentInputs(ids, noisy=x, noisy_last=last, t=t, noisy_actions=im.actions[:, None]),
                              cache=cache)
-            x0.append(last + model.frame_head(h).float().view_as(x))
+            x0.append(model.predict_x0(h, last))
         x0_hat = x0[0] if len(x0) == 1 else x0[1] + im.cfg_scale * (x0[0] - x0[1])
         velocity = (x - x0_hat) / sigma.clamp(min=1e-6)
         x = scheduler.step(velocity, timestep, x).prev_sample
@@ -265,7 +265,7 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
     im.state = model.read_state(eof)
     patches = hidden[:, torch.as_tensor(lay.frames[k + 1] - start, device=hidden.device)]
     im.objects = None
-    if model.keypoint_head is not None:
+    if model.reads_objects:
         unknown = torch.zeros(B, dtype=torch.bool, device=dev)  # an imagined frame has no state
         im.objects = model.correct_objects(model.locate_objects(patches), st[:, 0], unknown)
     im.step, im.last_frame, im.actions, im.given_state = k + 1, frame, None, None

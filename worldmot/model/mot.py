@@ -2,7 +2,7 @@
 
 Each expert owns every non-embedding parameter of its tokens (adaLN modulation, norms, Q/K/V/O, QK-norm,
 feed-forward, final norm). Attention is global: all tokens' Q/K/V meet in one masked attention (SDPA with the
-boolean mask, flex attention on its tiles, or SDPA in query chunks over the keys each may see).
+boolean mask, flex attention on its tiles, or SDPA in query tiles over the keys each may see).
 
 Routing without data-dependent shapes: a segment's layout is static, so its tokens are permuted ONCE
 (at the input) into expert-contiguous order -- expert by expert (the frame expert first), clean tokens before
@@ -10,6 +10,19 @@ noisy ones, original order inside. Every expert then works on a plain slice (the
 tensor per slice), attention runs on the permuted sequence with the permuted mask (attention does not care
 about order, only about the mask and the positions, which were added to the embeddings before the
 permutation), and the output is permuted back. The dense baseline is the same code with one expert.
+
+Axes (the legend of every file in worldmot/model; a dimension keeps its letter everywhere):
+    B  batch (rollouts, candidates x envs)      n  tokens of a segment (n_e: of one expert slice)
+    L  cached tokens (keys before a segment)    S  positions of a whole window's layout
+    D  width                                    H  attention heads        dh  head width (D / H)
+    K  frame steps of a window                  J  noisy frames of a segment, F: its clean frames
+    Ns states of a segment                      Ds state dimensions
+    P  patches (tokens) per frame               Dp width of a patch token
+    C  actions per chunk                        A  action dimensions (C*A: a chunk's action values)
+    N  named objects (keypoints, the effector last)                      V  vocabulary
+Words: a "block" is a transformer block (:class:`ExpertBlock`); a "mask block" is a run of positions that see
+each other (sequence.py's block ids); "tiles" cut the attention product (flex attention's square tiles, the
+query tiles of query_tiles.py); a "chunk" is the C actions written per frame step.
 """
 from __future__ import annotations
 
@@ -23,12 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
-from worldmot.model.chunked_attention import ChunkedMask, chunked_attention, plan_chunks
+from worldmot.model.query_tiles import TiledMask, tile_queries, tiled_attention
 from worldmot.sequence import MODALITIES, Segment, attention_mask
 
 
 # ----------------------------------------------------------------------------------------------------
-# Routing plan (built once per segment layout and expert map)
+# Routing (built once per segment layout and expert map)
 # ----------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -43,41 +56,41 @@ class ExpertSlice:
 
 
 @dataclass
-class RoutingPlan:
+class Routing:
     perm: torch.Tensor  # (n,) segment position of the i-th token in expert-contiguous order
     inverse: torch.Tensor  # (n,) inverse permutation
     slices: list[ExpertSlice]
-    block: torch.Tensor  # (n,) block ids in permuted order (for masks against a cache)
+    mask_blocks: torch.Tensor  # (n,) mask-block ids (sequence.py) in permuted order (for masks against a cache)
     noisy: torch.Tensor  # (n,) bool, permuted
     mask: torch.Tensor  # (n, n) bool, permuted
     has_noisy: bool  # known on the host: asking the device would stall every call until the GPU catches up
     host_mask: np.ndarray  # ``mask`` on the host
     # (n,) routed positions with the noisy frames first, then the clean tokens in segment order: the key order
-    # of chunked attention, in which a query's keys are one run
+    # of tiled attention, in which a query's keys are one run
     key_order: np.ndarray
-    _block_masks: dict[int, BlockMask] = field(default_factory=dict)
-    _chunks: dict[int, ChunkedMask] = field(default_factory=dict)
+    _flex_masks: dict[int, BlockMask] = field(default_factory=dict)
+    _query_tiles: dict[int, TiledMask] = field(default_factory=dict)
 
-    def attention_chunks(self, size: int) -> ChunkedMask:
-        """``mask`` as query chunks of at most ``size`` rows inside each expert slice's clean and noisy parts,
-        each over the run of keys that covers what it may see (chunked_attention.py; built once per size)."""
-        if size not in self._chunks:
+    def query_tiles(self, size: int) -> TiledMask:
+        """``mask`` as query tiles of at most ``size`` rows inside each expert slice's clean and noisy parts,
+        each over the run of keys that covers what it may see (query_tiles.py; built once per size)."""
+        if size not in self._query_tiles:
             bounds = [(a, b) for sl in self.slices for a, b in ((sl.start, sl.first_noisy), (sl.first_noisy, sl.end))
                       if b > a]
-            self._chunks[size] = plan_chunks(self.host_mask, bounds, size, self.key_order, self.mask.device)
-        return self._chunks[size]
+            self._query_tiles[size] = tile_queries(self.host_mask, bounds, size, self.key_order, self.mask.device)
+        return self._query_tiles[size]
 
-    def block_mask(self, tile: int) -> BlockMask:
+    def flex_mask(self, tile: int) -> BlockMask:
         """``mask`` for flex attention in tiles of tile x tile entries (built once per tile size): flex skips
         the tiles that the mask rules out and reads the mask only in the tiles that it cuts."""
-        if tile not in self._block_masks:
+        if tile not in self._flex_masks:
             mask, n = self.mask, int(self.mask.shape[0])
-            self._block_masks[tile] = create_block_mask(lambda b, h, q, kv: mask[q, kv], None, None, n, n,
+            self._flex_masks[tile] = create_block_mask(lambda b, h, q, kv: mask[q, kv], None, None, n, n,
                                                         device=mask.device, BLOCK_SIZE=tile)
-        return self._block_masks[tile]
+        return self._flex_masks[tile]
 
 
-def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], device: torch.device) -> RoutingPlan:
+def build_routing(seg: Segment, experts: dict[str, str], expert_names: list[str], device: torch.device) -> Routing:
     """The segment's routing; ``expert_names`` in the order of their slices."""
     modality = seg.arr("modality")
     noisy = seg.arr("noisy")
@@ -93,14 +106,14 @@ def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], d
             first_noisy = start + int((~noisy[perm][start:end]).sum())
             j = np.searchsorted(noisy_steps, step[perm][first_noisy:end])
             slices.append(ExpertSlice(name, start, end, first_noisy, torch.as_tensor(j, device=device, dtype=torch.long)))
-    block_host, noisy_host = torch.as_tensor(seg.arr("block")[perm]), torch.as_tensor(noisy[perm])
-    mask = attention_mask(block_host, noisy_host, block_host, noisy_host)
-    block, noisy_t = block_host.to(device), noisy_host.to(device)
-    return RoutingPlan(
+    blocks_host, noisy_host = torch.as_tensor(seg.arr("block")[perm]), torch.as_tensor(noisy[perm])
+    mask = attention_mask(blocks_host, noisy_host, blocks_host, noisy_host)
+    mask_blocks, noisy_t = blocks_host.to(device), noisy_host.to(device)
+    return Routing(
         perm=torch.as_tensor(perm, device=device),
         inverse=torch.as_tensor(np.argsort(perm), device=device),
         slices=slices,
-        block=block,
+        mask_blocks=mask_blocks,
         noisy=noisy_t,
         mask=mask.to(device),
         has_noisy=bool(noisy.any()),
@@ -109,8 +122,8 @@ def build_plan(seg: Segment, experts: dict[str, str], expert_names: list[str], d
     )
 
 
-# the attention's mask: boolean (n, L + n), flex attention's tiles, or query chunks (no KV cache for the last two)
-Mask = torch.Tensor | BlockMask | ChunkedMask
+# the attention's mask: boolean (n, L + n), flex attention's tiles, or query tiles (no KV cache for the last two)
+Mask = torch.Tensor | BlockMask | TiledMask
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -119,27 +132,27 @@ Mask = torch.Tensor | BlockMask | ChunkedMask
 
 @dataclass
 class KVCache:
-    """Per layer keys/values (B, H, L, dh) of clean context tokens, with their block ids (L,)."""
+    """Per layer keys/values (B, H, L, dh) of clean context tokens, with their mask-block ids (L,)."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
-    block: torch.Tensor
+    mask_blocks: torch.Tensor
 
     @property
     def length(self) -> int:
-        return int(self.block.shape[0])
+        return int(self.mask_blocks.shape[0])
 
     def expand(self, n: int) -> "KVCache":
         """Repeat a batch-1 cache for n candidates (views, no copy until the cache is extended)."""
-        return KVCache([k.expand(n, -1, -1, -1) for k in self.keys], [v.expand(n, -1, -1, -1) for v in self.values], self.block)
+        return KVCache([k.expand(n, -1, -1, -1) for k in self.keys], [v.expand(n, -1, -1, -1) for v in self.values], self.mask_blocks)
 
     def repeat_interleave(self, n: int) -> "KVCache":
         """Each of B contexts repeated n times: (B*n, H, L, dh)."""
-        return KVCache([k.repeat_interleave(n, 0) for k in self.keys], [v.repeat_interleave(n, 0) for v in self.values], self.block)
+        return KVCache([k.repeat_interleave(n, 0) for k in self.keys], [v.repeat_interleave(n, 0) for v in self.values], self.mask_blocks)
 
 
 # ----------------------------------------------------------------------------------------------------
-# Blocks
+# Transformer blocks
 # ----------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -149,22 +162,22 @@ class Modulation:
     Clean tokens (the first n_clean of the slice) have t = 0, so a learned modulation would be a constant; they
     get the identity (shift 0, scale 0, gate 1) without a tensor for it. With zero-initialised gates a learned
     clean modulation made the action path switch itself off (action logits identical across samples after
-    700 steps, measured). ``chunks`` are k vectors (B, J, D) per noisy frame; ``frame`` (n_noisy,) maps each
+    700 steps, measured). ``vectors`` are k vectors (B, J, D) per noisy frame; ``frame`` (n_noisy,) maps each
     noisy token to its frame. None stands for a slice without noisy tokens.
     """
 
-    chunks: tuple[torch.Tensor, ...]
+    vectors: tuple[torch.Tensor, ...]
     n_clean: int
     frame: torch.Tensor
 
     def shift_scale(self, h: torch.Tensor, i: int) -> torch.Tensor:
-        """h (B, n_e, D) -> h * (1 + scale) + shift on the noisy tokens, with chunks i and i + 1."""
-        shift, scale = self.chunks[i][:, self.frame], self.chunks[i + 1][:, self.frame]
+        """h (B, n_e, D) -> h * (1 + scale) + shift on the noisy tokens, with vectors i and i + 1."""
+        shift, scale = self.vectors[i][:, self.frame], self.vectors[i + 1][:, self.frame]
         return torch.cat([h[:, :self.n_clean], h[:, self.n_clean:] * (1 + scale) + shift], 1)
 
     def gate(self, y: torch.Tensor, i: int) -> torch.Tensor:
-        """y (B, n_e, D) -> y * gate on the noisy tokens, with chunk i."""
-        return torch.cat([y[:, :self.n_clean], y[:, self.n_clean:] * self.chunks[i][:, self.frame]], 1)
+        """y (B, n_e, D) -> y * gate on the noisy tokens, with vector i."""
+        return torch.cat([y[:, :self.n_clean], y[:, self.n_clean:] * self.vectors[i][:, self.frame]], 1)
 
 
 def shift_scale(h: torch.Tensor, mod: Modulation | None, i: int) -> torch.Tensor:
@@ -178,8 +191,8 @@ def gate(y: torch.Tensor, mod: Modulation | None, i: int) -> torch.Tensor:
 def _in_dtype(norm: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """norm(x) in x's dtype whatever autocast says. CUDA autocast runs layer_norm and rms_norm in fp32, so each
     normalised activation of a bf16 stream was written (and its gradient read) as an fp32 copy, and q and k
-    reached attention in fp32 (BENCHMARKS.md: 204 -> 170 B per token per width element of base's layer); the
-    kernels accumulate in fp32 either way. The CPU's autocast already keeps x's dtype, so CPU runs are unchanged."""
+    reached attention in fp32: a sixth more memory traffic per layer for nothing, since the kernels accumulate
+    in fp32 either way. The CPU's autocast already keeps x's dtype, so CPU runs are unchanged."""
     if not torch.is_autocast_enabled(x.device.type):
         return norm(x)
     with torch.autocast(x.device.type, enabled=False):
@@ -247,7 +260,7 @@ class MoTTrunk(nn.Module):
     """depth layers x experts. ``run`` maps segment-ordered embeddings to segment-ordered hidden states."""
 
     def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, experts: dict[str, str],
-                 fp32_residual: bool = False, bias: bool = True, key_norm_weight: bool = True, attention_chunk: int = 0):
+                 fp32_residual: bool = False, bias: bool = True, key_norm_weight: bool = True, query_tile: int = 0):
         super().__init__()
         assert width % heads == 0, "width must be divisible by heads"
         self.experts = dict(experts)
@@ -267,11 +280,11 @@ class MoTTrunk(nn.Module):
         self.routing_order = sorted(self.expert_names, key=lambda e: (e not in timed, e))
         self.width = width
         self.fp32_residual = fp32_residual  # under autocast; else the stream is in the autocast dtype
-        self._plans: dict[tuple, RoutingPlan] = {}
+        self._routings: dict[tuple, Routing] = {}
         self._qkv_of, self._finish = ExpertBlock.qkv_of, ExpertBlock.finish
         self._run_layer = self.run_layer
         self.flex_tile = 0  # > 0: cacheless segments attend with flex attention in tiles of this size
-        self.attention_chunk = attention_chunk  # > 0: cacheless segments attend in query chunks of this size
+        self.query_tile = query_tile  # > 0: cacheless segments attend in query tiles of at most this many rows
 
     def compile(self, scope: str = "layer", attention: str = "sdpa", flex_tile: int = 128, **options) -> None:
         """torch.compile the trunk for training. Regional, so that a graph is traced once and every layer (or
@@ -282,7 +295,7 @@ class MoTTrunk(nn.Module):
 
         attention "flex" (scope "layer" only): segments without a KV cache attend with flex attention on the
         mask's flex_tile x flex_tile tiles instead of SDPA with the boolean mask, which computes every entry
-        (BENCHMARKS.md). Compiled only: eager flex attention is a slow reference, and torch has no flex
+        (flex skips the tiles the mask rules out). Compiled only: eager flex attention is a slow reference, and torch has no flex
         backward on the CPU (CPU inference works)."""
         if attention not in ("sdpa", "flex"):
             raise ValueError(f"attention {attention!r}: expected 'sdpa' or 'flex'")
@@ -313,12 +326,12 @@ class MoTTrunk(nn.Module):
                 nn.init.zeros_(fin.ada.weight)
                 nn.init.zeros_(fin.ada.bias)
 
-    def plan(self, seg: Segment, device: torch.device) -> RoutingPlan:
+    def routing(self, seg: Segment, device: torch.device) -> Routing:
         key = seg.key + (device.type,)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = build_plan(seg, self.experts, self.routing_order, device)
-        return plan
+        route = self._routings.get(key)
+        if route is None:
+            route = self._routings[key] = build_routing(seg, self.experts, self.routing_order, device)
+        return route
 
     def _modulation(self, sl: ExpertSlice, ada: nn.Linear | None, k: int, noisy: torch.Tensor | None,
                     ) -> Modulation | None:
@@ -329,40 +342,40 @@ class MoTTrunk(nn.Module):
         assert noisy is not None, "noisy tokens need their diffusion time"
         return Modulation(ada(noisy).chunk(k, dim=-1), sl.first_noisy - sl.start, sl.noisy_frame)
 
-    def run_layers(self, plan: RoutingPlan, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: Mask,
+    def run_layers(self, route: Routing, x: torch.Tensor, noisy_cond: torch.Tensor | None, mask: Mask,
                    cache: KVCache | None, append: bool) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Every layer and the final norms. x (B, n, D) in segment order; mask (n, L + n) with the cache's L keys
-        first (or, without a cache, its tiles or query chunks). Returns hidden states (B, n, D) in segment
+        first (or, without a cache, its flex tiles or query tiles). Returns hidden states (B, n, D) in segment
         order, and the segment's per-layer keys and values (B, H, n, dh) in expert-contiguous order (empty
         unless append)."""
-        x = x[:, plan.perm]
+        x = x[:, route.perm]
         if torch.is_autocast_enabled(x.device.type) and not self.fp32_residual:
             x = x.to(torch.get_autocast_dtype(x.device.type))
         # the stream as one tensor per expert slice: slicing and concatenating it at every layer cost a copy
-        # forward and a scatter into zeros backward (BENCHMARKS.md)
-        xs = [x[:, sl.start:sl.end] for sl in plan.slices]
+        # forward and a scatter into zeros backward, on every layer
+        xs = [x[:, sl.start:sl.end] for sl in route.slices]
         noisy_cond = F.silu(noisy_cond) if noisy_cond is not None else None
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            xs, k, v = self._run_layer(layer, plan, xs, noisy_cond, mask, past, append)
+            xs, k, v = self._run_layer(layer, route, xs, noisy_cond, mask, past, append)
             if append:
                 new_keys.append(k), new_values.append(v)
         x = torch.cat([self.final[sl.name](xe, self._modulation(sl, self.final[sl.name].ada, 2, noisy_cond))
-                       for sl, xe in zip(plan.slices, xs)], dim=1)
-        return x[:, plan.inverse], new_keys, new_values
+                       for sl, xe in zip(route.slices, xs)], dim=1)
+        return x[:, route.inverse], new_keys, new_values
 
-    def run_layer(self, layer: nn.ModuleDict, plan: RoutingPlan, xs: list[torch.Tensor],
+    def run_layer(self, layer: nn.ModuleDict, route: Routing, xs: list[torch.Tensor],
                   noisy_cond: torch.Tensor | None, mask: Mask, past: tuple[torch.Tensor, torch.Tensor] | None,
                   keep_kv: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
-        """One layer, every expert: xs, the stream of each expert slice (B, n_e, D) in the plan's order -> xs,
+        """One layer, every expert: xs, the stream of each expert slice (B, n_e, D) in the routing's order -> xs,
         and with keep_kv the segment's keys and values (B, H, n, dh) in expert-contiguous order (else None: a
-        graph output is written whether used or not, and attention in query chunks reads the keys in another
+        graph output is written whether used or not, and attention in query tiles reads the keys in another
         order); past: this layer's cached keys and values (B or 1, H, L, dh). What ``compile(scope="layer")``
         compiles: one graph that every layer runs (one more where keep_kv differs)."""
         B = xs[0].shape[0]
         mods, qs, ks, vs = [], [], [], []
-        for sl, x in zip(plan.slices, xs):
+        for sl, x in zip(route.slices, xs):
             block = layer[sl.name]
             mod = self._modulation(sl, block.ada, 6, noisy_cond)
             q, k, v = self._qkv_of(block, x, mod)
@@ -376,13 +389,13 @@ class MoTTrunk(nn.Module):
         if isinstance(mask, BlockMask):  # bf16 inputs under autocast, whatever dtype the QK-norm left
             attn = flex_attention(q.to(v.dtype), k_all.to(v.dtype), v_all, block_mask=mask,
                                   kernel_options=_flex_tiles(mask.BLOCK_SIZE))
-        elif isinstance(mask, ChunkedMask):
-            attn = chunked_attention(q, k_all, v_all, mask)
+        elif isinstance(mask, TiledMask):
+            attn = tiled_attention(q, k_all, v_all, mask)
         else:
             attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, H, n, dh)
         attn = attn.transpose(1, 2).flatten(2)  # (B, n, D)
         xs = [self._finish(layer[sl.name], x, attn[:, sl.start:sl.end], mod)
-              for sl, x, mod in zip(plan.slices, xs, mods)]
+              for sl, x, mod in zip(route.slices, xs, mods)]
         return (xs, k, v) if keep_kv else (xs, None, None)
 
     def run(self, seg: Segment, x: torch.Tensor, noisy_cond: torch.Tensor | None = None,
@@ -394,25 +407,26 @@ class MoTTrunk(nn.Module):
         segment's keys/values are appended to a new cache that is returned.
         Returns hidden states (B, n, D) in segment order, and the extended cache (or the input cache).
         """
-        plan = self.plan(seg, x.device)
-        assert not (append and plan.has_noisy), "noisy tokens never enter the cache"
-        mask = plan.mask
+        route = self.routing(seg, x.device)
+        assert not (append and route.has_noisy), "noisy tokens never enter the cache"
+        mask = route.mask
         if cache is None and self.flex_tile:
-            mask = plan.block_mask(self.flex_tile)
-        elif cache is None and self.attention_chunk:
-            mask = plan.attention_chunks(self.attention_chunk)
+            mask = route.flex_mask(self.flex_tile)
+        elif cache is None and self.query_tile:
+            mask = route.query_tiles(self.query_tile)
         if cache is not None:
-            past = attention_mask(plan.block, plan.noisy, cache.block, torch.zeros_like(cache.block, dtype=torch.bool))
+            past = attention_mask(route.mask_blocks, route.noisy, cache.mask_blocks,
+                                  torch.zeros_like(cache.mask_blocks, dtype=torch.bool))
             mask = torch.cat([past, mask], dim=1)
-        out, new_keys, new_values = self.run_layers(plan, x, noisy_cond, mask, cache, append)
+        out, new_keys, new_values = self.run_layers(route, x, noisy_cond, mask, cache, append)
         if not append:
             return out, cache
         if cache is None:
-            return out, KVCache(new_keys, new_values, plan.block)
+            return out, KVCache(new_keys, new_values, route.mask_blocks)
         B = x.shape[0]
         keys = [torch.cat([ck.expand(B, -1, -1, -1), nk], 2) for ck, nk in zip(cache.keys, new_keys)]
         values = [torch.cat([cv.expand(B, -1, -1, -1), nv], 2) for cv, nv in zip(cache.values, new_values)]
-        return out, KVCache(keys, values, torch.cat([cache.block, plan.block]))
+        return out, KVCache(keys, values, torch.cat([cache.mask_blocks, route.mask_blocks]))
 
 
 def computed_tiles(block_mask: BlockMask) -> float:

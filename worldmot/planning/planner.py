@@ -13,6 +13,9 @@ Scores (higher is better):
   a price on changing the frame's pixel values (so that a faded effector does not look nearer the goal),
   plus (``object_weight``, models trained with keypoints) the distance between where the model reads the
   named objects and the effector in each imagined frame and in the goal image (object_cost.py).
+
+Axes: B envs, N candidates per env, H chunks of the horizon, C actions per chunk, A action dimensions, O named
+objects with the effector last (model/mot.py's N); P, Dp, Ds as in model/mot.py's legend.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import torch
 
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination
+from worldmot.model.cuda_graphs import use_cuda_graphs
 from worldmot.model.world_model import WorldModel
 from worldmot.planning.config import PlannerConfig
 from worldmot.planning.object_cost import lead_distance, object_cost
@@ -65,8 +69,8 @@ def goal_distance(pred: torch.Tensor, goal: torch.Tensor, scales: tuple[float, .
     far from its goal position lowers it smoothly (raw pixel distances are flat there), and it depends only
     on where the blob is relative to the goal, not on the walls: this is the squared norm of D blurred on
     the whole plane. Blurs evaluated inside the image (zero-padded, renormalised or mirrored) all priced a
-    blob by its distance to the walls, and the planner drove into them or shied away from them
-    (BENCHMARKS.md). The kernel is separable, so it is two matrix products.
+    blob by its distance to the walls, and the planner drove into them or shied away from them. The kernel
+    is separable, so it is two matrix products.
     """
     H, W = pred.shape[-2:]
     S = max(H, W)
@@ -92,14 +96,14 @@ class Planner:
     def __init__(self, model: WorldModel, cfg: PlannerConfig, low: np.ndarray, high: np.ndarray):
         seq = model.cfg.sequence
         cfg.check(seq.n_steps)
-        if cfg.object_weight and model.keypoint_head is None:
+        if cfg.object_weight and not model.reads_objects:
             raise WorldmotError(f"plan.object_weight={cfg.object_weight}: the model reads no keypoints (train it with "
                                 "model.lambda_keypoint > 0 on a dataset with observation.keypoints)")
         if cfg.object_weight and cfg.push_distance and cfg.push_object >= seq.keypoints - 1:
             raise WorldmotError(f"plan.push_object={cfg.push_object}: the model places {seq.keypoints - 1} named "
                                 f"object(s), expected 0 to {seq.keypoints - 2}")
         self.model, self.cfg = model, cfg
-        model.use_cuda_graphs(cfg.cuda_graphs)
+        use_cuda_graphs(model, cfg.cuda_graphs)
         self.C, self.A = seq.chunk, seq.action_dim
         self.low = torch.tensor(np.broadcast_to(low, (self.A,)), dtype=torch.float32)
         self.high = torch.tensor(np.broadcast_to(high, (self.A,)), dtype=torch.float32)
@@ -133,7 +137,7 @@ class Planner:
                goal_objects: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """actions (B, N, H, C, A) -> scores (B, N), per-step scores (B, N, H) (predicted progress, or minus
         the goal distance) and the imagined frames (H of (B, N, P, Dp)). goal (B, 3, S, S) pixels, current
-        (B, 3, S, S) pixels, goal_state (B, Ds) the state and goal_objects (B, K, 2) the keypoints read off
+        (B, 3, S, S) pixels, goal_state (B, Ds) the state and goal_objects (B, O, 2) the keypoints read off
         the goal image."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
@@ -169,7 +173,7 @@ class Planner:
 
     def _goal_readout(self, tasks: list[str], goals: np.ndarray, goal_tokens: torch.Tensor,
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The state (B, Ds) and the keypoints (B, K, 2) or None read off the goal images, encoded again only
+        """The state (B, Ds) and the keypoints (B, O, 2) or None read off the goal images, encoded again only
         when the tasks or the images change (they are fixed within an episode, and encoding them cost 11% of
         a replanning step)."""
         if (self._goal is None or self._goal[0] != list(tasks) or self._goal[1].shape != np.shape(goals)
@@ -180,7 +184,7 @@ class Planner:
 
     @staticmethod
     def _effector_onto(goal_objects: torch.Tensor, k: int) -> torch.Tensor:
-        """(B, N + 1, 2) keypoints on the goal images -> the same with the effector's (the last) at object k's."""
+        """(B, O, 2) keypoints on the goal images -> the same with the effector's (the last) at object k's."""
         if k >= goal_objects.shape[1] - 1:
             raise WorldmotError(f"plan.effector_goal={k}: the model places {goal_objects.shape[1] - 1} named "
                                 "object(s) besides the effector")

@@ -33,6 +33,7 @@ from worldmot.training import checkpoints as ckpt
 from worldmot.training.config import DataConfig, TrainConfig
 from worldmot.training.ema import WarmupEMA
 from worldmot.training.finite import FiniteLossCheck
+from worldmot.training.losses import LOSS_PARTS, WorldModelLoss, sample_noise
 from worldmot.training.metrics import state_read_r2, validate
 
 
@@ -166,7 +167,7 @@ def step_randomness(model: WorldModel, cfg: TrainConfig, step: int, rows: slice)
              "drop_reasoning": rng.random((B, 1)) < m.drop_reasoning,
              "drop_state": rng.random((B, K)) < m.drop_state}
     own = torch.from_numpy(rng.random(B) < m.own_context) if m.own_context > 0 else None
-    t, noise = model.sample_noise(B, K, torch.Generator(model.device).manual_seed(cfg.seed * 1_000_003 + step))
+    t, noise = sample_noise(model, B, K, torch.Generator(model.device).manual_seed(cfg.seed * 1_000_003 + step))
     return {**{k: v[rows] for k, v in drops.items()}, "t": t[rows], "noise": noise[rows],
             "own_context": None if own is None else own[rows]}
 
@@ -233,7 +234,7 @@ def train_step(net: torch.nn.Module, model: WorldModel, opt: torch.optim.Optimiz
                ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One optimisation step on this rank's collated ``windows`` of the global batch at 0-based ``step`` ->
     (the loss parts (loss, ce, fm, st, kp) averaged over the ranks, the gradient norm before clipping, the
-    learning rate). ``net``: the model, or its DDP wrapper. On a GPU nothing here waits for the GPU: the
+    learning rate). ``net``: the model's loss (losses.WorldModelLoss), or its DDP wrapper. On a GPU nothing here waits for the GPU: the
     host packs the next batch while this step runs (tests/test_gpu_training.py)."""
     rnd = step_randomness(model, cfg, step, slice(proc.rank, None, proc.world))
     batch = pack(model, windows, {k: v for k, v in rnd.items() if k.startswith("drop")})
@@ -245,7 +246,7 @@ def train_step(net: torch.nn.Module, model: WorldModel, opt: torch.optim.Optimiz
     opt.zero_grad(set_to_none=True)
     out["loss"].backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-    parts = torch.stack([out[k].detach() for k in ("loss", "ce", "fm", "st", "kp")]).float()
+    parts = torch.stack([out[k].detach() for k in LOSS_PARTS]).float()
     if proc.world > 1:
         dist.all_reduce(parts)
         parts /= proc.world
@@ -299,9 +300,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                         persistent_workers=False, prefetch_factor=4 if cfg.data.num_workers else None)
     val_batch = _validation_batch(reader, val_eps or train_eps[:1], cfg, kw) if proc.main else None
 
-    net = model
+    net = WorldModelLoss(model)
     if proc.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     if cfg.compile:  # the trunk, regionally: one layer graph compiles in a fraction of the whole model's time
         model.trunk.compile(cfg.compile_scope, attention=cfg.attention)
 

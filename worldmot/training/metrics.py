@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from worldmot.reasoning import positions_in
 from worldmot.model import imagination
-from worldmot.model.world_model import WorldModel
+from worldmot.model.world_model import SegmentInputs, WorldModel
 from worldmot.sequence import PackedBatch, pack_windows
+from worldmot.training.losses import LOSS_PARTS, WorldModelLoss, sample_noise
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -75,7 +76,7 @@ def validate(model: WorldModel, windows: dict, horizons: list[int], flow_steps: 
 
     short, batch = _training_window(model, windows, frames)
     out.update(held_out_losses(model, batch, seed))
-    preds = model.token_predictions(batch)
+    preds = token_predictions(model, batch)
     for kind, (pred, target) in preds.items():
         if len(target):
             out[f"{kind}_acc"] = float((pred == target).float().mean())
@@ -142,9 +143,33 @@ def held_out_losses(model: WorldModel, batch, seed: int = 0) -> dict[str, float]
     """The training losses on held-out windows (no condition dropout, diffusion times and noise fixed by
     ``seed``, so every validation of a run, and every run, draws the same): {val_loss, val_ce, val_fm, val_st, val_kp}."""
     B, K = batch.frames.shape[:2]
-    t, noise = model.sample_noise(B, K, torch.Generator().manual_seed(seed))
-    out = model(batch, t=t, noise=noise)
-    return {f"val_{k}": float(out[k]) for k in ("loss", "ce", "fm", "st", "kp")}
+    t, noise = sample_noise(model, B, K, torch.Generator().manual_seed(seed))
+    out = WorldModelLoss(model)(batch, t=t, noise=noise)
+    return {f"val_{k}": float(out[k]) for k in LOSS_PARTS}
+
+
+@torch.no_grad()
+def token_predictions(model: WorldModel, batch: PackedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Teacher-forced argmax predictions of the AR targets, by kind: {reasoning, action, progress} ->
+    (predicted ids, target ids (``batch.target_ids``)), each (n,) over the valid targets, each prediction among
+    the ids its kind may take. Noisy frames are pure noise here (nothing else sees them, so they cannot change
+    these predictions)."""
+    layout, dev = batch.layout, model.device
+    batch = batch.to(dev)
+    B, K = batch.frames.shape[:2]
+    t, eps = torch.ones(B, K - 1), torch.zeros(B, K - 1, *batch.frames.shape[2:])
+    inp = SegmentInputs(batch.token_ids, batch.frames, batch.states, batch.state_dropped, eps.to(dev),
+                        batch.frames[:, :-1], t.to(dev))
+    h, _ = model.run(layout.segment(0, layout.length), inp)
+    slots = {"reasoning": layout.reasoning, "action": layout.actions, "progress": layout.progress}
+    out = {}
+    for kind, slot in slots.items():
+        pos = torch.as_tensor(np.asarray(slot).reshape(-1), device=dev)
+        mask = batch.target_mask[:, pos]
+        allowed = model.token_ids(kind, dev)
+        pred = allowed[model.next_token_logits(h[:, pos - 1])[..., allowed].argmax(-1)]
+        out[kind] = (pred[mask], batch.target_ids[:, pos][mask])
+    return out
 
 
 def reasoning_position_error(said: list[str], true: list[str]) -> dict[str, float]:
