@@ -39,7 +39,7 @@ __all__ = ["AT_LEAST_1", "FRACTION", "MISSING", "NON_NEGATIVE", "POSITIVE", "Mod
 
 @dataclass
 class SequenceConfig:
-    """The token layout of one training window (see DESIGN.md, "The sequence")."""
+    """The token layout of one training window (docs/DESIGN.md, "The token sequence")."""
 
     n_steps: int = 3  # frame steps per window: f_0..f_{n-1}, each followed by an action chunk
     chunk: int = 4  # env actions per frame step
@@ -85,67 +85,64 @@ class ModelConfig:
         default_factory=lambda: {"text": "text", "action": "action", "state": "action", "frame": "frame"}
     )
     # under autocast (CUDA training and planning) the residual stream between the layers is in the autocast
-    # dtype (bf16), as Megatron-LM keeps it by default: the elementwise kernels around every block move 23%
-    # fewer bytes (BENCHMARKS.md; the held-out loss of a 200-step bf16 run matched the fp32 stream's, 2.702 vs
-    # 2.698); true keeps it fp32. Runs without autocast (fp32 on the CPU) are the same either way
+    # dtype (bf16), as Megatron-LM keeps it by default: the elementwise kernels around every block move fewer
+    # bytes (docs/notes/gpu-training.md); true keeps it fp32. Runs without autocast (fp32 on the CPU) are the
+    # same either way
     fp32_residual: bool = False
-    # the experts' linear layers (QKV, output, MLP) with biases. The GPU configs go without, as LLaMA-style
-    # blocks do: each bias's gradient is a reduction over every token, 10% of a layer's elementwise traffic
+    # the experts' linear layers (QKV, output, MLP) with biases. The lean configs go without, as LLaMA-style
+    # blocks do: each bias's gradient is a reduction over every token
     block_bias: bool = True
     # QK-norm's learned weight on the keys as well as the queries. The logits see only the product of the two;
-    # without the key's (the GPU configs), a key's expert no longer scales them per dimension, and one weight's
-    # gradient reductions go (7% of a layer's elementwise traffic; both measured in BENCHMARKS.md)
+    # without the key's (the lean configs), a key's expert no longer scales them per dimension, and one
+    # weight's gradient reductions go (docs/notes/gpu-training.md)
     key_norm_weight: bool = True
-    # > 0: a window without a KV cache attends in query chunks of this many rows, each over the run of keys
-    # that covers what it may see (worldmot/model/chunked_attention.py; the same function as one masked SDPA):
-    # 53% of base's n x n product at 64, the clean frames' chunks without a mask (flash kernels on a GPU).
-    # 0: one SDPA call with the boolean mask (the tiny model's step on 2 CPU cores: within the noise)
+    # > 0: a window without a KV cache attends in query tiles of this many rows, each over the run of keys
+    # that covers what it may see (worldmot/model/query_tiles.py; the same function as one masked SDPA): only
+    # part of the n x n product is computed, and tiles that see only allowed keys run without a mask (flash
+    # kernels on a GPU).
+    # 0: one SDPA call with the boolean mask (docs/notes/gpu-training.md)
     attention_query_tile: int = 0
     lambda_fm: float = 1.0
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them
     # holds each point (a softmax over the patches) and where inside it, and the frame's [EOF] reads their
-    # (u, v); the planner's object cost uses the patches' answer (WorldModel.locate_objects). Without
-    # it the tiny trunk never found the still targets in a CPU budget (tools/probe_localisation.py): a patch
-    # tells "that is me" locally within 200 steps; the read-out gathers it. The tiny config turns it on
-    # (configs/model/tiny.yaml); a dataset without keypoints trains without it (training/loop.py)
+    # (u, v); the planner's object cost uses the patches' answer (WorldModel.locate_objects). The patches
+    # find the objects locally; the read-out gathers them into one token (docs/notes/keypoints-and-
+    # localisation.md). The tiny config turns it on (configs/model/tiny.yaml); a dataset without keypoints
+    # trains without it
     lambda_keypoint: float = 0.0
     # weight, within the keypoint loss, of the keypoints-ahead head (worldmot/model/ahead_head.py): the
     # points' placement on each frame corrected with the state, and at each step's [EOA] their change to the
     # next frame, both from the state and the chunk as numbers beside the hidden state. The planner's object
-    # cost prices this prediction (Imagination.ahead) instead of re-reading the imagined frame. On Reacher-v5
-    # (torque control) the imagined frames ignore the arm's velocity (the fingertip on them 4.1-4.9 px from
-    # the truth, standing still 4.1 px); with this head at 10 (2000 steps) the best of 9 actions is in the
-    # true top 2 in 53 of 60 scenes (BENCHMARKS.md, "Reacher-v5")
+    # cost prices this prediction (Imagination.ahead) instead of re-reading the imagined frame: for
+    # torque-controlled arms, whose imagined frames ignore the arm's velocity (docs/notes/reacher.md)
     lambda_keypoint_ahead: float = 0.0
     # weight of the same (u, v) read-out at each step's [BOA], the position that predicts the chunk's first
     # action bin: the objects gathered where the AR policy writes its action
     lambda_keypoint_boa: float = 0.0
     ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square, or with it where the keys
-    # have no weight): at 1 they are bounded by sqrt(head_dim) and no token learned to single out the marked
-    # patch in 500 steps; use 2 with keypoints
+    # have no weight): at 1 they are bounded by sqrt(head_dim), too flat for one token to single out one
+    # patch; use 2 with keypoints
     qk_norm_gain: float = 1.0
     drop_instruction: float = 0.1  # condition dropout for classifier-free guidance
-    # a window's reasoning is dropped at every step or at none, as the AR policy and the planner's AR proposals
-    # act (no reasoning in their context): per step, a step without its reasoning mostly still had an earlier
-    # step's, which names the target's position, to copy. Per window at 0.5 against per step at 0.3, four
-    # seeds: AR success on Reach 36-54% against 13-61%, the same mean within noise (BENCHMARKS.md)
+    # fraction of windows whose reasoning is dropped at every step (else at none), as the AR policy and the
+    # planner's AR proposals act (no reasoning in their context): dropped per step, a step would mostly still
+    # have an earlier step's reasoning, which names the target's position, to copy (docs/notes/ar-policy.md)
     drop_reasoning: float = 0.5
     drop_state: float = 0.5  # imagined steps have no proprioceptive state
     noisy_t_one: float = 0.25  # fraction of noisy frames trained at t=1 (pure noise: one-step generation)
     # fraction of training windows whose later context frames are the model's own one-step predictions
     # (costs a no-grad forward pass of those windows): imagination feeds its own frames back after the first.
-    # Off by default: at 0.5, 600 Reach steps took 20% longer and gained 0.2-0.4 dB two and four frames
-    # ahead, but the planner's goal cost ranked directions no better (BENCHMARKS.md)
+    # 0: off (docs/notes/goal-cost.md)
     own_context: float = 0.0
     # CE weight of an action or progress token that repeats the one it could copy (the same action
     # dimension one action earlier, the previous step's progress): those carry little information, and
     # at weight 1 they let a model that copies look trained while its first action of a chunk was not
     ce_repeat_weight: float = 0.1
     # extra flow-matching weight of frame tokens that change from the last frame (the moving effector, the
-    # pushed block: a few patches of 64, which plain MSE lets the model blur into a ghost). Off by default:
-    # at 20, 300 CPU steps were no more action-conditioned and open-loop PSNR fell (26.9 vs 28.4 dB)
+    # pushed block: a few patches of 64, which plain MSE lets the model blur into a ghost). 0: off
+    # (docs/notes/goal-cost.md)
     fm_motion_weight: float = 0.0
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
 

@@ -24,16 +24,15 @@ class PlannerConfig:
     final_weight: float = 1.0  # cost = -(mean over the horizon + final_weight * last) of the score
     # cost=goal: weight of the change in the imagined frame's sorted pixel values from the current frame's.
     # Objects do not vanish; a model unsure where the effector goes draws a faint ghost, which is nearer a
-    # distant goal image than a disc in the wrong place, and the planner chose exactly those actions.
-    # tools/bench_goal_cost.py, imagined frames: 0 -> 21/60 starts ranked right, 5 -> 23/60
+    # distant goal image than a disc in the wrong place (tools/bench_goal_cost.py; docs/notes/goal-cost.md)
     keep_weight: float = 5.0
     # cost=goal: weight of the imagined frame's pixel distance to the goal image (goal_distance). 0 where the
     # keypoints say it all: on Reacher-v5 the imagined arm ignores the joint velocities, and its pixels only
     # add noise to a cost on the predicted fingertip
     pixel_weight: float = 1.0
     # cost=goal: weight of the distance (WorldModel.state_distance) between the state the model reads off an
-    # imagined frame and off the goal image. 0: pixels only. tools/bench_goal_cost.py,
-    # imagined frames, 60 Reach starts ranked right: 0 -> 20, 1 -> 38, 10 -> 44 (true frames, pixels: 49)
+    # imagined frame and off the goal image, each dimension weighted by how well the model reads it (held-out
+    # R^2). 0: pixels only (docs/notes/goal-cost.md)
     state_weight: float = 10.0
     # cost=goal: weight of the distance between the keypoints (named objects, effector) read off each imagined
     # frame and off the goal image (worldmot/planning/object_cost.py); needs a model trained with keypoints
@@ -51,9 +50,8 @@ class PlannerConfig:
     predicted_objects: bool = True
     push_object: int = 0  # which named object the effector pushes (keypoint order: the instruction's subject first)
     # where the effector must go: -1, where the model places it on the goal image; k >= 0, onto named object k
-    # there (tasks whose goal is the effector on a target: Reach, Reacher-v5). On the goal image the two
-    # overlap, and the tiny model placed Reacher's fingertip 3.65 px from the target (median of 50 goal
-    # images; the success radius is 2.1 px) where it placed the target 0.38 px from it
+    # there (tasks whose goal is the effector on a target: Reach, Reacher-v5), where on the goal image the two
+    # overlap and the effector is read less well than the target (docs/notes/reacher.md)
     effector_goal: int = -1
     # on CUDA, replay each imagination forward as a captured CUDA graph (worldmot/model/cuda_graphs.py): a
     # replanning step is otherwise bound by launching hundreds of tiny kernels. No effect on the CPU

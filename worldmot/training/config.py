@@ -26,14 +26,14 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3
+    lr: float = 1e-3  # peak learning rate, reached after warmup_steps
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # steps of linear warm-up to lr, then the cosine decay
     weight_decay: float = 0.05
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    ema_decay: float = 0.995
+    ema_decay: float = 0.995  # of the EMA weights that validation and RUN/model/ use
 
 
 @dataclass
