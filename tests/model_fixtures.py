@@ -8,6 +8,7 @@ from worldmot.config import ModelConfig, SequenceConfig
 from worldmot.model.world_model import SegmentInputs, WorldModel
 from worldmot.sequence import PackedBatch, pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
+from worldmot.training.losses import WorldModelLoss
 
 SUBTASKS = ["move to red", "push it", "done"]
 
@@ -61,11 +62,16 @@ def make_batch(model: WorldModel, B: int = 2, seed: int = 0) -> PackedBatch:
                         states=torch.as_tensor(states))
 
 
+def losses(model: WorldModel, batch: PackedBatch, **kwargs) -> dict[str, torch.Tensor]:
+    """The training losses {loss, ce, fm, st, kp} on ``batch`` (training/losses.py's WorldModelLoss)."""
+    return WorldModelLoss(model)(batch, **kwargs)
+
+
 def loss_and_grads(model: WorldModel, batch: PackedBatch, inp: SegmentInputs) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The training loss on ``batch`` with the noise and times of ``inp`` (full_inputs), and every parameter's
     gradient (cloned)."""
     model.zero_grad()
-    loss = model(batch, t=inp.t, noise=inp.noisy)["loss"]
+    loss = losses(model, batch, t=inp.t, noise=inp.noisy)["loss"]
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 

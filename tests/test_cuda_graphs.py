@@ -10,6 +10,7 @@ import torch
 from model_fixtures import make_model, small_config
 
 from worldmot.model import imagination
+from worldmot.model.cuda_graphs import GraphedRuns, use_cuda_graphs
 from worldmot.planning import Planner, PlannerConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
@@ -40,12 +41,13 @@ def test_graph_replays_match_eager_imagination():
     noise = torch.randn(3, 1, *frames.shape[1:], generator=g)
     with torch.no_grad():
         eager = rollout(model, frames, actions, noise)
-        model.use_cuda_graphs()
+        use_cuda_graphs(model)
         graphed = rollout(model, frames, actions, noise)
-        assert model._graphs is not None and len(model._graphs.runs) >= 4  # start, write, noisy frame, append
+        runner = model.inference_runner
+        assert isinstance(runner, GraphedRuns) and len(runner.runs) >= 4  # start, write, noisy frame, append
         # fresh inputs through the same graphs: the replay reads the new inputs, not the captured ones
         other = rollout(model, frames.flip(0), actions.flip(0), noise.flip(0))
-        model.use_cuda_graphs(False)
+        use_cuda_graphs(model, False)
         other_eager = rollout(model, frames.flip(0), actions.flip(0), noise.flip(0))
     for key in eager:
         torch.testing.assert_close(graphed[key], eager[key], rtol=1e-4, atol=1e-5)
@@ -70,7 +72,7 @@ def test_graphed_planner_scores_candidates_as_the_eager_one():
             planner.reset()
             planner.plan(["reach the red target"] * 2, frames, states, goals)
         scores[graphs] = planner.last.scores
-    assert model._graphs is not None
+    assert isinstance(model.inference_runner, GraphedRuns)
     torch.testing.assert_close(scores[True], scores[False], rtol=1e-2, atol=1e-3)
 
 
@@ -82,7 +84,7 @@ def test_graphed_token_by_token_decoding_matches_eager():
     written = {}
     with torch.no_grad():
         for graphs in (False, True, True):  # eager, capture, replay
-            model.use_cuda_graphs(graphs)
+            use_cuda_graphs(model, graphs)
             im = imagination.start(model, ["reach the red target"] * 2, frames, horizon=1)
             actions, texts = imagination.write_step(im, None, reason=True)
             written[graphs] = (actions, texts, im.last_hidden)

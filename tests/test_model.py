@@ -12,17 +12,30 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import worldmot
-from model_fixtures import full_inputs, loss_and_grads, make_batch, make_model, small_config
+from model_fixtures import full_inputs, loss_and_grads, losses, make_batch, make_model, small_config
 from worldmot.checkpoint import save_model
 from worldmot.config import ModelConfig
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination, mot
-from worldmot.model.world_model import SegmentInputs, _target_positions
+from worldmot.model.world_model import SegmentInputs
+from worldmot.training.losses import WorldModelLoss, own_context_frames, sample_noise, target_positions
 from worldmot.sequence import MODALITIES, ROLE_FRAME, ROLE_NOISY, ROLE_STATE, attention_mask
 
 FULL = {"text": "text", "action": "action", "state": "action", "frame": "frame"}
 TWO_PATH = {"text": "ar", "action": "ar", "state": "ar", "frame": "dit"}
 DENSE = {"text": "shared", "action": "shared", "state": "shared", "frame": "shared"}
+
+
+def _tool_module(path: str):
+    """A module of tools/ (not a package: the tools run as scripts), imported from its file."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(__file__).resolve().parents[1] / "tools" / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_full(model, batch, inp):
@@ -98,7 +111,7 @@ def test_state_is_read_off_the_frame_before_the_state_token_is_seen():
     assert (moved[:, 1] - read[:, 1]).abs().max() > 1e-3
     torch.testing.assert_close(moved[:, 0], read[:, 0], rtol=0, atol=1e-6)
     want = ((read - batch.states) ** 2).mean()  # every frame of make_batch is valid
-    out = model(batch, t=inp.t, noise=torch.randn_like(inp.noisy))
+    out = losses(model, batch, t=inp.t, noise=torch.randn_like(inp.noisy))
     torch.testing.assert_close(out["st"], want, rtol=1e-4, atol=1e-6)
 
 
@@ -203,32 +216,32 @@ def test_compiled_trunk_computes_the_same_loss_and_gradients(scope):
 @pytest.mark.parametrize("fp32_residual", [False, True])
 def test_residual_stream_under_autocast_is_in_the_autocast_dtype_unless_asked_for_fp32(fp32_residual):
     """bf16 between the layers halves the bytes of the elementwise kernels on the stream (the GPU step's
-    largest memory traffic, BENCHMARKS.md); fp32 runs never see it."""
+    largest memory traffic); fp32 runs never see it."""
     cfg = small_config(FULL)
     cfg.fp32_residual = fp32_residual
     model = make_model(cfg)
     batch = make_batch(model, B=2)
     seen = []
     run_layer = model.trunk._run_layer
-    def spy(layer, plan, xs, *rest):
+    def spy(layer, route, xs, *rest):
         seen.extend(x.dtype for x in xs)
-        return run_layer(layer, plan, xs, *rest)
+        return run_layer(layer, route, xs, *rest)
     model.trunk._run_layer = spy
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model(batch)["loss"]
+        loss = losses(model, batch)["loss"]
     loss.backward()
     assert torch.isfinite(loss)
     assert set(seen) == {torch.float32 if fp32_residual else torch.bfloat16}
     seen.clear()
-    model(batch)
+    losses(model, batch)
     assert set(seen) == {torch.float32}
 
 
 def test_norms_keep_the_bf16_stream_under_cudas_autocast_policy(monkeypatch):
     """CUDA autocast runs layer_norm and rms_norm in fp32: unless the trunk keeps its norms in the stream's
-    dtype, every normalised activation and q and k are written in fp32 (204 instead of 170 B per token per width
-    element of base's layer, BENCHMARKS.md). The CPU emulates CUDA's policy for this."""
-    from worldmot.model.autocast_policy import cuda_norm_policy
+    dtype, every normalised activation and q and k are written in fp32 (a sixth more memory traffic per layer).
+    The CPU emulates CUDA's policy for this with the benchmark tools' tools/benchmarks/autocast_policy.py."""
+    cuda_norm_policy = _tool_module("benchmarks/autocast_policy.py").cuda_norm_policy
 
     for op in ("aten::layer_norm", "aten::rms_norm"):  # the emulated policy is this torch's: a CUDA cast, no CPU one
         kernels = torch._C._dispatch_dump(op)
@@ -248,7 +261,7 @@ def test_norms_keep_the_bf16_stream_under_cudas_autocast_policy(monkeypatch):
     model.trunk._qkv_of = spy_qkv
     with cuda_norm_policy(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert F.layer_norm(torch.ones(2, 4, dtype=torch.bfloat16), (4,)).dtype == torch.float32  # the policy holds
-        model(batch)["loss"].backward()
+        losses(model, batch)["loss"].backward()
     assert set(normalised) == set(attended) == {torch.bfloat16}
 
 
@@ -257,57 +270,57 @@ def test_routing_order_keeps_the_training_mask_tile_sparse():
     permuted mask: flex attention computes 58% of a training window's tiles in this order (44% of the
     entries are allowed), 78% in the alphabetical order of the experts (frames in the middle)."""
     from worldmot.config import config_dir, load_config
-    from worldmot.model.mot import build_plan, computed_tiles
+    from worldmot.model.mot import build_routing, computed_tiles
 
     cfg = load_config(ModelConfig, [config_dir() / "model" / "base.yaml"], ["width=64", "depth=1", "heads=1"])
     model = make_model(cfg, randomize=False)
     layout = make_batch(model, B=1).layout
     seg = layout.segment(0, layout.length)
-    plan = model.trunk.plan(seg, torch.device("cpu"))
+    route = model.trunk.routing(seg, torch.device("cpu"))
     assert model.trunk.routing_order[0] == model.trunk.experts["frame"]
-    assert computed_tiles(plan.block_mask(64)) <= 0.6
-    alphabetical = build_plan(seg, model.trunk.experts, model.trunk.expert_names, torch.device("cpu"))
-    assert computed_tiles(alphabetical.block_mask(64)) >= 0.75
-    assert torch.equal(plan.mask, attention_mask(plan.block, plan.noisy, plan.block, plan.noisy))
+    assert computed_tiles(route.flex_mask(64)) <= 0.6
+    alphabetical = build_routing(seg, model.trunk.experts, model.trunk.expert_names, torch.device("cpu"))
+    assert computed_tiles(alphabetical.flex_mask(64)) >= 0.75
+    assert torch.equal(route.mask, attention_mask(route.mask_blocks, route.noisy, route.mask_blocks, route.noisy))
 
 
-def test_attention_chunks_cover_exactly_the_mask_and_halve_a_base_window():
-    """Put back together, the chunks' key runs and masks are the plan's mask, pair for pair (a pair left out
+def test_query_tiles_cover_exactly_the_mask_and_halve_a_base_window():
+    """Put back together, the tiles' key runs and masks are the routing's mask, pair for pair (a pair left out
     would hide a key, one let in would leak a noisy frame or the future); base's training window computes about
-    half of the n x n product in 64-row chunks, its clean frames without a mask."""
+    half of the n x n product in 64-row tiles, its clean frames without a mask."""
     from worldmot.config import config_dir, load_config
-    from worldmot.model.chunked_attention import computed_fraction
+    from worldmot.model.query_tiles import computed_fraction
 
     cfg = load_config(ModelConfig, [config_dir() / "model" / "base.yaml"], ["width=64", "depth=1", "heads=1"])
     model = make_model(cfg, randomize=False)
     layout = make_batch(model, B=1).layout
-    plan = model.trunk.plan(layout.segment(0, layout.length), torch.device("cpu"))
+    route = model.trunk.routing(layout.segment(0, layout.length), torch.device("cpu"))
     n = layout.length
     for size in (32, 64, 500):
-        chunked = plan.attention_chunks(size)
+        tiled = route.query_tiles(size)
         rebuilt = torch.zeros(n, n, dtype=torch.bool)
-        for c in chunked.chunks:
-            keys = chunked.key_order[c.keys]
+        for c in tiled.tiles:
+            keys = tiled.key_order[c.keys]
             rebuilt[c.start:c.end, keys] = True if c.mask is None else c.mask
-        assert torch.equal(rebuilt, plan.mask), size
-        chunks = chunked.chunks
-        assert [c.start for c in chunks[1:]] == [c.end for c in chunks[:-1]] and chunks[-1].end == n
-    chunked = plan.attention_chunks(64)
-    assert computed_fraction(chunked) <= 0.55
-    frames = next(sl for sl in plan.slices if sl.name == model.trunk.experts["frame"])
-    assert all(c.mask is None for c in chunked.chunks if frames.start <= c.start < frames.first_noisy)
+        assert torch.equal(rebuilt, route.mask), size
+        tiles = tiled.tiles
+        assert [c.start for c in tiles[1:]] == [c.end for c in tiles[:-1]] and tiles[-1].end == n
+    tiled = route.query_tiles(64)
+    assert computed_fraction(tiled) <= 0.55
+    frames = next(sl for sl in route.slices if sl.name == model.trunk.experts["frame"])
+    assert all(c.mask is None for c in tiled.tiles if frames.start <= c.start < frames.first_noisy)
 
 
-def test_chunked_attention_gives_the_masked_sdpa_loss_and_gradients():
-    """model.attention_chunk: the same function as one SDPA call with the boolean mask (fp32 sums in
+def test_query_tiles_give_the_masked_sdpa_loss_and_gradients():
+    """model.attention_query_tile: the same function as one SDPA call with the boolean mask (fp32 sums in
     another order: close, not bit-equal)."""
     cfg = small_config(FULL, n_steps=4)
     model, batch, inp, want, want_grads = eager_reference(cfg)
-    model.trunk.attention_chunk = 16
+    model.trunk.query_tile = 16
     calls = []
-    chunked = mot.chunked_attention
+    tiled = mot.tiled_attention
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mot, "chunked_attention", lambda *a: calls.append(1) or chunked(*a))
+        mp.setattr(mot, "tiled_attention", lambda *a: calls.append(1) or tiled(*a))
         got, got_grads = loss_and_grads(model, batch, inp)
     assert len(calls) == cfg.depth
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
@@ -319,7 +332,7 @@ def test_chunked_attention_gives_the_masked_sdpa_loss_and_gradients():
                     reason="inductor on the CPU needs a C++ compiler")
 @pytest.mark.parametrize("tile", [64, 128])
 def test_flex_attention_on_the_mask_tiles_computes_the_sdpa_forward(tile):
-    """attention=flex: the routing plan's block mask (skipped, full and partial tiles) gives SDPA's numbers.
+    """attention=flex: the routing's flex mask (skipped, full and partial tiles) gives SDPA's numbers.
     Inductor's CPU kernel honours the tiles as the GPU's does; forward only, torch has no flex backward on
     the CPU (tests/test_gpu_training.py checks the gradients on a GPU)."""
     model = make_model(small_config(FULL, n_steps=4))
@@ -333,7 +346,7 @@ def test_flex_attention_on_the_mask_tiles_computes_the_sdpa_forward(tile):
         torch._dynamo.reset()
         model.trunk.compile("layer", attention="flex", flex_tile=tile, fullgraph=True)
         got = run_full(model, batch, inp)
-    assert model.trunk.plan(batch.layout.segment(0, batch.layout.length), torch.device("cpu"))._block_masks
+    assert model.trunk.routing(batch.layout.segment(0, batch.layout.length), torch.device("cpu"))._flex_masks
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -348,11 +361,11 @@ def test_ce_is_the_mean_over_kinds_of_each_kinds_weighted_token_mean():
     inp = full_inputs(batch)
     with torch.no_grad():
         h, _ = model.run(layout.segment(0, layout.length), inp)
-        got = model(batch, t=inp.t, noise=inp.noisy)["ce"]
-    targets, kinds, sources = _target_positions(layout, model.cfg.sequence.action_dim)
+        got = losses(model, batch, t=inp.t, noise=inp.noisy)["ce"]
+    targets, kinds, sources = target_positions(layout, model.cfg.sequence.action_dim)
     mask = batch.target_mask[:, targets]
     ids = batch.target_ids[:, targets]
-    per_token = F.cross_entropy(model.lm_head(h[:, targets - 1][mask]), ids[mask], reduction="none")
+    per_token = F.cross_entropy(model.next_token_logits(h[:, targets - 1][mask]), ids[mask], reduction="none")
     src = torch.as_tensor(sources)
     repeats = (src >= 0) & (ids == batch.target_ids[:, src.clamp(min=0)])
     weight = torch.where(repeats, model.cfg.ce_repeat_weight, 1.0)[mask]
@@ -366,8 +379,9 @@ def test_the_training_forward_is_one_graph():
     each one stalled the step, and each is a graph break for torch.compile."""
     model = make_model(small_config(keypoints=2))
     batch = make_batch(model, B=2)
-    model(batch)  # builds the layout's constants
-    explained = torch._dynamo.explain(model)(batch)
+    objective = WorldModelLoss(model)
+    objective(batch)  # builds the layout's constants
+    explained = torch._dynamo.explain(objective)(batch)
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
 
@@ -378,7 +392,7 @@ def test_every_parameter_gets_a_gradient(experts, lean):
     model = make_model(lean_blocks(small_config(experts)) if lean else small_config(experts))
     batch = make_batch(model)
     batch.state_dropped[0, 0] = True  # training drops states now and then (the learned "no state" embedding)
-    model(batch)["loss"].backward()
+    losses(model, batch)["loss"].backward()
     idle = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
     assert not idle, f"parameters without a gradient: {idle}"
 
@@ -454,7 +468,7 @@ def test_one_step_imagination_equals_the_full_forward_x0_estimate():
     noise = torch.randn(2, 1, *batch.frames.shape[2:], generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         im = imagination.start(model, ["reach the red target"] * 2, batch.frames[:, 0], horizon=1)
-        p0 = imagination._choose(model.lm_head(im.last_hidden), model.vocab.progress_token_ids(), 0.0, None)
+        p0 = imagination._choose(model.next_token_logits(im.last_hidden), model.token_ids("progress"), 0.0, None)
         imagination.write_step(im, actions[:, 0])
         frame = imagination.imagine_frame(im, flow_steps=1, noise=noise)
 
@@ -468,7 +482,7 @@ def test_one_step_imagination_equals_the_full_forward_x0_estimate():
         packed.token_ids[:, lay.progress[0]] = p0
         h = run_full(model, packed, SegmentInputs(packed.token_ids, frames, packed.states, packed.state_dropped,
                                                   noise, batch.frames[:, :1], torch.ones(2, 1)))
-        x0 = batch.frames[:, 0] + model.frame_head(h[:, lay.noisy_frames[0]])
+        x0 = model.predict_x0(h[:, lay.noisy_frames[0]], batch.frames[:, :1])[:, 0]
     torch.testing.assert_close(frame, x0, rtol=1e-4, atol=1e-5)
     read = model.read_state(h[:, lay.states - 1])  # what the planner compares with the goal's
     torch.testing.assert_close(im.state, read[:, 1], rtol=1e-4, atol=1e-5)
@@ -481,13 +495,13 @@ def test_own_context_feeds_back_the_one_step_prediction_from_the_true_past_only(
     batch = make_batch(model, B=3)
     assert batch.frames.shape[1] == 3
     rows = torch.tensor([True, False, True])
-    frames, dropped = model.own_context(batch, rows)
+    frames, dropped = own_context_frames(model, batch, rows)
     lay = batch.layout
     last = batch.frames[:, :-1]
     with torch.no_grad():
         h, _ = model.run(lay.segment(0, lay.length), SegmentInputs(batch.token_ids, batch.frames, batch.states,
                          batch.state_dropped, torch.zeros_like(last), last, torch.ones(3, 2)))
-        x0 = last + model.frame_head(h[:, torch.as_tensor(lay.noisy_frames.reshape(-1))]).view_as(last)
+        x0 = model.predict_x0(h[:, torch.as_tensor(lay.noisy_frames.reshape(-1))], last)
     torch.testing.assert_close(frames[rows, 1], x0[rows, 0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(frames[~rows], batch.frames[~rows])
     torch.testing.assert_close(frames[:, [0, 2]], batch.frames[:, [0, 2]])
@@ -496,13 +510,13 @@ def test_own_context_feeds_back_the_one_step_prediction_from_the_true_past_only(
     later = batch.frames.clone()
     later[:, 1:] = torch.randn_like(later[:, 1:])  # what the prediction must not have seen
     leaked = type(batch)(**{**batch.__dict__, "frames": later})
-    torch.testing.assert_close(model.own_context(leaked, rows)[0][rows, 1], frames[rows, 1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(own_context_frames(model, leaked, rows)[0][rows, 1], frames[rows, 1], rtol=1e-5, atol=1e-6)
 
-    t, noise = model.sample_noise(3, 3, torch.Generator().manual_seed(0))
+    t, noise = sample_noise(model, 3, 3, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        none = model(batch, t=t, noise=noise, own_context=torch.zeros(3, dtype=torch.bool))
-        plain = model(batch, t=t, noise=noise)
-        own = model(batch, t=t, noise=noise, own_context=rows)
+        none = losses(model, batch, t=t, noise=noise, own_context=torch.zeros(3, dtype=torch.bool))
+        plain = losses(model, batch, t=t, noise=noise)
+        own = losses(model, batch, t=t, noise=noise, own_context=rows)
     torch.testing.assert_close(none["loss"], plain["loss"])
     assert float(own["fm"]) != float(plain["fm"])
 
@@ -555,7 +569,7 @@ def test_dense_and_mot_have_equal_active_parameters_and_flops_per_token():
     for name, m in models.items():
         batch = make_batch(m)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            m(batch)
+            losses(m, batch)
         flops[name] = counter.get_total_flops()
     # per-token work is identical; each extra expert only adds its adaLN on the few distinct time vectors
     for name in ("full", "two"):

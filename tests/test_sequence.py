@@ -9,9 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_fixtures import full_inputs, make_batch, make_model, make_windows, small_config
+from model_fixtures import full_inputs, losses, make_batch, make_model, make_windows, small_config
 from worldmot.sequence import FRAME, ROLE_NOISY, attention_mask, keypoint_cells, pack_windows
 from worldmot.tokenizers.frames import _patchify
+from worldmot.training.losses import sample_noise
+from worldmot.training.metrics import token_predictions
 
 
 def brute_force_mask(block, noisy, sample):
@@ -134,7 +136,7 @@ def test_keypoints_are_packed_per_frame_and_unknown_past_the_episode_end():
     model = make_model(small_config(keypoints=1), randomize=False)
     batch = one_keypoint_batch(model)
     assert batch.keypoint_cells[:, :, 0].tolist() == [[0, 3, -1]] * 2  # 4x4 grid: top-left, top-right, padded
-    loss = model(batch, generator=torch.Generator().manual_seed(0))
+    loss = losses(model, batch, generator=torch.Generator().manual_seed(0))
     # zero-initialised heads: uniform over the 16 patches, every object at its patch's centre (0.1 patch
     # widths off in u and in v) and read at the image centre (0.4 off in u and v), the padded frame not counted
     assert float(loss["kp"].detach()) == pytest.approx(np.log(16) + 10 * 0.02 + 10 * 0.32, rel=1e-4)
@@ -146,7 +148,7 @@ def test_each_eoa_learns_where_the_keypoints_will_be_in_the_next_frame():
     cfg = small_config(keypoints=1)
     cfg.lambda_keypoint_ahead = 0.5
     model = make_model(cfg, randomize=False)
-    loss = model(one_keypoint_batch(model), generator=torch.Generator().manual_seed(0))
+    loss = losses(model, one_keypoint_batch(model), generator=torch.Generator().manual_seed(0))
     # the clean frames' terms as above, plus half of 10x: the squared error of the placement corrected with
     # the state (the zero head keeps the patches' answer, the first patch's centre (0.125, 0.125): f_0 at
     # (0.1, 0.1), f_1 at (0.9, 0.1), mean over both), plus that of f_1's position predicted at [EOA] after a_0
@@ -164,9 +166,9 @@ def test_each_boa_learns_where_the_objects_are_on_its_frame():
     chunk's first action bin, against that step's frame's keypoints (the padded frame not counted)."""
     model = make_model(small_config(keypoints=1))
     batch = one_keypoint_batch(model)
-    without = model(batch, generator=torch.Generator().manual_seed(0))["kp"]
+    without = losses(model, batch, generator=torch.Generator().manual_seed(0))["kp"]
     model.cfg.lambda_keypoint_boa = 0.5
-    with_boa = model(batch, generator=torch.Generator().manual_seed(0))["kp"]
+    with_boa = losses(model, batch, generator=torch.Generator().manual_seed(0))["kp"]
     lay = batch.layout
     h, _ = model.run(lay.segment(0, lay.length), full_inputs(batch))  # clean positions never see noisy frames
     read = model.read_objects(h[:, torch.as_tensor(lay.actions[:, 0] - 1)])  # (B, K, 1, 2)
@@ -212,7 +214,7 @@ def test_a_dropped_state_does_not_reach_the_prediction_ahead():
     cfg.lambda_keypoint_ahead = 1.0
     model = make_model(cfg)  # randomised: the head's every input carries signal
     batch = one_keypoint_batch(model)
-    kp = lambda b: float(model(b, generator=torch.Generator().manual_seed(0))["kp"].detach())
+    kp = lambda b: float(losses(model, b, generator=torch.Generator().manual_seed(0))["kp"].detach())
     dropped = replace(batch, state_dropped=torch.ones_like(batch.state_dropped))
     # the trunk sees the learned "no state" embedding and the head a zero state with its flag off
     assert kp(replace(dropped, states=dropped.states + 1.0)) == kp(dropped)
@@ -273,9 +275,9 @@ def test_expert_actions_are_taught_while_the_executed_actions_condition_the_fram
     assert torch.equal(taught.target_ids[:, acts] - model.vocab.action_offset, expert_bins.reshape(2, -1))
     others = np.setdiff1d(np.arange(plain.layout.length), acts)
     assert torch.equal(taught.target_ids[:, others], plain.token_ids[:, others])
-    t, noise = model.sample_noise(2, cfg.n_steps, torch.Generator().manual_seed(0))
-    a, b = model(plain, t=t, noise=noise), model(taught, t=t, noise=noise)
+    t, noise = sample_noise(model, 2, cfg.n_steps, torch.Generator().manual_seed(0))
+    a, b = losses(model, plain, t=t, noise=noise), losses(model, taught, t=t, noise=noise)
     assert torch.equal(a["fm"], b["fm"]) and torch.equal(a["st"], b["st"])
     assert not torch.allclose(a["ce"], b["ce"])
-    _, target = model.token_predictions(taught)["action"]
+    _, target = token_predictions(model, taught)["action"]
     assert torch.equal(target, taught.target_ids[:, acts].reshape(-1))

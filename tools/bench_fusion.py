@@ -32,8 +32,9 @@ from torch._inductor import metrics
 from torch._inductor.compile_fx import inductor_metrics_log
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+from autocast_policy import cuda_norm_policy
 from bench_model import EXPERTS, build, random_batch
-from worldmot.model.autocast_policy import cuda_norm_policy
 
 EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 
