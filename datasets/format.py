@@ -5,14 +5,14 @@ One place for the constants both the writer and the reader use, so that they can
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_write
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -64,21 +64,6 @@ def next_file(chunk_index: int, file_index: int, chunks_size: int = CHUNKS_SIZE)
     if file_index >= chunks_size:
         return chunk_index + 1, 0
     return chunk_index, file_index
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through ``write(tmp)`` then rename over ``path``: readers see the old file or the new one.
-
-    The temporary name starts with a dot and ends in .tmp so that no reader globbing *.parquet picks it up.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_json(path: Path, obj: Any) -> None:

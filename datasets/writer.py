@@ -29,6 +29,7 @@ from worldmot.datasets.stats import aggregate, image_stats, numeric_stats, sampl
 from worldmot.datasets.video import (CODEC_NAMES, DEFAULT_CODEC, available_codec, concat_segments, encode_segment,
                                      segment_packets)
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_write
 
 
 @dataclass
@@ -165,7 +166,7 @@ class LeRobotWriter:
         table = pq.read_table(path)
         keep = pa.compute.less(table["episode_index"], reader.num_episodes)
         if not pa.compute.all(keep).as_py():
-            fmt.atomic_write(path, lambda p: pq.write_table(table.filter(keep), p))
+            atomic_write(path, lambda p: pq.write_table(table.filter(keep), p))
 
     def _truncate_meta_files(self, committed: int) -> None:
         """Drop episode rows written before a crash hit info.json (they would shadow the re-recorded ones)."""
@@ -175,7 +176,7 @@ class LeRobotWriter:
             if pa.compute.all(keep).as_py():
                 continue
             if pa.compute.any(keep).as_py():
-                fmt.atomic_write(path, lambda p, t=table.filter(keep): pq.write_table(t, p))
+                atomic_write(path, lambda p, t=table.filter(keep): pq.write_table(t, p))
             else:
                 path.unlink()
 
@@ -239,11 +240,11 @@ class LeRobotWriter:
 
         # 1. data and videos (complete files, renamed into place)
         data_path = self.root / self.info["data_path"].format(chunk_index=f.chunk_index, file_index=f.file_index)
-        fmt.atomic_write(data_path, lambda p: pq.write_table(pa.concat_tables(f.tables), p))
+        atomic_write(data_path, lambda p: pq.write_table(pa.concat_tables(f.tables), p))
         for k in self.video_keys:
             vpath = self.root / self.info["video_path"].format(video_key=k, chunk_index=f.chunk_index,
                                                                file_index=f.file_index)
-            fmt.atomic_write(vpath, lambda p, k=k: concat_segments(f.segments[k], f.lengths, self.fps, p,
+            atomic_write(vpath, lambda p, k=k: concat_segments(f.segments[k], f.lengths, self.fps, p,
                                                                            f.packets[k]))
 
         # 2. meta: tasks, subtasks, episodes, stats; info.json last (the commit point)
@@ -314,7 +315,7 @@ class LeRobotWriter:
 
     def _write_index(self, rel: str, mapping: dict[str, int], name: str) -> None:
         df = pd.DataFrame({f"{name}_index": list(mapping.values())}, index=pd.Index(list(mapping), name=name))
-        fmt.atomic_write(self.root / rel, lambda p: df.to_parquet(p))
+        atomic_write(self.root / rel, lambda p: df.to_parquet(p))
 
     def _write_meta_row(self, row: dict[str, Any]) -> None:
         if self._meta_table is not None and self._meta_table.num_rows >= self.episodes_per_file:
@@ -330,7 +331,7 @@ class LeRobotWriter:
             table = new
         self._meta_table = table
         path = self.root / fmt.EPISODES_PATH.format(chunk_index=self._meta_file[0], file_index=self._meta_file[1])
-        fmt.atomic_write(path, lambda p: pq.write_table(table, p))
+        atomic_write(path, lambda p: pq.write_table(table, p))
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:

@@ -10,7 +10,9 @@ model learns to write) says where the expert is going: "move to red at +21,-13",
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+import gymnasium as gym
 import numpy as np
 
 from worldmot.envs.instructions import parse_colours
@@ -144,3 +146,16 @@ def make_expert(name: str, **kwargs):
     if name not in EXPERTS:
         raise WorldmotError(f"no scripted expert for task {name!r}; experts exist for: {', '.join(sorted(EXPERTS))}")
     return EXPERTS[name](**kwargs)
+
+
+def expert_of(env: gym.Env | gym.vector.VectorEnv) -> Callable | None:
+    """The scripted expert of ``env`` (its ``expert_spec``, looked up through wrappers and in the first sub-env of
+    a vector env), or None where it has none."""
+    try:
+        if isinstance(env, gym.vector.VectorEnv):
+            name, kwargs = env.get_attr("expert_spec")[0]
+        else:
+            name, kwargs = env.get_wrapper_attr("expert_spec")
+    except AttributeError:
+        return None
+    return make_expert(name, **kwargs)

@@ -1,9 +1,9 @@
 """Gymnasium's own MuJoCo envs (Reacher-v5, Pusher-v5) with the contract of the built-in tasks.
 
-The wrapped env runs the physics; this class adds what the built-in tasks have: a fixed top camera at
-``image_size`` (our fast renderer on the wrapped model, shadows off), LeRobot-style observations, an
-instruction, a success test, a dense progress in [0, 1] that is also the reward (the original reward is
-kept in ``info["env_reward"]``), ``terminated`` on success and ``render_goal()``.
+The wrapped env runs the physics; this class adds TaskEnv's contract (task_env.py): a fixed top camera at
+``image_size`` (our fast renderer on the wrapped model, shadows off), the observations, an instruction, a
+success test, a dense progress in [0, 1] that is also the reward (the original reward is kept in
+``info["env_reward"]``), ``terminated`` on success and ``render_goal()``.
 
 Reacher-v5 (torque control of a 2-link arm, action (2,) in [-1, 1]):
     agent_pos (8,)          [cos q0, cos q1, sin q0, sin q1, dq0, dq1, fingertip xy] (the end effector's
@@ -30,6 +30,7 @@ import numpy as np
 from worldmot.envs.experts import two_link_ik
 from worldmot.envs.render import FastCamera
 from worldmot.envs.tabletop import linear_progress
+from worldmot.envs.task_env import TaskEnv
 
 REACHER_TEMPLATES = ["reach the target", "move the fingertip to the target", "touch the red target", "go to the target"]
 REACHER_HELD_OUT = ["bring the arm's tip onto the red dot", "put the fingertip on the target"]
@@ -50,7 +51,7 @@ def project(points: np.ndarray, camera: mujoco.MjvCamera, fovy: float) -> np.nda
     return np.clip(uv, 0.0, 1.0).astype(np.float32)
 
 
-class WrappedMujocoTask(gym.Env):
+class WrappedMujocoTask(TaskEnv):
     """Base class: ``gym_id`` names the Gymnasium env, subclasses define state, success and goal."""
 
     gym_id = ""
@@ -62,11 +63,7 @@ class WrappedMujocoTask(gym.Env):
     keypoint_bodies: tuple[str, ...] = ()  # the named objects, then the effector (the tabletop tasks' order)
 
     def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        self.render_mode = render_mode
-        self.image_size = int(image_size)
-        self.held_out_instructions = bool(held_out_instructions)
+        super().__init__(image_size, held_out_instructions, render_mode)
         self.inner = gym.make(self.gym_id).unwrapped  # our registration carries the time limit
         self.model, self.data = self.inner.model, self.inner.data
         self._enlarge_visuals()
@@ -77,34 +74,13 @@ class WrappedMujocoTask(gym.Env):
         self.camera = FastCamera(self.model, self.image_size, cam)
         assert self.metadata["render_fps"] == int(round(1.0 / self.inner.dt)), "render_fps out of date"
         self.action_space = self.inner.action_space
-        s = self.image_size
-        state_dim, env_dim = len(self._agent_pos()), len(self._environment_state())
-        self.observation_space = gym.spaces.Dict(
-            {
-                "pixels": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (s, s, 3), np.uint8)}),
-                "agent_pos": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
-                "environment_state": gym.spaces.Box(-np.inf, np.inf, (env_dim,), np.float32),
-                "keypoints": gym.spaces.Box(0.0, 1.0, (2 * len(self.keypoint_bodies),), np.float32),
-            }
-        )
-        self.instruction = ""
-        self._frame: np.ndarray | None = None
+        unbounded = lambda n: gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)  # noqa: E731
+        self.observation_space = self.contract_space(unbounded(len(self._agent_pos())),
+                                                     unbounded(len(self._environment_state())),
+                                                     keypoints=len(self.keypoint_bodies))
 
-    # ---- what a task defines -------------------------------------------------------------------
     def _enlarge_visuals(self) -> None:
-        pass
-
-    def _agent_pos(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def _environment_state(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def _progress(self) -> tuple[float, bool]:
-        raise NotImplementedError
-
-    def _set_goal_configuration(self) -> None:
-        raise NotImplementedError
+        """Make small bodies visible at 64x64 (visual geoms only)."""
 
     # ---- Gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -113,50 +89,22 @@ class WrappedMujocoTask(gym.Env):
         options = self.held_out if self.held_out_instructions else self.templates
         self.instruction = options[int(self.np_random.integers(len(options)))]
         progress, success = self._progress()
-        return self._observation(), self._info(progress, success, 0.0)
+        return self._observation(), self._info(progress, success, env_reward=0.0)
 
     def step(self, action):
         _, env_reward, _, _, _ = self.inner.step(np.asarray(action, dtype=np.float64))
         progress, success = self._progress()
-        return self._observation(), float(progress), bool(success), False, self._info(progress, success, env_reward)
-
-    def render(self):
-        if self._frame is None:
-            self._frame = self.camera.render(self.data)
-        return self._frame.copy()
-
-    def render_goal(self) -> np.ndarray:
-        """(H, W, 3) uint8 image of the goal configuration; the state is left unchanged."""
-        qpos, qvel = self.data.qpos.copy(), self.data.qvel.copy()
-        self._set_goal_configuration()
-        mujoco.mj_forward(self.model, self.data)
-        image = self.camera.render(self.data)
-        self.data.qpos[:], self.data.qvel[:] = qpos, qvel
-        mujoco.mj_forward(self.model, self.data)
-        return image
+        return self._observation(), float(progress), bool(success), False, self._info(progress, success, env_reward=float(env_reward))
 
     def close(self):
-        self.camera.close()
+        super().close()
         self.inner.close()
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _observation(self) -> dict:
-        self._frame = self.camera.render(self.data)
-        return {
-            "pixels": {"top": self._frame.copy()},
-            "agent_pos": self._agent_pos().astype(np.float32),
-            "environment_state": self._environment_state().astype(np.float32),
-            "keypoints": self._keypoints(),
-        }
-
     def _keypoints(self) -> np.ndarray:
         """(2K,) image (u, v) of ``keypoint_bodies``: MuJoCo's pinhole projection of the free camera."""
         points = np.stack([self.data.body(b).xpos for b in self.keypoint_bodies])
         return project(points, self.camera.camera, float(self.model.vis.global_.fovy)).reshape(-1)
-
-    def _info(self, progress: float, success: bool, env_reward: float) -> dict:
-        return {"instruction": self.instruction, "is_success": bool(success), "progress": float(progress),
-                "env_reward": float(env_reward)}
 
     def _xy(self, body: str) -> np.ndarray:
         return self.data.body(body).xpos[:2].copy()

@@ -4,16 +4,9 @@ The effector is a mocap body: an action is a change of its xy position (scaled b
 evenly over the physics substeps of one env step, so the next frame follows from the frame and the
 action (no hidden velocity). Objects it touches are pushed through frictionless contacts.
 
-Observation (LeRobot's env convention):
-    pixels/top          (H, W, 3) uint8  orthographic top view of the whole workspace
-    agent_pos           (2,) float32     effector xy
-    environment_state   (E,) float32     object/goal xy, the order is documented by each task
-    keypoints           (2N+2,) float32  where the N objects the instruction names (the first N xy of
-                                         environment_state), then the effector, are in the image: (u, v)
-                                         in [0, 1] from the top-left corner; training teaches the model
-                                         to find them, and the planner prices object positions with them
-
-info: ``instruction`` (str), ``is_success`` (bool), ``progress`` (float in [0, 1]; also the reward).
+The observation, info and methods are TaskEnv's contract (task_env.py); here environment_state holds
+positions in metres on the table and keypoints come from the orthographic top camera, which maps the table
+linearly.
 """
 from __future__ import annotations
 
@@ -24,6 +17,7 @@ import mujoco
 import numpy as np
 
 from worldmot.envs.render import FastCamera
+from worldmot.envs.task_env import TaskEnv
 
 WORKSPACE = 0.45  # the effector stays inside [-WORKSPACE, WORKSPACE]^2
 VIEW = 1.0  # the camera shows [-VIEW/2, VIEW/2]^2
@@ -73,7 +67,7 @@ SCENE_TAIL = """
 """
 
 
-class TabletopEnv(gym.Env):
+class TabletopEnv(TaskEnv):
     """Base class; a task defines the scene, the episode sampler, the goal and the success test."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / (TIMESTEP * FRAME_SKIP)))}
@@ -83,28 +77,16 @@ class TabletopEnv(gym.Env):
     max_step = 0.04  # metres of effector motion per env step at |action| = 1
 
     def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        self.render_mode = render_mode
-        self.image_size = int(image_size)
-        self.held_out_instructions = bool(held_out_instructions)
+        super().__init__(image_size, held_out_instructions, render_mode)
         xml = SCENE_HEAD.format(name=self.task_name, size=max(self.image_size, 64), effector_contact=self._effector_contact(),
                                  effector_visual=self._effector_visual())
         self.model = mujoco.MjModel.from_xml_string(xml + self._objects_xml() + SCENE_TAIL)
         self.data = mujoco.MjData(self.model)
         self.camera = FastCamera(self.model, self.image_size, "top", hidden_groups=(3,))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-        s = self.image_size
-        self.observation_space = gym.spaces.Dict(
-            {
-                "pixels": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (s, s, 3), np.uint8)}),
-                "agent_pos": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
-                "environment_state": gym.spaces.Box(-1.0, 1.0, (self.env_state_dim,), np.float32),
-                "keypoints": gym.spaces.Box(0.0, 1.0, (2 * self.named_objects + 2,), np.float32),
-            }
-        )
-        self.instruction = ""
-        self._frame: np.ndarray | None = None
+        self.observation_space = self.contract_space(gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                                                     gym.spaces.Box(-1.0, 1.0, (self.env_state_dim,), np.float32),
+                                                     keypoints=self.named_objects + 1)
 
     # ---- what a task defines -------------------------------------------------------------------
     def _effector_contact(self) -> str:
@@ -121,18 +103,6 @@ class TabletopEnv(gym.Env):
     @abstractmethod
     def _sample_episode(self, rng: np.random.Generator) -> None:
         """Place objects, colour them, set ``self.instruction`` and the effector start (mocap_pos)."""
-
-    @abstractmethod
-    def _environment_state(self) -> np.ndarray:
-        """(E,) float32 privileged positions, named objects first."""
-
-    @abstractmethod
-    def _progress(self) -> tuple[float, bool]:
-        """(progress in [0, 1], success) of the current state."""
-
-    @abstractmethod
-    def _set_goal_configuration(self) -> None:
-        """Move bodies (qpos / mocap_pos) into the goal configuration of this episode."""
 
     @property
     def expert_spec(self) -> tuple[str, dict]:
@@ -159,38 +129,13 @@ class TabletopEnv(gym.Env):
         progress, success = self._progress()
         return self._observation(), float(progress), bool(success), False, self._info(progress, success)
 
-    def render(self):
-        if self._frame is None:
-            self._frame = self.camera.render(self.data)
-        return self._frame.copy()
-
-    def render_goal(self) -> np.ndarray:
-        """(H, W, 3) uint8 image of this episode's goal configuration; the state is left unchanged."""
-        qpos, qvel = self.data.qpos.copy(), self.data.qvel.copy()
-        mocap = self.data.mocap_pos.copy()
-        self._set_goal_configuration()
-        mujoco.mj_forward(self.model, self.data)
-        image = self.camera.render(self.data)
-        self.data.qpos[:], self.data.qvel[:], self.data.mocap_pos[:] = qpos, qvel, mocap
-        mujoco.mj_forward(self.model, self.data)
-        return image
-
-    def close(self):
-        self.camera.close()
-
     # ---- helpers -------------------------------------------------------------------------------
     @property
     def effector_xy(self) -> np.ndarray:
         return self.data.mocap_pos[0, :2].copy()
 
-    def _observation(self) -> dict:
-        self._frame = self.camera.render(self.data)
-        return {
-            "pixels": {"top": self._frame.copy()},
-            "agent_pos": self.effector_xy.astype(np.float32),
-            "environment_state": self._environment_state().astype(np.float32),
-            "keypoints": self._keypoints(),
-        }
+    def _agent_pos(self) -> np.ndarray:
+        return self.effector_xy
 
     def _keypoints(self) -> np.ndarray:
         """(2N+2,) image (u, v) of the named objects, then the effector: the orthographic top camera maps
@@ -198,9 +143,6 @@ class TabletopEnv(gym.Env):
         xy = np.concatenate([self._environment_state()[: 2 * self.named_objects], self.effector_xy]).reshape(-1, 2)
         uv = np.stack([xy[:, 0] / VIEW + 0.5, 0.5 - xy[:, 1] / VIEW], -1)
         return np.clip(uv, 0.0, 1.0).astype(np.float32).reshape(-1)
-
-    def _info(self, progress: float, success: bool) -> dict:
-        return {"instruction": self.instruction, "is_success": bool(success), "progress": float(progress)}
 
     def _set_rgba(self, geom: str, rgba) -> None:
         self.model.geom_rgba[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, geom)] = rgba

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
+from worldmot.envs.experts import expert_of
 from worldmot.errors import WorldmotError
 from worldmot.policies.base import Policy
 
@@ -25,13 +26,6 @@ def single_action_space(env: gym.Env | gym.vector.VectorEnv) -> gym.spaces.Space
     return env.single_action_space if isinstance(env, gym.vector.VectorEnv) else env.action_space
 
 
-def env_attr(env: gym.Env | gym.vector.VectorEnv, name: str) -> Any:
-    """Attribute of the (first sub-)env, looked up through wrappers."""
-    if isinstance(env, gym.vector.VectorEnv):
-        return env.get_attr(name)[0]
-    return env.get_wrapper_attr(name)
-
-
 def make_policy(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) -> Policy:
     """A policy called ``name`` ("random", "scripted", ...) for ``env``; kwargs go to its builder."""
     if name not in _BUILDERS:
@@ -43,18 +37,6 @@ def _random(env, seed: int | None = None, **_ignored) -> Policy:
     from worldmot.policies.random import RandomPolicy
 
     return RandomPolicy(single_action_space(env), seed=seed)
-
-
-def expert_of(env: gym.Env | gym.vector.VectorEnv) -> Callable | None:
-    """The env's scripted expert ``(agent_pos (B,S), environment_state (B,E), tasks) -> (actions (B,A), texts)``
-    (its ``expert_spec``), or None where it has none."""
-    from worldmot.envs.experts import make_expert
-
-    try:
-        name, kwargs = env_attr(env, "expert_spec")
-    except AttributeError:
-        return None
-    return make_expert(name, **kwargs)
 
 
 def _scripted(env, action_noise: float = 0.0, noise_duty: float = 1.0, seed: int | None = None, **_ignored) -> Policy:

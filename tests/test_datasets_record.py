@@ -9,7 +9,7 @@ import pytest
 
 from worldmot.cli import main as cli_main
 from worldmot.datasets.reader import LeRobotDatasetReader
-from worldmot.datasets.record import EXPERT_ACTION, record
+from worldmot.recording import EXPERT_ACTION, record
 from worldmot.errors import WorldmotError
 
 ENV = "worldmot/Reach-v0"

@@ -1,4 +1,4 @@
-"""The built-in tasks, the wrapped Gymnasium envs, the experts and the rollout helper."""
+"""The built-in tasks, the wrapped Gymnasium envs, the experts and the episode collector."""
 from __future__ import annotations
 
 import re
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worldmot.reasoning import format_position, positions_in
-from worldmot.envs.rollout import rollout
+from worldmot.stepping import collect_episodes
 from worldmot.envs.tabletop import VIEW
 from worldmot.policies import make_policy
 
@@ -126,7 +126,7 @@ def test_image_size_kwarg():
 def test_expert_succeeds(env_id):
     e = gym.make(env_id)
     policy = make_policy("scripted", e)
-    episodes = [rollout(e, policy, seed=1000 + s) for s in range(20)]
+    episodes = [collect_episodes(e, policy, seed=1000 + s) for s in range(20)]
     assert np.mean([ep.success for ep in episodes]) >= 0.95
     ep = episodes[0]
     assert ep.terminated and ep.progress[-1] == 1.0 and ep.progress[0] < 1.0
@@ -152,26 +152,26 @@ def test_reasoning_positions_round_trip_to_the_centimetre(points):
 def test_expert_succeeds_100_seeds(env_id):
     e = gym.make(env_id)
     policy = make_policy("scripted", e)
-    assert np.mean([rollout(e, policy, seed=s).success for s in range(100)]) >= 0.95
+    assert np.mean([collect_episodes(e, policy, seed=s).success for s in range(100)]) >= 0.95
 
 
 def test_random_policy_rarely_succeeds_push():
     e = gym.make("worldmot/Push-v0")
     policy = make_policy("random", e, seed=0)
-    assert sum(rollout(e, policy, seed=s, max_steps=40).success for s in range(3)) <= 1
+    assert sum(collect_episodes(e, policy, seed=s, max_steps=40).success for s in range(3)) <= 1
 
 
-def test_async_vector_env_and_vector_rollout():
+def test_async_vector_env_and_vector_episodes():
     env = make_vec("worldmot/Reach-v0", num_envs=2)
     try:
         obs, info = env.reset(seed=0)
         assert obs["pixels"]["top"].shape == (2, 64, 64, 3) and len(info["instruction"]) == 2
         obs, reward, terminated, truncated, info = env.step(np.zeros((2, 2), np.float32))
         assert reward.shape == (2,) and info["is_success"].shape == (2,)
-        episodes = rollout(env, make_policy("scripted", env), seed=10, goal_frame=True)
+        episodes = collect_episodes(env, make_policy("scripted", env), seed=10, goal_frame=True)
         assert len(episodes) == 2 and all(ep.success for ep in episodes)
         assert all(ep.goal_frame.shape == (64, 64, 3) for ep in episodes)
-        single = rollout(gym.make("worldmot/Reach-v0"), make_policy("scripted", env), seed=11)
+        single = collect_episodes(gym.make("worldmot/Reach-v0"), make_policy("scripted", env), seed=11)
         np.testing.assert_allclose(single.actions, episodes[1].actions, atol=1e-6)  # sub-env 1 got seed 11
     finally:
         env.close()
@@ -188,7 +188,7 @@ def test_reacher_wrapper_contract():
     assert goal.shape == (64, 64, 3) and np.abs(goal.astype(int) - obs["pixels"]["top"]).sum() > 0
     assert e.spec.max_episode_steps == 50
     policy = make_policy("scripted", e)
-    results = [rollout(e, policy, seed=s) for s in range(10)]
+    results = [collect_episodes(e, policy, seed=s) for s in range(10)]
     assert np.mean([ep.success for ep in results]) >= 0.9
     assert all(ep.terminated for ep in results if ep.success)
 

@@ -372,7 +372,7 @@ def test_eval_recording_holds_the_planners_imagined_frames_costs_and_chosen_acti
 # ----------------------------------------------------------------------------------------------------
 
 def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
-    from worldmot.envs.rollout import rollout
+    from worldmot.stepping import collect_episodes
     from worldmot.evaluation.in_model import ImaginedVectorEnv
     from worldmot.evaluation.simulator import make_eval_env
     from worldmot.policies import make_policy
@@ -385,7 +385,7 @@ def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
     try:
         real, _ = sim.reset(seed=11)
         first = real["pixels"]["top"].copy()
-        episodes = rollout(env, make_policy("random", env, seed=0), seed=11)
+        episodes = collect_episodes(env, make_policy("random", env, seed=0), seed=11)
     finally:
         env.close()
     for b, ep in enumerate(episodes):
@@ -410,7 +410,7 @@ def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
 def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkeypatch):
     """judge="goal": an episode succeeds at the first imagined frame whose read-out state is within the
     tolerance of the goal image's, and not before (the reset frame is the simulator's, not judged)."""
-    from worldmot.envs.rollout import rollout
+    from worldmot.stepping import collect_episodes
     from worldmot.evaluation.in_model import ImaginedVectorEnv
     from worldmot.evaluation.simulator import make_eval_env
     from worldmot.policies import make_policy
@@ -429,7 +429,7 @@ def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkey
         sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
         env = ImaginedVectorEnv(model, sim, max_steps=3 * C, judge="goal", goal_tolerance=tolerance)
         try:
-            episodes = rollout(env, make_policy("random", env, seed=0), seed=11)
+            episodes = collect_episodes(env, make_policy("random", env, seed=0), seed=11)
         finally:
             env.close()
         lengths[tolerance] = [(len(ep), ep.success) for ep in episodes]

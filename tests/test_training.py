@@ -19,7 +19,7 @@ from datasets_helpers import features, write_dataset
 from worldmot.cli import main as cli_main
 from worldmot.errors import WorldmotError
 from worldmot.model.world_model import WorldModel
-from worldmot.train_cli import parse
+from worldmot.training.settings import load_train_config
 from worldmot.training import checkpoints as ckpt
 from worldmot.training.loop import train
 from worldmot.training.metrics import reasoning_position_error
@@ -84,18 +84,18 @@ def test_sigkill_then_resume_gives_the_uninterrupted_loss_sequence(dataset, tmp_
     assert train_losses(run) == train_losses(full)  # bit for bit: same windows, noise, RNG and optimiser state
     a, b = load_file(str(full / "model/model.safetensors")), load_file(str(run / "model/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not list((run / "checkpoints").glob(".partial-*"))
+    assert not list((run / "checkpoints").glob(".*"))
 
 
 def test_corrupt_checkpoint_is_reported_not_loaded(dataset, tmp_path):
     run = tmp_path / "run"
-    train(parse(overrides(dataset, run, "steps=4", "checkpoint_every=2", "val.every=4")))
+    train(load_train_config(overrides(dataset, run, "steps=4", "checkpoint_every=2", "val.every=4")))
     newest = ckpt.latest_checkpoint(run)
     data = bytearray((newest / "optim.safetensors").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (newest / "optim.safetensors").write_bytes(bytes(data))
     with pytest.raises(WorldmotError, match=r"optim\.safetensors: checksum mismatch"):
-        train(parse(overrides(dataset, run, "steps=6", "checkpoint_every=2")), resume=True)
+        train(load_train_config(overrides(dataset, run, "steps=6", "checkpoint_every=2")), resume=True)
     (newest / "state.json").unlink()  # a folder without its state is incomplete: also reported
     with pytest.raises(WorldmotError, match=r"state\.json: missing"):
         ckpt.load_checkpoint(newest)
@@ -103,7 +103,7 @@ def test_corrupt_checkpoint_is_reported_not_loaded(dataset, tmp_path):
 
 def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_path):
     run = tmp_path / "run"
-    train(parse(overrides(dataset, run, "steps=6", "checkpoint_every=3", "val.every=3")))
+    train(load_train_config(overrides(dataset, run, "steps=6", "checkpoint_every=3", "val.every=3")))
     model = worldmot.load(run)
     assert isinstance(model, WorldModel) and model.cfg.sequence.action_dim == 2 and model.cfg.sequence.state_dim == 3
     assert (run / "curves.png").stat().st_size > 1000
@@ -121,20 +121,20 @@ def test_run_folder_holds_a_loadable_model_curves_and_validation(dataset, tmp_pa
 
 def test_keypoint_loss_on_a_named_feature_the_dataset_lacks_is_a_one_line_error(dataset, tmp_path):
     with pytest.raises(WorldmotError, match=r"model\.lambda_keypoint=0\.5 needs the feature 'observation\.points'"):
-        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "model.lambda_keypoint=0.5",
+        train(load_train_config(overrides(dataset, tmp_path / "run", "steps=2", "model.lambda_keypoint=0.5",
                               "data.keypoint_key=observation.points")))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_expert_actions_under_a_named_feature_the_dataset_lacks_is_a_one_line_error(dataset, tmp_path):
     with pytest.raises(WorldmotError, match=r"no feature 'teacher\.action' \(data\.expert_action_key"):
-        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "data.expert_action_key=teacher.action")))
+        train(load_train_config(overrides(dataset, tmp_path / "run", "steps=2", "data.expert_action_key=teacher.action")))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_dataset_without_keypoints_trains_without_the_keypoint_loss(dataset, tmp_path, capsys):
     run = tmp_path / "run"
-    train(parse(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5")))
+    train(load_train_config(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5")))
     assert "no 'observation.keypoints'; training without the keypoint loss" in capsys.readouterr().out
     model = worldmot.load(run)
     assert model.keypoint_head is None and model.cfg.lambda_keypoint == 0.0  # the saved config says what ran
@@ -144,7 +144,7 @@ def test_validation_reports_where_the_model_puts_the_keypoints_one_step_ahead(tm
     root = tmp_path / "ds"
     write_dataset(root, [10, 12, 9, 11, 10], features(size=(16, 16), keypoints=2))
     run = tmp_path / "run"
-    train(parse(overrides(root, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5",
+    train(load_train_config(overrides(root, run, "steps=2", "checkpoint_every=2", "val.every=2", "model.lambda_keypoint=0.5",
                           "model.lambda_keypoint_ahead=1.0")))
     assert worldmot.load(run).ahead_head is not None
     val = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in l][-1]
@@ -157,7 +157,7 @@ def test_validation_reports_where_the_model_puts_the_keypoints_one_step_ahead(tm
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_training_on_cuda_without_a_gpu_is_a_one_line_error(dataset, tmp_path):
     with pytest.raises(WorldmotError, match=r"device=cuda: this torch sees no CUDA device \(use device=cpu or auto\)"):
-        train(parse(overrides(dataset, tmp_path / "run", "steps=2", "device=cuda")))
+        train(load_train_config(overrides(dataset, tmp_path / "run", "steps=2", "device=cuda")))
     assert not (tmp_path / "run").exists()
 
 
@@ -222,7 +222,7 @@ def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch
 
     monkeypatch.setattr(WorldModel, "forward", poisoned)
     with pytest.raises(WorldmotError, match=r"step 5: non-finite fm loss.*step_00000004"):
-        train(parse(overrides(dataset, run, "steps=8", "checkpoint_every=2", "val.every=100")))
+        train(load_train_config(overrides(dataset, run, "steps=8", "checkpoint_every=2", "val.every=100")))
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000002", "step_00000004"]
     ckpt.load_checkpoint(ckpt.latest_checkpoint(run))  # the last good checkpoint is intact
 
@@ -243,7 +243,7 @@ def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch
     (["data.root=/tmp/x", "run_dir=/tmp/x", "val.horizons=[]"], "val.horizons=[]"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "data.val_fraction=1.0"], "data.val_fraction=1.0"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "model.heads=3"], "model.heads=3: expected a divisor of model.width (128)"),
-    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.attention_chunk=-1"], "model.attention_chunk=-1"),
+    (["data.root=/tmp/x", "run_dir=/tmp/x", "model.attention_query_tile=-1"], "model.attention_query_tile=-1"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "model.drop_state=1.5"], "model.drop_state=1.5: expected a fraction"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "model.sequence.patch_size=7"], "model.sequence.patch_size=7: expected a divisor"),
     (["data.root=/tmp/x", "run_dir=/tmp/x", "model.sequence.n_steps=1"], "model.sequence.n_steps=1: expected >= 2"),
@@ -256,17 +256,17 @@ def test_cli_bad_input_is_one_line_and_non_zero(args, message, capsys):
 
 def test_dataset_without_the_action_feature(dataset, tmp_path):
     with pytest.raises(WorldmotError, match=r"info\.json: no feature 'actions'"):
-        train(parse(overrides(dataset, tmp_path / "run", "data.action_key=actions")))
+        train(load_train_config(overrides(dataset, tmp_path / "run", "data.action_key=actions")))
     assert not (tmp_path / "run").exists()  # nothing written for a run that could not start
 
 
 def test_resume_without_checkpoint_and_reuse_of_a_run_folder(dataset, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(WorldmotError, match="no checkpoint to resume from"):
-        train(parse(overrides(dataset, run, "steps=2")), resume=True)
-    train(parse(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2")))
+        train(load_train_config(overrides(dataset, run, "steps=2")), resume=True)
+    train(load_train_config(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2")))
     with pytest.raises(WorldmotError, match="already holds checkpoints"):
-        train(parse(overrides(dataset, run, "steps=2")))
+        train(load_train_config(overrides(dataset, run, "steps=2")))
 
 
 def test_corrupt_video_met_in_a_loader_worker_is_one_line(dataset, tmp_path, capsys):
@@ -301,7 +301,7 @@ def test_rerun_flag_writes_curves_and_validation_frames(dataset, tmp_path):
     from test_viz import Recording
 
     run = tmp_path / "run"
-    train(parse(overrides(dataset, run, "steps=4", "checkpoint_every=4", "val.every=2", "rerun=true")))
+    train(load_train_config(overrides(dataset, run, "steps=4", "checkpoint_every=4", "val.every=2", "rerun=true")))
     rec = Recording(run / "train.rrd")
     assert rec.has_footer
     assert rec.rows("curves/loss/train/loss") == 4 and rec.rows("curves/psnr/val/psnr_1") == 2

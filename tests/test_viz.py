@@ -21,7 +21,7 @@ from worldmot.errors import WorldmotError
 from worldmot.viz.columns import ColumnBuffer, new_recording
 from worldmot.viz.dataset import dataset_to_rrd
 from worldmot.viz.images import ImagePolicy, grid, to_hwc_uint8
-from worldmot.viz.rollout import RolloutRecorder
+from worldmot.viz.episodes import EpisodeRecorder
 from worldmot.viz.training import TrainingRecorder, metric_group
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def test_dataset_rrd_of_a_lerobot_v21_dataset(tmp_path):
 
 def test_viz_dataset_cli_on_a_recorded_reach_dataset(tmp_path, capsys, monkeypatch):
     from worldmot.datasets.reader import LeRobotDatasetReader
-    from worldmot.datasets.record import record
+    from worldmot.recording import record
 
     record("worldmot/Reach-v0", "scripted", 2, tmp_path / "reach", image_size=32, progress=False)
     monkeypatch.chdir(tmp_path)
@@ -228,16 +228,16 @@ def test_serve_binds_localhost_by_default():
     assert serve_command(Path("x.rrd"), bind="0.0.0.0")[cmd.index("--bind") + 1] == "0.0.0.0"
 
 
-# ---------------------------------------------------------------------------------------------- rollouts
+# ---------------------------------------------------------------------------------------------- episodes
 def _frame(value: int, size: int = 32) -> np.ndarray:
     return np.full((size, size, 3), value, np.uint8)
 
 
-def test_rollout_recorder_entities_rows_and_plans(tmp_path):
+def test_episode_recorder_entities_rows_and_plans(tmp_path):
     path = tmp_path / "eval.rrd"
     lengths, H, N, iters = (6, 4), 3, 8, 4
     rng = np.random.default_rng(0)
-    with RolloutRecorder(path, fps=10) as rec:
+    with EpisodeRecorder(path, fps=10) as rec:
         for ep, n in enumerate(lengths):
             rec.start_episode(ep, f"reach target {ep}", goal_image=_frame(200))
             for t in range(n):
@@ -281,10 +281,10 @@ def test_rollout_recorder_entities_rows_and_plans(tmp_path):
     assert {"episode 0", "episode 1"} <= names
 
 
-def test_rollout_minimal_steps_and_jpeg_for_large_frames(tmp_path):
+def test_episode_recorder_minimal_steps_and_jpeg_for_large_frames(tmp_path):
     path = tmp_path / "eval.rrd"
     handler = signal.getsignal(signal.SIGTERM)
-    with RolloutRecorder(path, images=ImagePolicy(jpeg_above_pixels=64 * 64)) as rec:
+    with EpisodeRecorder(path, images=ImagePolicy(jpeg_above_pixels=64 * 64)) as rec:
         rec.start_episode(3, "push the block")
         for t in range(3):
             rec.log_step(t, np.full((3, 96, 80), t / 3, np.float32), np.zeros(2))  # (3, H, W) float in [-1, 1]
@@ -298,8 +298,8 @@ def test_rollout_minimal_steps_and_jpeg_for_large_frames(tmp_path):
         rec.start_episode(4, "again")
 
 
-def test_rollout_recorder_errors(tmp_path):
-    with RolloutRecorder(tmp_path / "e.rrd") as rec:
+def test_episode_recorder_errors(tmp_path):
+    with EpisodeRecorder(tmp_path / "e.rrd") as rec:
         with pytest.raises(WorldmotError, match="no open episode"):
             rec.log_step(0, _frame(0), [0.0])
         rec.start_episode(0, "x")
@@ -313,9 +313,9 @@ _KILLED_WRITER = textwrap.dedent("""
     import faulthandler, signal, sys, time
     import numpy as np
     faulthandler.register(signal.SIGUSR1)  # the test asks for the stacks when the process does not exit
-    from worldmot.viz.rollout import RolloutRecorder
+    from worldmot.viz.episodes import EpisodeRecorder
 
-    rec = RolloutRecorder(sys.argv[1], flush_seconds=1e9)
+    rec = EpisodeRecorder(sys.argv[1], flush_seconds=1e9)
     frame = np.zeros((32, 32, 3), np.uint8)
     rec.start_episode(0, "first")
     for t in range(5):
@@ -333,7 +333,7 @@ _KILLED_WRITER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
-def test_rollout_recording_survives_an_interrupted_process(tmp_path, sig):
+def test_episode_recording_survives_an_interrupted_process(tmp_path, sig):
     path = tmp_path / "eval.rrd"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE,

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from worldmot.datasets.record import record
+from worldmot.recording import record
 from worldmot.datasets.windows import WindowDataset, collate_windows
 
 

@@ -32,7 +32,7 @@ LOSSES = ("val_ce", "val_fm")
 def ensure_data(out: Path, data: str | None, episodes: int) -> Path:
     if data:
         return Path(data)
-    from worldmot.datasets.record import record
+    from worldmot.recording import record
 
     root = out / "data"
     info = root / "meta" / "info.json"
@@ -44,7 +44,7 @@ def ensure_data(out: Path, data: str | None, episodes: int) -> Path:
 
 def train_variant(out: Path, data: Path, model: str, seed: int, args) -> dict:
     """One training run (reused when finished): {"val": [rows], "seconds": wall time, "steps": n}."""
-    from worldmot.train_cli import parse
+    from worldmot.training.settings import load_train_config as parse
     from worldmot.training.loop import train
 
     run = out / "runs" / f"{model}-seed{seed}"

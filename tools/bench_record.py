@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmot.datasets.record import record
+from worldmot.recording import record
 from worldmot.datasets.writer import LeRobotWriter
 
 

@@ -1,5 +1,5 @@
 """Cost of Rerun logging in an evaluation loop: the scripted policy on worldmot/Reach-v0, with and without
-a RolloutRecorder logging every step.
+a EpisodeRecorder logging every step.
 
     python tools/bench_viz.py [--episodes 10] [--repeats 5] [--image-size 64] [--planner]
     python tools/bench_viz.py --eval scripted [--checkpoint RUN --eval planner]
@@ -28,14 +28,14 @@ import numpy as np
 
 import worldmot.envs  # noqa: F401  registers the worldmot/* ids
 from worldmot.policies.factory import make_policy
-from worldmot.viz.rollout import RolloutRecorder
+from worldmot.viz.episodes import EpisodeRecorder
 
 
 def run(env, policy, seeds: list[int], path: Path | None, planner: bool) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (all threads of this process) and env steps for one episode per seed;
     logs every step to ``path`` when given."""
     rng = np.random.default_rng(0)
-    rec = RolloutRecorder(path, fps=env.metadata.get("render_fps")) if path is not None else None
+    rec = EpisodeRecorder(path, fps=env.metadata.get("render_fps")) if path is not None else None
     steps = 0
     start, cpu = time.perf_counter(), time.process_time()
     for i, seed in enumerate(seeds):

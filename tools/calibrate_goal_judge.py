@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 from worldmot.checkpoint import load_model
-from worldmot.envs.rollout import rollout
+from worldmot.stepping import collect_episodes
 from worldmot.evaluation.simulator import make_eval_env
 from worldmot.model import imagination
 from worldmot.policies import make_policy
@@ -45,7 +45,7 @@ def main() -> None:
     for name in ("scripted", "random"):
         policy = make_policy(name, env, seed=args.seed)
         for start in range(args.seed, args.seed + args.episodes, env.num_envs):
-            for ep in rollout(env, policy, seed=start, goal_frame=True):
+            for ep in collect_episodes(env, policy, seed=start, goal_frame=True):
                 after = np.concatenate([ep.frames[1:], ep.final_frame[None]])  # the frame after each action
                 d = distances_to_goal(model, ep.instruction, after, ep.goal_frame)
                 at = d[np.argmax(ep.successes)] if ep.success else np.nan

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import worldmot.envs  # registers the Gymnasium ids (and binds worldmot, for worldmot.load)
 from tqdm import tqdm
-from worldmot.envs.rollout import rollout
+from worldmot.stepping import collect_episodes
 from worldmot.envs.tabletop import VIEW, TabletopEnv
 from worldmot.policies import make_policy
 
@@ -102,7 +102,7 @@ def main() -> None:
               "mid_task_px": [round(float(e), 3) for e in np.mean(mid, 0)]}
     if isinstance(env.unwrapped, TabletopEnv) and args.episodes:
         policy = ExpertOnReadouts(model, env)
-        runs = [rollout(env, policy, seed=args.seed + 2000 + i)
+        runs = [collect_episodes(env, policy, seed=args.seed + 2000 + i)
                 for i in tqdm(range(args.episodes), desc="expert on read-outs")]
         result["expert_on_readouts_success"] = float(np.mean([r.success for r in runs]))
     print(json.dumps(result))

@@ -1,4 +1,4 @@
-"""The ``worldmot`` command line: one subcommand per job, each in its own module.
+"""The ``worldmot`` command line: one subcommand per job, each in its own module of this package.
 
 A command module defines ``add_arguments(parser)`` and ``main(args) -> int``; it is imported only when
 its command runs, so ``worldmot --help`` stays fast.
@@ -13,13 +13,13 @@ from worldmot.errors import WorldmotError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("worldmot.demo_cli", "the main job end to end: record, train, evaluate four policies, report.md, demo.rrd"),
-    "info": ("worldmot.info_cli", "print the version, the built-in configs and the torch set-up"),
-    "train": ("worldmot.train_cli", "train a world model on a LeRobot dataset (torchrun -m worldmot train for DDP)"),
-    "record": ("worldmot.record_cli", "record policy rollouts in an env as a LeRobot v3.0 dataset"),
-    "eval": ("worldmot.eval_cli", "run a policy (random, scripted, model, planner) in an env; eval_info.json, videos, .rrd"),
-    "eval-report": ("worldmot.eval_report_cli", "in-model vs in-simulator success of evaluated policies: Pearson r, rank agreement"),
-    "viz": ("worldmot.viz_cli", "write a dataset to a Rerun .rrd (cameras, series, text) and open it"),
+    "demo": ("worldmot.cli.demo", "the main job end to end: record, train, evaluate four policies, report.md, demo.rrd"),
+    "info": ("worldmot.cli.info", "print the version, the built-in configs and the torch set-up"),
+    "train": ("worldmot.cli.train", "train a world model on a LeRobot dataset (torchrun -m worldmot train for DDP)"),
+    "record": ("worldmot.cli.record", "record policy rollouts in an env as a LeRobot v3.0 dataset"),
+    "eval": ("worldmot.cli.eval", "run a policy (random, scripted, model, planner) in an env; eval_info.json, videos, .rrd"),
+    "eval-report": ("worldmot.cli.eval_report", "in-model vs in-simulator success of evaluated policies: Pearson r, rank agreement"),
+    "viz": ("worldmot.cli.viz", "write a dataset to a Rerun .rrd (cameras, series, text) and open it"),
 }
 
 
@@ -63,7 +63,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"worldmot {name}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

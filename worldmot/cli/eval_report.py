@@ -11,10 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import json
-    import os
     from pathlib import Path
 
     from worldmot.evaluation.agreement import agreement, find_eval_infos, pair_up, report_markdown
+    from worldmot.io import atomic_write
 
     pairs = pair_up(find_eval_infos(args.paths))
     stats = agreement(pairs)
@@ -23,7 +23,5 @@ def main(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         for path, content in ((out, text), (out.with_suffix(".json"), json.dumps({**stats, "pairs": pairs}, indent=2))):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(content)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp, content=content: tmp.write_text(content))
     return 0

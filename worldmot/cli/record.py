@@ -1,4 +1,4 @@
-"""``worldmot record``: roll a policy out in a Gymnasium env and write a LeRobot v3.0 dataset."""
+"""``worldmot record``: run a policy's episodes in a Gymnasium env and write them as a LeRobot v3.0 dataset."""
 from __future__ import annotations
 
 import argparse
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from worldmot.datasets.record import record
+    from worldmot.recording import record
 
     res = record(args.env, args.policy, args.episodes, args.out, seed=args.seed, num_envs=args.num_envs,
                  resume=args.resume, image_size=args.image_size, codec=args.codec,

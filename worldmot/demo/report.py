@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from worldmot.demo import plan_name
+from worldmot.demo.config import DemoConfig, plan_name
+from worldmot.io import atomic_write
 
 
 def last_validation(run: Path) -> dict:
@@ -65,14 +65,12 @@ def plot_success(infos: dict[str, dict], out: Path) -> Path:
     env = next(iter(infos.values()))["env"] if infos else ""
     ax.set_title(f"{env}: success in the simulator (unseen seeds)", fontsize=9)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 
-def write_report(out: Path, cfg, run: Path, infos: dict[str, dict], stage_seconds: dict[str, float]) -> Path:
+def write_report(out: Path, cfg: DemoConfig, run: Path, infos: dict[str, dict], stage_seconds: dict[str, float]) -> Path:
     plot_success(infos, out / "success.png")
     if (run / "curves.png").exists():
         shutil.copyfile(run / "curves.png", out / "curves.png")
@@ -109,8 +107,4 @@ Planning latency: {latency}.
 Open the planner's rollouts (real vs imagined frames, candidate costs, predicted progress):
 `rerun {out / 'demo.rrd'}`
 """
-    path = out / "report.md"
-    tmp = path.with_name(".report.md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(out / "report.md", lambda tmp: tmp.write_text(text))

@@ -14,34 +14,14 @@ interrupted demo continues where it stopped. ``fresh=True`` deletes OUT first.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from worldmot.demo.config import POLICIES, DemoConfig, plan_settings, train_settings
+from worldmot.demo.report import write_report
 from worldmot.errors import WorldmotError
-
-POLICIES = ("random", "scripted", "model", "planner")
-
-
-@dataclass
-class DemoConfig:
-    env: str = "worldmot/Reach-v0"
-    episodes: int = 400  # recorded episodes
-    action_noise: float = 0.5  # the expert's exploration noise (see ScriptedPolicy)
-    noise_duty: float = 0.5  # ... on in bursts for half the steps
-    num_envs: int = 2  # recording workers
-    train: str = "tiny"  # a name in configs/train/ or a YAML file
-    train_overrides: list[str] = field(default_factory=list)
-    eval_episodes: int = 50  # per policy (unseen seeds)
-    planner_episodes: int = 10  # the planner is the slow one: ~0.4 s per replanning step per env on 2 cores
-    # CEM on where the model places the named target and the effector on one imagined frame per candidate
-    # and on the goal image: on 50 Reach episodes 98%, against 78-90% on pixels and the state read-out and
-    # 60% on pixels alone (BENCHMARKS.md); the model learns the positions from the recorded keypoints
-    plan: str = ""  # a name in configs/plan/ or a YAML file; empty: the env's (plan_name)
-    plan_overrides: list[str] = field(default_factory=list)
-    eval_seed: int = 100_000
-    eval_envs: int = 10
+from worldmot.io import atomic_write
 
 
 class StageClock:
@@ -54,9 +34,7 @@ class StageClock:
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-        tmp = self.path.with_name(".stages.json.tmp")
-        tmp.write_text(json.dumps(self.seconds, indent=2))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps(self.seconds, indent=2)))
 
 
 def _say(msg: str) -> None:
@@ -68,7 +46,7 @@ def _stage(n: int, name: str, skip: bool) -> None:
 
 
 def record_stage(cfg: DemoConfig, out: Path) -> Path:
-    from worldmot.datasets.record import record
+    from worldmot.recording import record
 
     data = out / "data"
     info = data / "meta" / "info.json"
@@ -99,23 +77,6 @@ def train_stage(cfg: DemoConfig, out: Path) -> Path:
     if not done:
         train(tcfg, resume=latest is not None)
     return run
-
-
-def plan_name(cfg: DemoConfig) -> str:
-    """The planner's settings: cfg.plan, else Push's pushing prior for Push and positions alone otherwise."""
-    return cfg.plan or ("push" if cfg.env == "worldmot/Push-v0" else "objects")
-
-
-def plan_settings(cfg: DemoConfig):
-    """The PlannerConfig the demo plans with; a one-line error for a plan that is not there or does not load."""
-    from worldmot.config import config_dir, load_config
-    from worldmot.planning import PlannerConfig
-
-    name = plan_name(cfg)
-    path = Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / "plan" / f"{name}.yaml"
-    if not path.is_file():
-        raise WorldmotError(f"--plan {name}: no such file {path} (expected a name in configs/plan/ or a YAML file)")
-    return load_config(PlannerConfig, [path], cfg.plan_overrides)
 
 
 def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
@@ -166,8 +127,6 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
     infos = eval_stage(cfg, out, run)
     clock.add("evaluate", time.perf_counter() - t)
     _stage(4, f"report -> {out / 'report.md'}", False)
-    from worldmot.demo_report import write_report
-
     _copy_atomic(out / "eval" / "planner" / "eval.rrd", out / "demo.rrd")
     return write_report(out, cfg, run, infos, clock.seconds)
 
@@ -185,6 +144,4 @@ def _check_env(env_id: str) -> None:
 def _copy_atomic(src: Path, dst: Path) -> None:
     if not src.exists():
         return
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))

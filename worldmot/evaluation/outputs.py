@@ -5,15 +5,15 @@ leaves no half-written file behind.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from worldmot.datasets.video import encode_segment
-from worldmot.envs.rollout import Episode
 from worldmot.evaluation.simulator import EvalResult, write_json_atomic
+from worldmot.io import atomic_write
+from worldmot.stepping import Episode
 
 VIDEO_SIZE = 256
 
@@ -47,9 +47,7 @@ def write_videos(out: Path, episodes: list[Episode], count: int, fps: int) -> li
     paths = []
     for i, ep in enumerate(episodes[:count]):
         path = out / "videos" / f"eval_episode_{i}.mp4"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(episode_video(ep, fps))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, ep=ep: tmp.write_bytes(episode_video(ep, fps)))
         paths.append(str(path.relative_to(out)))
     return paths
 
@@ -58,10 +56,14 @@ def write_rrd(path: Path, episodes: list[Episode], fps: int | None = None, imagi
     """The evaluation as a Rerun recording: per episode the camera, actions, reward, success, reasoning and,
     for a planner, at every replanning step the imagined frames of the chosen plan (beside the real frames
     that followed), every iteration's candidate costs, the predicted progress and the chosen actions."""
-    from worldmot.viz.rollout import RolloutRecorder
+    from worldmot.viz.episodes import EpisodeRecorder
 
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with RolloutRecorder(tmp, fps=fps, imagined_stride=imagined_stride) as rec:
+    atomic_write(path, lambda tmp: _record_episodes(
+        EpisodeRecorder(tmp, name=path.stem, fps=fps, imagined_stride=imagined_stride), episodes))
+
+
+def _record_episodes(recorder, episodes: list[Episode]) -> None:
+    with recorder as rec:
         for i, ep in enumerate(episodes):
             rec.start_episode(i, ep.instruction, goal_image=ep.goal_frame)
             plans, plan, since = ep.extra.get("plans", {}), None, 0
@@ -76,7 +78,6 @@ def write_rrd(path: Path, episodes: list[Episode], fps: int | None = None, imagi
                 rec.log_step(t, ep.frames[t], ep.actions[t], reasoning=ep.subtasks[t],
                              success=bool(ep.successes[t]), reward=float(ep.rewards[t]), **extra)
             rec.end_episode(ep.success)
-    os.replace(tmp, path)
 
 
 def write_eval_outputs(out: Path, result: EvalResult, videos: int = 2, rrd: bool = True, fps: int = 10,

@@ -9,7 +9,6 @@ how Gymnasium seeds vector envs), so a run is repeatable and unseen seeds are ch
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worldmot.envs.rollout import Episode, rollout
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_write
 from worldmot.policies.base import Policy
+from worldmot.stepping import Episode, collect_episodes
 
 
 @dataclass
@@ -76,7 +76,7 @@ def evaluate_in_simulator(env, env_id: str, policy: Policy, policy_name: str, ep
     t0 = time.perf_counter()
     with tqdm(total=episodes, desc=f"eval {policy_name}", unit="ep", dynamic_ncols=True) as bar:
         while len(done) < episodes:
-            batch = rollout(env, policy, seed=seed + len(done), goal_frame=goal_frame)
+            batch = collect_episodes(env, policy, seed=seed + len(done), goal_frame=goal_frame)
             _attach_plans(batch, getattr(policy, "traces", None))
             take = batch[: episodes - len(done)]
             done.extend(take)
@@ -95,6 +95,4 @@ def _attach_plans(batch: list[Episode], traces) -> None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

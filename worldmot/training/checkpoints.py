@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_dir
 
 FILES = ("model.safetensors", "ema.safetensors", "optim.safetensors", "config.yaml")
 
@@ -65,8 +64,8 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
-    try:
+
+    def write(tmp: Path) -> None:
         save_file(_state_tensors(model.state_dict()), str(tmp / "model.safetensors"))
         save_file(_state_tensors(ema.state_dict()), str(tmp / "ema.safetensors"))
         opt_tensors, groups = optimizer_to_files(opt)
@@ -76,21 +75,15 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
         state = {"step": step, "param_groups": groups, "extra": extra or {},
                  "sha256": {name: _sha256(tmp / name) for name in FILES}}
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        for f in tmp.iterdir():  # data on disk before the rename makes the folder visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_dir(final, write)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first (temporary ``.partial-*`` folders are not checkpoints)."""
+    """Complete checkpoint folders, oldest first (the hidden temporary ``.step_*`` folders are not checkpoints)."""
     root = Path(run_dir) / "checkpoints"
     return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
 
@@ -98,7 +91,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def clean_partial(run_dir: Path) -> None:
     """Remove folders left by a process killed while writing a checkpoint."""
     root = Path(run_dir) / "checkpoints"
-    for p in root.glob(".partial-*") if root.is_dir() else []:
+    for p in root.glob(".step_*") if root.is_dir() else []:
         shutil.rmtree(p, ignore_errors=True)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from worldmot.io import atomic_write
+
 
 def plot_curves(metrics: Path, out: Path) -> Path | None:
     import matplotlib
@@ -34,8 +36,6 @@ def plot_curves(metrics: Path, out: Path) -> Path | None:
         if ax.get_legend_handles_labels()[0]:  # no PSNR points when validation computed losses only
             ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
-    tmp.replace(out)
     return Path(out)

@@ -1,11 +1,11 @@
-"""worldmot.viz: Rerun recordings of datasets, rollouts (evaluation, planning) and training.
+"""worldmot.viz: Rerun recordings of datasets, episodes (evaluation, planning) and training.
 
     dataset_to_rrd(root, out, episodes)      a LeRobot dataset, one tab per episode (``worldmot viz dataset``)
-    RolloutRecorder(path)                    real vs imagined frames, planner costs, actions, progress, text
+    EpisodeRecorder(path)                    real vs imagined frames, planner costs, actions, progress, text
     TrainingRecorder(run_dir)                loss curves and validation samples in RUN/train.rrd
 
 Read a recording back without a viewer with ``rerun.chunk.RrdReader(path).stream()``, or ``rerun rrd stats``.
-Names are imported on first use, so that an evaluation importing RolloutRecorder does not load the dataset
+Names are imported on first use, so that an evaluation importing EpisodeRecorder does not load the dataset
 reader (pyarrow, pandas, PyAV).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 _EXPORTS = {
     "dataset_to_rrd": "worldmot.viz.dataset",
     "ImagePolicy": "worldmot.viz.images",
-    "RolloutRecorder": "worldmot.viz.rollout",
+    "EpisodeRecorder": "worldmot.viz.episodes",
     "TrainingRecorder": "worldmot.viz.training",
 }
 

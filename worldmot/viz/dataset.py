@@ -27,6 +27,7 @@ from tqdm import tqdm
 from worldmot.datasets import format as fmt
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_write
 from worldmot.viz.columns import ColumnBuffer, close_recording, new_recording
 from worldmot.viz.images import ImagePolicy
 from worldmot.viz.paths import entity_part, episode_path
@@ -157,7 +158,7 @@ def dataset_to_rrd(root: str | Path, out: str | Path, episodes: list[int] | None
             close_recording(rec)
 
     try:
-        fmt.atomic_write(out, write)
+        atomic_write(out, write)
     finally:
         reader.close()
     return DatasetRecording(out, eps, frames, jpeg)

@@ -1,6 +1,6 @@
-"""Rollout recordings for evaluation and planning: what the robot saw, what the model imagined, what it chose.
+"""Episode recordings for evaluation and planning: what the robot saw, what the model imagined, what it chose.
 
-    with RolloutRecorder("out/eval.rrd", fps=20) as rec:
+    with EpisodeRecorder("out/eval.rrd", fps=20) as rec:
         for i, seed in enumerate(seeds):
             obs, info = env.reset(seed=seed)
             rec.start_episode(i, info["instruction"], goal_image=env.unwrapped.render_goal())
@@ -79,7 +79,7 @@ class _Episode:
     frames: dict[int, np.ndarray] = field(default_factory=dict)  # real frames the pending plans still need
 
 
-class RolloutRecorder:
+class EpisodeRecorder:
     """Episodes of an evaluation or a planning run, in one .rrd file (see the module docstring).
 
     ``images``: raw frames or JPEG (default: JPEG above 128x128 pixels and once 256 MB of raw frames were
@@ -225,7 +225,7 @@ class RolloutRecorder:
             if self._holds_sigterm:
                 _SIGTERM.release()
 
-    def __enter__(self) -> "RolloutRecorder":
+    def __enter__(self) -> "EpisodeRecorder":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -304,10 +304,10 @@ class RolloutRecorder:
         if state == self._blueprint_state or (not force and kinds == self._blueprint_state[0]):
             return
         self._blueprint_state = state
-        self.rec.send_blueprint(rollout_blueprint(self.episodes, kinds), make_active=True, make_default=True)
+        self.rec.send_blueprint(episodes_blueprint(self.episodes, kinds), make_active=True, make_default=True)
 
 
-def rollout_blueprint(episodes: list[int], kinds: frozenset[str] | set[str]) -> rrb.Blueprint:
+def episodes_blueprint(episodes: list[int], kinds: frozenset[str] | set[str]) -> rrb.Blueprint:
     """One tab per episode (the latest active) and a summary tab; views only for the kinds of data logged
     (goal, plan, action, planner, progress, reward, success, reasoning)."""
     tabs = []

@@ -1,0 +1,5 @@
+import sys
+
+from worldmot.cli import main
+
+sys.exit(main())
