@@ -12,16 +12,16 @@ from model_fixtures import full_inputs, loss_and_grads, make_batch, make_model, 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("scope, attention, chunk", [("layer", "sdpa", 0), ("blocks", "sdpa", 0), ("layer", "flex", 0),
+@pytest.mark.parametrize("scope, attention, tile", [("layer", "sdpa", 0), ("blocks", "sdpa", 0), ("layer", "flex", 0),
                                                      ("layer", "sdpa", 16)])
-def test_compiled_trunk_on_cuda_computes_the_eager_loss_and_gradients(scope, attention, chunk):
-    """chunk: model.attention_chunk (query chunks over the keys each may see), compared with eager masked SDPA."""
+def test_compiled_trunk_on_cuda_computes_the_eager_loss_and_gradients(scope, attention, tile):
+    """tile: model.attention_query_tile (query tiles over the keys each may see), compared with eager masked SDPA."""
     model = make_model(small_config(keypoints=2)).cuda().train()
     batch = make_batch(model, B=4).to("cuda")
     inp = full_inputs(batch)
     want, want_grads = loss_and_grads(model, batch, inp)
     torch._dynamo.reset()
-    model.trunk.attention_chunk = chunk
+    model.trunk.query_tile = tile
     model.trunk.compile(scope, attention=attention)
     got, got_grads = loss_and_grads(model, batch, inp)
     # inductor's kernels reorder fp32 sums (and may multiply in TF32): not bit-identical

@@ -1,18 +1,18 @@
 """Attention of one training window's mask, alone: SDPA with the boolean mask against flex attention on the
-mask's tiles and SDPA in query chunks, forward and backward (numbers go to BENCHMARKS.md).
+mask's tiles and SDPA in query tiles, forward and backward (numbers go to BENCHMARKS.md).
 
 1. the mask of a config's training window in the trunk's routed order: allowed entries, and the tiles that
    flex attention computes at 64 and 128 (the routed order, frame expert first, against the alphabetical
    order of the experts);
 2. on the device: median time of attention forward + backward on random (B, H, n, dh) bf16 inputs (CPU:
    fp32, forward only: torch has no flex backward there) for SDPA with the mask, SDPA without a mask (what
-   the dense kernel costs: a floor the mask cannot beat), SDPA in query chunks over the run of keys that
-   covers what each may see (model.attention_chunk), and compiled flex attention per tile size, with their rates counting the whole
+   the dense kernel costs: a floor the mask cannot beat), SDPA in query tiles over the run of keys that
+   covers what each may see (model.attention_query_tile), and compiled flex attention per tile size, with their rates counting the whole
    n x n product (as bench_train's MFU does) and the computed part.
 
     python tools/bench_attention.py [--model base] [--batch 256] [--device cuda] [--repeats 10]
                                     [--tiles 128 64] [--autotune]   # flex candidates include small tiles
-                                    [--chunks 64 128]
+                                    [--tiles 64 128]
 """
 from __future__ import annotations
 
@@ -29,19 +29,19 @@ from torch.nn.attention.flex_attention import flex_attention
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model import EXPERTS, build, random_batch, sync
 
-from worldmot.model.chunked_attention import chunked_attention, computed_fraction
-from worldmot.model.mot import _flex_tiles, build_plan, computed_tiles
+from worldmot.model.mot import _flex_tiles, build_routing, computed_tiles
+from worldmot.model.query_tiles import computed_fraction, tiled_attention
 
 
-def routed_plans(model_name: str, device: str):
-    """The routed plan of a training window of the config (narrowed: only the layout matters), and the plan
+def routings(model_name: str, device: str):
+    """The routing of a training window of the config (narrowed: only the layout matters), and the routing
     in the experts' alphabetical order."""
     model = build(model_name, EXPERTS["full MoT"], "cpu", width=64, heads=1, depth=1)
     layout = random_batch(model, 1).layout
     seg = layout.segment(0, layout.length)
     trunk = model.trunk
-    return (build_plan(seg, trunk.experts, trunk.routing_order, torch.device(device)),
-            build_plan(seg, trunk.experts, trunk.expert_names, torch.device(device)))
+    return (build_routing(seg, trunk.experts, trunk.routing_order, torch.device(device)),
+            build_routing(seg, trunk.experts, trunk.expert_names, torch.device(device)))
 
 
 def median_time(fn, device: str, repeats: int) -> float:
@@ -65,19 +65,19 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--tiles", type=int, nargs="+", default=[128, 64])
     p.add_argument("--autotune", action="store_true", help="compile flex with mode max-autotune-no-cudagraphs")
-    p.add_argument("--chunks", type=int, nargs="*", default=[64, 128], help="query chunk sizes (model.attention_chunk)")
+    p.add_argument("--query-tiles", type=int, nargs="*", default=[64, 128], help="query tile sizes (model.attention_query_tile)")
     args = p.parse_args()
 
-    plan, alphabetical = routed_plans(args.model, args.device)
-    n = int(plan.mask.shape[0])
-    print(f"{args.model}: a training window of {n} tokens, {float(plan.mask.float().mean()):.0%} of the mask allowed")
+    route, alphabetical = routings(args.model, args.device)
+    n = int(route.mask.shape[0])
+    print(f"{args.model}: a training window of {n} tokens, {float(route.mask.float().mean()):.0%} of the mask allowed")
     for tile in (64, 128):
-        print(f"  {tile} x {tile} tiles computed: routed order {computed_tiles(plan.block_mask(tile)):.0%}, "
-              f"alphabetical order of the experts {computed_tiles(alphabetical.block_mask(tile)):.0%}")
-    for size in args.chunks:
-        chunks = plan.attention_chunks(size)
-        print(f"  {size}-row query chunks: {computed_fraction(chunks):.0%} of the n x n product, {len(chunks.chunks)} "
-              f"SDPA calls, {sum(c.mask is None for c in chunks.chunks)} of them without a mask")
+        print(f"  {tile} x {tile} tiles computed: routed order {computed_tiles(route.flex_mask(tile)):.0%}, "
+              f"alphabetical order of the experts {computed_tiles(alphabetical.flex_mask(tile)):.0%}")
+    for size in args.query_tiles:
+        tiles = route.query_tiles(size)
+        print(f"  {size}-row query tiles: {computed_fraction(tiles):.0%} of the n x n product, {len(tiles.tiles)} "
+              f"SDPA calls, {sum(c.mask is None for c in tiles.tiles)} of them without a mask")
 
     cuda = args.device == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -94,15 +94,15 @@ def main() -> None:
         with torch.no_grad() if not cuda else torch.enable_grad():
             return median_time(run, args.device, args.repeats)
 
-    rows = [("SDPA, boolean mask", lambda *a: F.scaled_dot_product_attention(*a, attn_mask=plan.mask), 1.0),
+    rows = [("SDPA, boolean mask", lambda *a: F.scaled_dot_product_attention(*a, attn_mask=route.mask), 1.0),
             ("SDPA, no mask (floor)", lambda *a: F.scaled_dot_product_attention(*a), 1.0)]
-    for size in args.chunks:
-        chunks = plan.attention_chunks(size)
-        rows.append((f"SDPA in {size}-row query chunks", lambda *a, c=chunks: chunked_attention(*a, c),
-                     computed_fraction(chunks)))
+    for size in args.query_tiles:
+        tiles = route.query_tiles(size)
+        rows.append((f"SDPA in {size}-row query tiles", lambda *a, c=tiles: tiled_attention(*a, c),
+                     computed_fraction(tiles)))
     options = {"mode": "max-autotune-no-cudagraphs"} if args.autotune else {}
     for tile in args.tiles:
-        mask = plan.block_mask(tile)
+        mask = route.flex_mask(tile)
         attend = torch.compile(lambda q, k, v, mask=mask: flex_attention(q, k, v, block_mask=mask,
                                                                          kernel_options=_flex_tiles(mask.BLOCK_SIZE)),
                                **options)

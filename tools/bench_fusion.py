@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 from autocast_policy import cuda_norm_policy
 from bench_model import EXPERTS, build, random_batch
+from worldmot.training.losses import WorldModelLoss
 
 EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")
 
@@ -57,7 +58,7 @@ def traffic(args, batch_size: int) -> tuple[int, int, int, int, Counter]:
     model.trunk.compile(args.scope, dynamic=False)
     policy = cuda_norm_policy() if args.autocast_policy == "cuda" else contextlib.nullcontext()
     with policy, torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model(batch)["loss"]
+        loss = WorldModelLoss(model)(batch)["loss"]
         loss.backward()
     extern = sum(4 * e for node, e in metrics.nodes_num_elem if type(node).__name__ in EXTERN)
     by_ops = Counter()

@@ -21,6 +21,7 @@ from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
+from worldmot.training.losses import WorldModelLoss
 
 EXPERTS = {
     "full MoT": {"text": "text", "action": "action", "state": "action", "frame": "frame"},
@@ -98,6 +99,7 @@ def print_profile(fn, device: str, rows: int = 15) -> None:
 def bench_training(args) -> None:
     models = {name: build(args.model, e, args.device) for name, e in EXPERTS.items()}
     opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
+    objectives = {n: WorldModelLoss(m) for n, m in models.items()}
     batch = random_batch(next(iter(models.values())), args.batch).to(args.device)
     times = {n: [] for n in models}
     tokens = batch.token_ids.numel()
@@ -106,7 +108,7 @@ def bench_training(args) -> None:
             sync(args.device)
             t0 = time.perf_counter()
             with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda"):
-                loss = m(batch)["loss"]
+                loss = objectives[name](batch)["loss"]
             opts[name].zero_grad()
             loss.backward()
             opts[name].step()

@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model import EXPERTS, build, count_cpu_attention, print_profile, random_batch, sync  # noqa: E402
+from worldmot.training.losses import WorldModelLoss  # noqa: E402
 
 
 def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
@@ -58,21 +59,23 @@ def step_rate(args) -> dict:
     backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
     attention = lambda: sdpa_kernel(backends[args.sdpa]) if args.sdpa else contextlib.nullcontext()
 
+    objective = WorldModelLoss(model)
+
     def step() -> None:
         with torch.autocast(**autocast), attention():
-            loss = model(batch)["loss"]
+            loss = objective(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         with attention():
             loss.backward()
         opt.step()
 
     # counted eagerly (the compiled graph does the same matmuls), with attention over the whole n x n product
-    # whichever kernel computes it (chunks or flex tiles skip what the mask rules out): the model's FLOPs
-    chunk, model.trunk.attention_chunk = model.trunk.attention_chunk, 0
+    # whichever kernel computes it (query tiles or flex tiles skip what the mask rules out): the model's FLOPs
+    query_tile, model.trunk.query_tile = model.trunk.query_tile, 0
     count_cpu_attention()
     with FlopCounterMode(display=False) as counter:
         step()
-    model.trunk.attention_chunk = chunk
+    model.trunk.query_tile = query_tile
     if args.compile:  # as `worldmot train compile=true compile_scope=S` does
         model.trunk.compile(args.compile, attention=args.attention, flex_tile=args.flex_tile,
                             **({"mode": args.compile_mode} if args.compile_mode else {}))
@@ -103,7 +106,7 @@ def step_rate(args) -> dict:
 
 def loop_rate(args) -> float:
     """Median tokens/s the training loop itself reports over --loop-steps steps (the first rows dropped)."""
-    from worldmot.train_cli import parse
+    from worldmot.training.settings import load_train_config as parse
     from worldmot.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:

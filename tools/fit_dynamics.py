@@ -1,5 +1,5 @@
 """How well the effector's move over one chunk can be fitted from the state and the chunk as plain numbers:
-the yardstick for the model's keypoints-ahead head (worldmot/model/ahead_head.py).
+the yardstick for the model's keypoints-ahead head (worldmot/model/object_heads.py).
 
     python tools/fit_dynamics.py --root R --chunk 2 --steps 1200
 

@@ -75,7 +75,7 @@ def main() -> None:
 
     model = worldmot.load(args.checkpoint)
     model.eval()
-    if model.keypoint_head is None:
+    if not model.reads_objects:
         raise SystemExit(f"{args.checkpoint}: the model reads no keypoints; train it on a recording with "
                          "observation.keypoints (the tiny config learns them)")
     env = gym.make(args.env)

@@ -111,7 +111,7 @@ class ModelConfig:
     # localisation.md). The tiny config turns it on (configs/model/tiny.yaml); a dataset without keypoints
     # trains without it
     lambda_keypoint: float = 0.0
-    # weight, within the keypoint loss, of the keypoints-ahead head (worldmot/model/ahead_head.py): the
+    # weight, within the keypoint loss, of the keypoints-ahead head (worldmot/model/object_heads.py): the
     # points' placement on each frame corrected with the state, and at each step's [EOA] their change to the
     # next frame, both from the state and the chunk as numbers beside the hidden state. The planner's object
     # cost prices this prediction (Imagination.ahead) instead of re-reading the imagined frame: for
@@ -120,7 +120,7 @@ class ModelConfig:
     # weight of the same (u, v) read-out at each step's [BOA], the position that predicts the chunk's first
     # action bin: the objects gathered where the AR policy writes its action
     lambda_keypoint_boa: float = 0.0
-    ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/ahead_head.py)
+    ahead_width: int = 256  # hidden width of that prediction's MLP (worldmot/model/object_heads.py)
     # initial weight of the QK-norm RMSNorms (attention logits scale with its square, or with it where the keys
     # have no weight): at 1 they are bounded by sqrt(head_dim), too flat for one token to single out one
     # patch; use 2 with keypoints
