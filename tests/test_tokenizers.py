@@ -21,13 +21,14 @@ from worldmot.tokenizers import (
     LatentTokenizer,
     PatchTokenizer,
     chunk_actions,
-    draw_overlay,
     make_frame_tokenizer,
     make_text_tokenizer,
     preprocess_frames,
     to_uint8,
     unchunk_actions,
 )
+from worldmot.training.vae import train_latent_tokenizer
+from worldmot.viz.overlay import draw_overlay
 
 torch.set_num_threads(1)
 
@@ -354,8 +355,8 @@ SMALL_VAE = dict(block_out_channels=(16, 32, 32), batch_size=8, lr=3e-3, progres
 
 def test_latent_short_training_lowers_reconstruction_error():
     frames = _toy_frames(32, 16)
-    untrained = LatentTokenizer.train_on_frames(frames, steps=0, **SMALL_VAE)
-    trained = LatentTokenizer.train_on_frames(frames, steps=30, **SMALL_VAE)
+    untrained = train_latent_tokenizer(frames, steps=0, **SMALL_VAE)
+    trained = train_latent_tokenizer(frames, steps=30, **SMALL_VAE)
     before, after = untrained.reconstruction_error(frames), trained.reconstruction_error(frames)
     assert after < 0.25 * before, (before, after)
     tokens = trained.encode(frames)
@@ -365,7 +366,7 @@ def test_latent_short_training_lowers_reconstruction_error():
 
 def test_latent_save_load_identical_and_factory(tmp_path):
     frames = _toy_frames(8, 16)
-    tok = LatentTokenizer.train_on_frames(frames, steps=2, latent_patch_size=2, **SMALL_VAE)
+    tok = train_latent_tokenizer(frames, steps=2, latent_patch_size=2, **SMALL_VAE)
     folder = tmp_path / "vae"
     tok.save(str(folder))
     tok.save(str(folder))  # overwriting works and leaves no temporary folders behind
@@ -390,8 +391,8 @@ def test_latent_save_load_identical_and_factory(tmp_path):
 @pytest.mark.slow
 def test_latent_default_architecture_learns_32px():
     frames = _toy_frames(64, 32)
-    untrained = LatentTokenizer.train_on_frames(frames, steps=0, batch_size=8, lr=2e-3, progress=False)
-    trained = LatentTokenizer.train_on_frames(frames, steps=200, batch_size=8, lr=2e-3, progress=False)
+    untrained = train_latent_tokenizer(frames, steps=0, batch_size=8, lr=2e-3, progress=False)
+    trained = train_latent_tokenizer(frames, steps=200, batch_size=8, lr=2e-3, progress=False)
     before, after = untrained.reconstruction_error(frames), trained.reconstruction_error(frames)
     assert after < 0.05 * before, (before, after)
 

@@ -1,21 +1,20 @@
-"""Frames: resize/crop any camera to the model's square resolution, overlays for videos, frame tokenizers.
+"""Frames: resize/crop any camera to the model's square resolution, frame tokenizers.
 
 Two tokenizers share one interface (``encode``, ``decode``, ``tokens_per_frame``, ``token_dim``, ``grid``):
 
 - ``PatchTokenizer``: non-overlapping pixel patches (the CPU default, exact and parameter-free);
-- ``LatentTokenizer``: patches of a diffusers ``AutoencoderKL`` latent, trained here on the dataset's
-  frames or loaded from a local diffusers folder; for larger images.
+- ``LatentTokenizer``: patches of a diffusers ``AutoencoderKL`` latent, loaded from a local diffusers folder
+  (worldmot/training/vae.py trains one on a dataset's frames); for larger images.
 
 Pixel frames inside the model are float32 (..., 3, S, S) in [-1, 1].
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -70,43 +69,6 @@ def to_uint8(frames) -> np.ndarray:
         raise WorldmotError(f"frames: expected (N, 3, S, S) in [-1, 1], got shape {tuple(x.shape)}")
     x = ((x.to(torch.float32) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return x.permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def draw_overlay(frame: np.ndarray, lines: Sequence[str], min_height: int = 256) -> np.ndarray:
-    """A copy of the uint8 (H, W, 3) ``frame`` with ``lines`` of text in its top-left corner.
-
-    Frames lower than ``min_height`` are first enlarged by an integer factor (nearest neighbour, so
-    pixels stay sharp): text on a 64 px frame is unreadable, so the result can be larger than the input.
-    White text with a black outline reads on any background. OpenCV's fonts are ASCII only: other
-    characters show as "?". A line too wide for the frame is cut and ends with "..".
-    """
-    img = np.asarray(frame)
-    if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
-        raise WorldmotError(f"overlay: expected a uint8 (H, W, 3) frame, got {img.dtype} {img.shape}")
-    h, w = img.shape[:2]
-    factor = max(1, math.ceil(min_height / h))
-    img = cv2.resize(img, (w * factor, h * factor), interpolation=cv2.INTER_NEAREST) if factor > 1 else img.copy()
-    h, w = img.shape[:2]
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, h / 640)
-    margin = max(3, h // 64)
-    (_, text_h), baseline = cv2.getTextSize("Ag", font, scale, 1)
-    y = margin + text_h
-    for raw in lines:
-        text = _fit_text("".join(c if 32 <= ord(c) < 127 else "?" for c in str(raw)), w - 2 * margin, font, scale)
-        if y + baseline > h:
-            break
-        cv2.putText(img, text, (margin, y), font, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, text, (margin, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
-        y += text_h + baseline + margin // 2
-    return img
-
-
-def _fit_text(text: str, width: int, font: int, scale: float) -> str:
-    if cv2.getTextSize(text, font, scale, 1)[0][0] <= width:
-        return text
-    while text and cv2.getTextSize(text + "..", font, scale, 1)[0][0] > width:
-        text = text[:-1]
-    return text + ".."
 
 
 # =====================================================================================================
@@ -336,71 +298,6 @@ class LatentTokenizer:
         except (OSError, ValueError) as e:
             raise WorldmotError(f"{path}: cannot load AutoencoderKL ({str(e).splitlines()[0]})") from e
         return cls(vae, image_size, latent_patch_size or saved.get("latent_patch_size", 1))
-
-    # ---------------------------------------------------------------- training
-
-    @classmethod
-    def train_on_frames(
-        cls,
-        frames,
-        steps: int = 1000,
-        batch_size: int = 16,
-        lr: float = 1e-3,
-        kl_weight: float = 1e-6,
-        latent_patch_size: int = 1,
-        block_out_channels: tuple[int, ...] = (32, 64, 64),
-        latent_channels: int = 4,
-        layers_per_block: int = 1,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        progress: bool = True,
-    ) -> LatentTokenizer:
-        """Train a small AutoencoderKL on (N, 3, S, S) frames in [-1, 1] and measure its latent scale.
-
-        Loss: pixel MSE of the reconstruction from a sampled latent + ``kl_weight`` * KL (per-sample sum,
-        the Stable Diffusion recipe without the perceptual and GAN terms). Default blocks (32, 64, 64)
-        downsample 4x. ``train_history`` holds the reconstruction MSE of every step.
-        """
-        from diffusers import AutoencoderKL
-        from tqdm.auto import tqdm
-
-        x_all = torch.as_tensor(frames, dtype=torch.float32)
-        if x_all.ndim != 4 or x_all.shape[1] != 3 or x_all.shape[2] != x_all.shape[3] or len(x_all) == 0:
-            raise WorldmotError(f"latent training: expected (N, 3, S, S) frames, got {tuple(x_all.shape)}")
-        torch.manual_seed(seed)
-        n = len(block_out_channels)
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * n,
-            up_block_types=("UpDecoderBlock2D",) * n,
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=layers_per_block,
-            latent_channels=latent_channels,
-            norm_num_groups=math.gcd(32, *block_out_channels),
-            sample_size=x_all.shape[-1],
-        ).to(device)
-        cls(vae, x_all.shape[-1], latent_patch_size)  # fails on a bad geometry before any training
-        vae.train().requires_grad_(True)
-        opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-        gen = torch.Generator().manual_seed(seed)
-        history: list[float] = []
-        bar = tqdm(range(steps), desc="latent tokenizer", disable=not progress)
-        for step in bar:
-            idx = torch.randint(len(x_all), (min(batch_size, len(x_all)),), generator=gen)
-            x = x_all[idx].to(device)
-            posterior = vae.encode(x).latent_dist
-            recon = vae.decode(posterior.sample()).sample
-            rec = torch.nn.functional.mse_loss(recon, x)
-            loss = rec + kl_weight * posterior.kl().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            history.append(rec.item())
-            if step % 10 == 0:
-                bar.set_postfix(mse=f"{history[-1]:.4f}")
-        tok = cls(vae, x_all.shape[-1], latent_patch_size)  # eval mode, frozen
-        tok.calibrate(x_all)
-        tok.train_history = history
-        return tok
 
     @torch.no_grad()
     def calibrate(self, frames: torch.Tensor, max_frames: int = 1024) -> None:
