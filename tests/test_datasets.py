@@ -227,7 +227,7 @@ def test_killed_recording_keeps_every_completed_episode(tmp_path):
 
 
 def test_reads_dataset_written_by_lerobot():
-    """tests/fixtures/lerobot_v30_tiny was written by LeRobot 0.4.4 (tools/make_lerobot_fixture.py): two
+    """tests/fixtures/lerobot_v30_tiny was written by LeRobot 0.4.4 (tools/checks/make_lerobot_fixture.py): two
     cameras of different sizes, an extra feature, episodes of 5, 9, 3 frames in one file."""
     r = LeRobotDatasetReader(FIXTURE)
     assert r.version == "v3.0" and r.fps == 10

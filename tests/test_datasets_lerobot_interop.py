@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "check_lerobot_interop.py"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "checks" / "check_lerobot_interop.py"
 VENV = Path("/tmp/lerobot-venv")
 
 
