@@ -1,5 +1,5 @@
-"""worldmot.datasets: LeRobot v3.0 episode datasets — writer, reader (v3.0 and v2.1), training windows,
-and the recording loop behind ``worldmot record``."""
+"""worldmot.datasets: the LeRobot v3.0 episode dataset format — writer, reader (v3.0 and v2.1), training windows,
+stats, video. What fills a dataset from an env (``worldmot record``) is worldmot.recording, a layer above."""
 import importlib.machinery
 import importlib.util
 import os

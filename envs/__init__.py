@@ -8,7 +8,9 @@ import them):
     worldmot/Reacher-v5  Gymnasium's Reacher-v5 with the same contract          (50 steps)
     worldmot/Pusher-v5   Gymnasium's Pusher-v5 with the same contract           (100 steps)
 
-make kwargs: ``image_size`` (default 64), ``held_out_instructions`` (evaluation wordings).
+Every env keeps one contract (observations, info keys, instruction, goal image, scripted expert), written
+once in task_env.py (TaskEnv, the base class of both kinds); make kwargs: ``image_size`` (default 64),
+``held_out_instructions`` (evaluation wordings).
 
 Vector envs: ``make_vec(env_id, num_envs)`` below starts async workers with the "spawn" context. With
 the default "fork", a worker forked after the parent process rendered anything hangs (Mesa's EGL does

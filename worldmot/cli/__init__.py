@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("worldmot.cli.demo", "the main job end to end: record, train, evaluate four policies, report.md, demo.rrd"),
     "info": ("worldmot.cli.info", "print the version, the built-in configs and the torch set-up"),
     "train": ("worldmot.cli.train", "train a world model on a LeRobot dataset (torchrun -m worldmot train for DDP)"),
-    "record": ("worldmot.cli.record", "record policy rollouts in an env as a LeRobot v3.0 dataset"),
+    "record": ("worldmot.cli.record", "record a policy's episodes in an env as a LeRobot v3.0 dataset"),
     "eval": ("worldmot.cli.eval", "run a policy (random, scripted, model, planner) in an env; eval_info.json, videos, .rrd"),
     "eval-report": ("worldmot.cli.eval_report", "in-model vs in-simulator success of evaluated policies: Pearson r, rank agreement"),
     "viz": ("worldmot.cli.viz", "write a dataset to a Rerun .rrd (cameras, series, text) and open it"),

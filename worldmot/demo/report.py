@@ -104,7 +104,7 @@ Planning latency: {latency}.
 
 {total / 60:.1f} min in all ({times}).
 
-Open the planner's rollouts (real vs imagined frames, candidate costs, predicted progress):
+Open the planner's episodes (real vs imagined frames, candidate costs, predicted progress):
 `rerun {out / 'demo.rrd'}`
 """
     return atomic_write(out / "report.md", lambda tmp: tmp.write_text(text))

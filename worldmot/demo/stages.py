@@ -1,4 +1,4 @@
-"""``worldmot demo``: record, train, evaluate four policies, report, in one cached run folder.
+"""The demo's stages: record, train, evaluate four policies, report, in one cached run folder.
 
     OUT/data/                    LeRobot v3.0 dataset recorded by the scripted expert (with exploration noise)
     OUT/run/                     the training run (checkpoints, metrics.jsonl, curves.png, model/)
@@ -56,13 +56,6 @@ def record_stage(cfg: DemoConfig, out: Path) -> Path:
         record(cfg.env, "scripted", cfg.episodes, data, num_envs=cfg.num_envs, resume=data.exists(),
                policy_kwargs={"action_noise": cfg.action_noise, "noise_duty": cfg.noise_duty} if cfg.action_noise else None)
     return data
-
-
-def train_settings(cfg: DemoConfig, out: Path):
-    """The training run's TrainConfig: cfg.train with the demo's data and run folders and cfg.train_overrides."""
-    from worldmot.train_cli import parse
-
-    return parse([cfg.train, f"data.root={out / 'data'}", f"run_dir={out / 'run'}", *cfg.train_overrides])
 
 
 def train_stage(cfg: DemoConfig, out: Path) -> Path:
