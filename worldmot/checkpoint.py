@@ -5,9 +5,6 @@ Nothing here unpickles: a model folder from someone else cannot run code when lo
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from worldmot.config import ModelConfig, from_yaml_text, to_yaml
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_dir
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "model_meta.json"
 FORMAT = 1
@@ -23,26 +21,14 @@ FORMAT = 1
 
 def save_model(model, path: str | Path) -> Path:
     """Write ``path/`` = {model.safetensors, config.yaml, model_meta.json} atomically (temp folder, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    def write(tmp: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(to_yaml(model.cfg))
         meta = {"format": FORMAT, "action_tokenizer": model.action_tokenizer.to_dict()}
         (tmp / META).write_text(json.dumps(meta, indent=1))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+    return atomic_dir(path, write)
 
 
 def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, torch.Tensor]]:

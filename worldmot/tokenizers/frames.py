@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_dir
 
 # =====================================================================================================
 # Pixels in and out
@@ -249,23 +249,12 @@ class LatentTokenizer:
 
         Written to a temporary folder next to ``path`` and renamed, so a failed save leaves nothing half-written.
         """
-        path = os.path.abspath(path)
-        parent = os.path.dirname(path)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-        try:
-            self.vae.save_pretrained(tmp)
-            with open(os.path.join(tmp, _SIDECAR), "w") as f:
+        def write(tmp: Path) -> None:
+            self.vae.save_pretrained(str(tmp))
+            with open(tmp / _SIDECAR, "w") as f:
                 json.dump({"image_size": self.image_size, "latent_patch_size": self.latent_patch_size}, f, indent=2)
-            if os.path.exists(path):
-                old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-                os.replace(path, os.path.join(old, "x"))
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        atomic_dir(os.path.abspath(path), write)
 
     @classmethod
     def from_pretrained(
