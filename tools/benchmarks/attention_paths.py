@@ -1,5 +1,5 @@
 """Attention of one training window's mask, alone: SDPA with the boolean mask against flex attention on the
-mask's tiles and SDPA in query tiles, forward and backward (numbers go to BENCHMARKS.md).
+mask's tiles and SDPA in query tiles, forward and backward (BENCHMARKS.md's attention paths).
 
 1. the mask of a config's training window in the trunk's routed order: allowed entries, and the tiles that
    flex attention computes at 64 and 128 (the routed order, frame expert first, against the alphabetical
@@ -8,29 +8,33 @@ mask's tiles and SDPA in query tiles, forward and backward (numbers go to BENCHM
    fp32, forward only: torch has no flex backward there) for SDPA with the mask, SDPA without a mask (what
    the dense kernel costs: a floor the mask cannot beat), SDPA in query tiles over the run of keys that
    covers what each may see (model.attention_query_tile), and compiled flex attention per tile size, with their rates counting the whole
-   n x n product (as bench_train's MFU does) and the computed part.
+   n x n product (as train_throughput.py's MFU does) and the computed part.
 
-    python tools/bench_attention.py [--model base] [--batch 256] [--device cuda] [--repeats 10]
-                                    [--tiles 128 64] [--autotune]   # flex candidates include small tiles
-                                    [--tiles 64 128]
+    python tools/benchmarks/attention_paths.py [--model base] [--batch 256] [--device cuda] [--repeats 10]
+                                               [--tiles 128 64] [--autotune]   # flex candidates include small tiles
+                                               [--query-tiles 64 128]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import EXPERTS, build, random_batch, sync
+from harness import EXPERTS, build, random_batch, sync
 
-from worldmot.model.mot import _flex_tiles, build_routing, computed_tiles
+from worldmot.model.mot import build_routing, computed_tiles
 from worldmot.model.query_tiles import computed_fraction, tiled_attention
+
+
+def forward_tiles(mask) -> dict[str, int]:
+    """Forward kernel tiles no larger than the block mask's, as the trunk asks for them: inductor's default
+    for bf16 on an H100 is 128 x 128, which a 64-entry block mask refuses."""
+    t = min(mask.BLOCK_SIZE)
+    return {"fwd_BLOCK_M": t, "fwd_BLOCK_N": t} if t < 128 else {}
 
 
 def routings(model_name: str, device: str):
@@ -104,7 +108,7 @@ def main() -> None:
     for tile in args.tiles:
         mask = route.flex_mask(tile)
         attend = torch.compile(lambda q, k, v, mask=mask: flex_attention(q, k, v, block_mask=mask,
-                                                                         kernel_options=_flex_tiles(mask.BLOCK_SIZE)),
+                                                                         kernel_options=forward_tiles(mask)),
                                **options)
         rows.append((f"flex attention, {tile}-tiles{' (autotuned)' if args.autotune else ''}", attend,
                      computed_tiles(mask)))

@@ -1,7 +1,7 @@
 """CUDA's autocast policy for the norms, on any device: counting on a CPU what a GPU step moves.
 
 CUDA autocast runs ``layer_norm`` and ``rms_norm`` in fp32 (torch's fp32 op list); the CPU's leaves them in their
-input's dtype. The memory traffic that ``tools/bench_fusion.py`` counts on a CPU is the GPU's only if the
+input's dtype. The memory traffic that ``tools/benchmarks/kernel_traffic.py`` counts on a CPU is the GPU's only if the
 compiled graph sees the GPU's dtypes, so inside :func:`cuda_norm_policy` the two functions upcast as CUDA's
 autocast would (the trunk and ``nn.LayerNorm`` call them through ``torch.nn.functional``, looked up per call).
 """

@@ -12,7 +12,7 @@ attention eager, so its count is not comparable with the layer region's.
 Weights are cast and their gradients reduced once per step whatever the batch; a run at two batch sizes
 separates the bytes that grow with the tokens (what dominates a large GPU batch) from those.
 
-    python tools/bench_fusion.py [--model base] [--set KEY=VALUE ...] [--width 384] [--batches 2 4] [--gpu-tokens 131328]
+    python tools/benchmarks/kernel_traffic.py [--model base] [--set KEY=VALUE ...] [--width 384] [--batches 2 4] [--gpu-tokens 131328]
                                  [--gpu-bandwidth 2.9]   # TB/s, for the projected elementwise time
                                  [--top 10]   # the kernels that move the most, by the ops fused into them
 """
@@ -21,20 +21,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import torch
 from torch._inductor import config as inductor_config
 from torch._inductor import metrics
 from torch._inductor.compile_fx import inductor_metrics_log
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 from autocast_policy import cuda_norm_policy
-from bench_model import EXPERTS, build, random_batch
+from harness import EXPERTS, build, random_batch
+
 from worldmot.training.losses import WorldModelLoss
 
 EXTERN = ("ExternKernelSchedulerNode", "NopKernelSchedulerNode")

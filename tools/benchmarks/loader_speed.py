@@ -1,6 +1,6 @@
 """Window loading throughput: samples/s through a DataLoader (n_steps=3, chunk=4 windows by default).
 
-    python tools/bench_loader.py [--dataset DIR] [--workers 0 2] [--batches 30]
+    python tools/benchmarks/loader_speed.py [--dataset DIR] [--workers 0 2] [--batches 30]
 
 Without --dataset, records a small Push dataset first (scripted policy, 64x64, --codec).
 """

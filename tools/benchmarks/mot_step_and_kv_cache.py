@@ -1,11 +1,11 @@
-"""Benchmarks of the MoT core (numbers go to BENCHMARKS.md).
+"""The MoT core's step and KV-cache rows of BENCHMARKS.md (MoT vs dense).
 
 1. training step time: full MoT vs two-path vs dense (equal active parameters), same batch, interleaved
    in one run, median of --repeats;
 2. imagination with vs without the KV cache: a 4-frame rollout, 4 flow steps, 64 candidates;
 3. imagined frames per second for the tiny config (batched candidates, 1 and 4 flow steps).
 
-    python tools/bench_model.py [--model tiny] [--batch 16] [--repeats 5] [--device cpu|cuda]
+    python tools/benchmarks/mot_step_and_kv_cache.py [--model tiny] [--batch 16] [--repeats 5] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -16,84 +16,11 @@ import time
 import numpy as np
 import torch
 
-from worldmot.config import ModelConfig, load_config
+from harness import EXPERTS, build, random_batch, sync
+
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
-from worldmot.sequence import pack_windows
-from worldmot.tokenizers.actions import ActionTokenizer
 from worldmot.training.losses import WorldModelLoss
-
-EXPERTS = {
-    "full MoT": {"text": "text", "action": "action", "state": "action", "frame": "frame"},
-    "two-path MoT": {"text": "ar", "action": "ar", "state": "ar", "frame": "dit"},
-    "dense": {"text": "shared", "action": "shared", "state": "shared", "frame": "shared"},
-}
-
-
-def build(model_name: str, experts: dict, device: str, seed: int = 0, overrides: list[str] = (), **sizes: int,
-          ) -> WorldModel:
-    """A fresh model of a named config; ``overrides`` are its keys as the CLI takes them ("block_bias=true"),
-    ``sizes`` override its fields (width=384, depth=1, ...)."""
-    torch.manual_seed(seed)
-    cfg = _named(model_name, overrides)
-    cfg.experts = dict(experts)
-    for name, value in sizes.items():
-        setattr(cfg, name, value)
-    A = cfg.sequence.action_dim
-    return WorldModel(cfg, ActionTokenizer(-np.ones(A), np.ones(A), cfg.sequence.action_bins)).to(device)
-
-
-def _named(name: str, overrides: list[str] = ()) -> ModelConfig:
-    from dataclasses import dataclass, field
-
-    @dataclass
-    class W:
-        model: ModelConfig = field(default_factory=ModelConfig)
-
-    return load_config(W, overrides=[f"model={name}", *(f"model.{o}" for o in overrides)]).model
-
-
-def random_batch(model: WorldModel, B: int, seed: int = 0):
-    s = model.cfg.sequence
-    rng = np.random.default_rng(seed)
-    K = s.n_steps
-    windows = [dict(instruction="push the blue block onto the green pad", subtasks=["move behind the blue block"] * K,
-                    actions=rng.uniform(-1, 1, (K, s.chunk, s.action_dim)).astype(np.float32),
-                    progress=rng.uniform(0, 1, K).astype(np.float32), success=np.zeros(K, bool)) for _ in range(B)]
-    frames = rng.integers(0, 256, (B, K, s.image_size, s.image_size, 3), dtype=np.uint8)
-    return pack_windows(windows, cfg=s, vocab=model.vocab, text_tokenizer=model.text_tokenizer,
-                        action_tokenizer=model.action_tokenizer, frame_tokens=model.tokenize_frames(frames).cpu(),
-                        states=torch.as_tensor(rng.normal(size=(B, K, s.state_dim)), dtype=torch.float32))
-
-
-def count_cpu_attention() -> None:
-    """Teach FlopCounterMode the CPU's flash attention (forward and backward), which it does not count: with the
-    CUDA kernels' formulas, over the whole n x n product. Once per process; a no-op where torch counts it."""
-    from torch.utils.flop_counter import flop_registry, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
-
-    fwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
-    if fwd in flop_registry:
-        return
-    register_flop_formula(fwd)(lambda q, k, v, *args, out_shape=None, **kw: sdpa_flop_count(q, k, v))
-    register_flop_formula(bwd)(lambda g, q, k, v, *args, out_shape=None, **kw: sdpa_backward_flop_count(g, q, k, v))
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def print_profile(fn, device: str, rows: int = 15) -> None:
-    """Run fn once under torch.profiler and print the ops that took the most device (or CPU) time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=acts) as prof:
-        fn()
-        sync(device)
-    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
 def bench_training(args) -> None:
@@ -125,27 +52,24 @@ def bench_training(args) -> None:
 
 
 class WithoutCache:
-    """The baseline: the same imagination code, but every model call first recomputes the whole prefix
-    (everything appended so far) instead of reading it from a KV cache."""
+    """The baseline: the model as imagination sees it, except that every ``run`` first recomputes the whole
+    prefix (everything appended so far) instead of reading it from a KV cache. A stand-in handed to
+    imagination.start in the model's place; every other attribute is the model's own."""
 
     def __init__(self, model: WorldModel):
-        self.model, self.run_with_cache, self.history = model, model.run, []
+        self.model, self.history = model, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
 
     def run(self, seg, inp, cache=None, append=False):
         prefix = None
         for s, i in self.history:
-            _, prefix = self.run_with_cache(s, i, cache=prefix, append=True)
-        out, _ = self.run_with_cache(seg, inp, cache=prefix, append=False)
+            _, prefix = self.model.run(s, i, cache=prefix, append=True)
+        out, _ = self.model.run(seg, inp, cache=prefix, append=False)
         if append:
             self.history.append((seg, inp))
         return out, None
-
-    def __enter__(self):
-        self.model.run = self.run
-        return self
-
-    def __exit__(self, *exc):
-        del self.model.run
 
 
 def bench_imagination(args) -> None:
@@ -156,7 +80,7 @@ def bench_imagination(args) -> None:
     actions = torch.rand(N, H, s.chunk, s.action_dim) * 2 - 1
     noise = torch.randn(N, H, model.tokens_per_frame, model.frame_tokenizer.token_dim, device=args.device)
 
-    def cached(flow_steps):
+    def cached(flow_steps, model=model):
         im = imagination.start(model, ["reach the red target"] * N, frame0[None].expand(N, -1, -1), horizon=H)
         for h in range(H):
             imagination.write_step(im, actions[:, h])
@@ -170,8 +94,7 @@ def bench_imagination(args) -> None:
         a = cached(4)
         sync(args.device)
         t1 = time.perf_counter()
-        with WithoutCache(model):
-            b = cached(4)
+        b = cached(4, model=WithoutCache(model))
         sync(args.device)
         t2 = time.perf_counter()
         if r:

@@ -1,7 +1,7 @@
 """MoT vs dense, as in the MoT paper (Liang et al. 2024): steps and wall-clock each MoT needs to reach the
 dense model's final validation loss, for the AR loss (ce) and the flow-matching loss (fm) separately.
 
-    python tools/bench_mot_vs_dense.py [--data DIR] [--steps 800] [--seeds 0 1] [--out bench-mot]
+    python tools/benchmarks/mot_vs_dense.py [--data DIR] [--steps 800] [--seeds 0 1] [--out bench-mot]
 
 Trains the full MoT (text / action+state / frame experts), the two-path MoT (AR / DiT) and the dense
 baseline (one expert; the same active parameters and FLOPs per token), on the same data with the same seeds

@@ -3,28 +3,27 @@
 Timing depends on shapes, not on training, so a freshly initialised model of the config stands in when no
 --checkpoint is given. Median of --repeats after one warm-up.
 
-    python tools/bench_plan.py [--checkpoint RUN] [--envs 1] [--repeats 7] [--device cpu|cuda] [--plan default] [--compile] [key=value planner settings]
+    python tools/benchmarks/planning_latency.py [--checkpoint RUN] [--envs 1] [--repeats 7] [--device cpu|cuda] [--plan default] [--compile] [key=value planner settings]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from harness import print_profile
+
 from worldmot.config import ModelConfig, load_config
 from worldmot.model.world_model import WorldModel
 from worldmot.planning import Planner, PlannerConfig
 from worldmot.tokenizers.actions import ActionTokenizer
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import print_profile  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def load_or_build(checkpoint: str | None, model: str, device: str, keypoints: int) -> WorldModel:

@@ -1,6 +1,6 @@
 """Recording throughput: env steps/s including rendering, the scripted policy, encoding and finalizing.
 
-    python tools/bench_record.py [--env worldmot/Push-v0] [--episodes 20] [--workers 1 2] [--codecs libsvtav1 libx264]
+    python tools/benchmarks/recording_speed.py [--env worldmot/Push-v0] [--episodes 20] [--workers 1 2] [--codecs libsvtav1 libx264]
 
 Prints one row per (workers, codec): the median of --repeats runs, and a row for the writer alone on
 synthetic frames (no env) so that env and dataset costs can be told apart.

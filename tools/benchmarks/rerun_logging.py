@@ -1,8 +1,8 @@
 """Cost of Rerun logging in an evaluation loop: the scripted policy on worldmot/Reach-v0, with and without
 a EpisodeRecorder logging every step.
 
-    python tools/bench_viz.py [--episodes 10] [--repeats 5] [--image-size 64] [--planner]
-    python tools/bench_viz.py --eval scripted [--checkpoint RUN --eval planner]
+    python tools/benchmarks/rerun_logging.py [--episodes 10] [--repeats 5] [--image-size 64] [--planner]
+    python tools/benchmarks/rerun_logging.py --eval scripted [--checkpoint RUN --eval planner]
 
 Runs alternate (off, on, on, off, ...) over the same seeds so that a machine whose speed drifts affects both
 alike; prints the median time per step of each, the median of the per-repeat on/off ratios, and the .rrd

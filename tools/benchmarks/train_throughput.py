@@ -9,7 +9,7 @@
 3. with --dataset DIR: the whole ``worldmot train`` loop (loader workers, packing, EMA, logging) for
    --loop-steps steps, tokens/s as the loop reports it.
 
-    python tools/bench_train.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]]
+    python tools/benchmarks/train_throughput.py [--model tiny] [--batch 16] [--repeats 5] [--dataset DIR] [--device cpu|cuda] [--compile [layer|blocks]]
                                 [--attention flex --flex-tile 64]
                                 [--set KEY=VALUE ...]   # model config overrides
                                 [--peak-tflops 989]   # CUDA: the GPU's dense bf16 peak, for MFU
@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,9 +28,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import EXPERTS, build, count_cpu_attention, print_profile, random_batch, sync  # noqa: E402
-from worldmot.training.losses import WorldModelLoss  # noqa: E402
+from harness import EXPERTS, build, count_cpu_attention, print_profile, random_batch, sync
+
+from worldmot.training.losses import WorldModelLoss
 
 
 def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
@@ -48,6 +47,19 @@ def matmul_rate(device: str, repeats: int, n: int = 2048) -> float:
         sync(device)
         rates.append(inner * 2 * n**3 / (time.perf_counter() - t0))
     return statistics.median(rates[1:])
+
+
+def step_flops(args, batch) -> int:
+    """FLOPs of one training step (forward and backward), counted eagerly (the compiled graph does the same
+    matmuls) with attention over the whole n x n product whichever kernel computes it: query tiles and flex
+    tiles skip what the mask rules out, so the count runs on a twin of the model without query tiles."""
+    twin = build(args.model, EXPERTS[args.experts], args.device, overrides=[*args.set, "attention_query_tile=0"])
+    count_cpu_attention()
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda"):
+            loss = WorldModelLoss(twin)(batch)["loss"]
+        loss.backward()
+    return counter.get_total_flops()
 
 
 def step_rate(args) -> dict:
@@ -69,13 +81,7 @@ def step_rate(args) -> dict:
             loss.backward()
         opt.step()
 
-    # counted eagerly (the compiled graph does the same matmuls), with attention over the whole n x n product
-    # whichever kernel computes it (query tiles or flex tiles skip what the mask rules out): the model's FLOPs
-    query_tile, model.trunk.query_tile = model.trunk.query_tile, 0
-    count_cpu_attention()
-    with FlopCounterMode(display=False) as counter:
-        step()
-    model.trunk.query_tile = query_tile
+    flops = step_flops(args, batch)
     if args.compile:  # as `worldmot train compile=true compile_scope=S` does
         model.trunk.compile(args.compile, attention=args.attention, flex_tile=args.flex_tile,
                             **({"mode": args.compile_mode} if args.compile_mode else {}))
@@ -100,8 +106,8 @@ def step_rate(args) -> dict:
     t = statistics.median(queued)
     tokens = batch.token_ids.numel()
     return {"step_s": t, "synced_step_s": statistics.median(synced[1:]), "tokens_per_step": tokens,
-            "tokens_per_s": tokens / t, "flops_per_step": counter.get_total_flops(),
-            "achieved_flops": counter.get_total_flops() / t, "params": sum(p.numel() for p in model.parameters())}
+            "tokens_per_s": tokens / t, "flops_per_step": flops,
+            "achieved_flops": flops / t, "params": sum(p.numel() for p in model.parameters())}
 
 
 def loop_rate(args) -> float:

@@ -1,6 +1,6 @@
 """Check that LeRobot's own LeRobotDataset loads datasets written by worldmot.
 
-    python tools/check_lerobot_interop.py [--venv /tmp/lerobot-venv] [--skip-install]
+    python tools/checks/check_lerobot_interop.py [--venv /tmp/lerobot-venv] [--skip-install]
 
 1. Sets up a SEPARATE venv with lerobot 0.4.4 (the newest release for Python 3.11) without touching the
    project's: lerobot pins torch<2.11, which on PyPI is a multi-GB CUDA build, so the venv takes the local
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LEROBOT = "lerobot==0.4.4"
 DEPS = ["datasets>=4,<5", "huggingface-hub[hf-transfer]>=0.34.2,<0.36", "jsonlines", "packaging>=24.2,<26",
         "draccus==0.10.0", "deepdiff>=7,<9", "termcolor", "einops", "av>=15,<16", "opencv-python-headless>=4.9,<4.13",
