@@ -7,7 +7,7 @@ every true frame and off the goal image, and reports, for each tolerance, how of
 success (any frame within the tolerance) agrees with its true success. True frames measure the read-out
 alone; inside the model the frames are imagined as well.
 
-    python tools/calibrate_goal_judge.py --checkpoint RUN [--env worldmot/Reach-v0] [--episodes 30]
+    python tools/probes/calibrate_goal_judge.py --checkpoint RUN [--env worldmot/Reach-v0] [--episodes 30]
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """How well a model predicts the effector one chunk ahead: what the planner's object cost ranks candidates by.
 
-    python tools/probe_dynamics.py --checkpoint RUN --env worldmot/Reacher-v5 --scenes 60
+    python tools/probes/dynamics.py --checkpoint RUN --env worldmot/Reacher-v5 --scenes 60
 
 From fresh scenes (seeds 300000+, 3-19 random actions each, so the arm is moving), every one of 8 actions
 (the unit circle, clipped to the action box) and no action is played for one chunk in the simulator and

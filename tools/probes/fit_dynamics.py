@@ -1,7 +1,7 @@
 """How well the effector's move over one chunk can be fitted from the state and the chunk as plain numbers:
 the yardstick for the model's keypoints-ahead head (worldmot/model/object_heads.py).
 
-    python tools/fit_dynamics.py --root R --chunk 2 --steps 1200
+    python tools/probes/fit_dynamics.py --root R --chunk 2 --steps 1200
 
 From a recording with observation.state, action and observation.keypoints (the effector last): for every
 window of ``chunk`` steps inside an episode, the normalised state before it and its actions -> the change of

@@ -9,7 +9,7 @@ perfect world model: this measures the cost alone); with ``--frames model`` the 
 --checkpoint imagines them, as inside the planner (``--flow-steps``, default 1). With --checkpoint the
 state the model reads off each frame and off the goal image is scored too (plan.state_weight).
 
-    python tools/bench_goal_cost.py [--frames true|model] [--checkpoint RUN] [--starts 40] [--directions 16]
+    python tools/probes/goal_cost.py [--frames true|model] [--checkpoint RUN] [--starts 40] [--directions 16]
         [--keep-weights 0 5] [--state-weights 0 1]
 """
 from __future__ import annotations

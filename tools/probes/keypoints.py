@@ -1,6 +1,6 @@
 """How precisely does a keypoint-trained model place the objects on a frame, and can the expert act on it?
 
-    python tools/probe_keypoints.py --checkpoint RUN --env worldmot/Push-v0 [--scenes 40] [--episodes 10]
+    python tools/probes/keypoints.py --checkpoint RUN --env worldmot/Push-v0 [--scenes 40] [--episodes 10]
 
 On unseen seeds (from 200000; the evaluations use 100000+), with the states the planner gives the model:
 1. fresh scenes: 0-30 random steps after reset; mean error of every keypoint (named objects, then the

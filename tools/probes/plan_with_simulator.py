@@ -1,9 +1,9 @@
 """The planner's settings with a perfect world model: CEM on Reacher-v5 where every candidate chunk is rolled
 out in a copy of the simulator. Separates what the optimiser and the cost can do from what the model adds.
 
-    python tools/plan_with_simulator.py --episodes 30 --horizon 1             # one chunk ahead, position cost
-    python tools/plan_with_simulator.py --episodes 30 --horizon 1 --lead 2    # plus where the tip coasts to
-    python tools/plan_with_simulator.py --episodes 30 --horizon 1 --blind     # a model that ignores velocity
+    python tools/probes/plan_with_simulator.py --episodes 30 --horizon 1             # one chunk ahead, position cost
+    python tools/probes/plan_with_simulator.py --episodes 30 --horizon 1 --lead 2    # plus where the tip coasts to
+    python tools/probes/plan_with_simulator.py --episodes 30 --horizon 1 --blind     # a model that ignores velocity
 
 CEM as configs/plan/objects.yaml sets it (32 candidates, 2 iterations, 6 elites, constant chunks of 2
 actions, initial std 0.7, warm start); the cost per imagined chunk is the fingertip's distance to the target
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 
+import worldmot.envs  # noqa: F401  registers the envs; first, so that mujoco loads with its EGL default
 import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
-import worldmot.envs  # noqa: F401  (registers the envs)
 
 from worldmot.planning.object_cost import lead_distance
 
@@ -26,7 +26,7 @@ def chunk_costs(env, sim: mujoco.MjData, qpos, qvel, actions: np.ndarray, lead: 
     """actions (H, A), one per chunk, from the state (qpos, qvel) -> the planner's cost of the sequence."""
     sim.qpos[:], sim.qvel[:] = qpos, qvel
     mujoco.mj_kinematics(env.model, sim)
-    target, tip = env._xy("target"), sim.body("fingertip").xpos[:2].copy()
+    target, tip = env.data.body("target").xpos[:2].copy(), sim.body("fingertip").xpos[:2].copy()
     costs = []
     for action in actions:
         before = tip

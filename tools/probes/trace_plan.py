@@ -1,16 +1,14 @@
 """Trace planner episodes step by step: where the simulator has each keypoint, where the model places it on
 the real frame and on the goal image, and the progress. How the Push and Reacher-v5 failures in
-BENCHMARKS.md were found.
+docs/notes were found.
 
-    python tools/trace_plan.py --checkpoint RUN --env worldmot/Push-v0 --plan-config configs/plan/push.yaml 100003
-    python tools/trace_plan.py --checkpoint RUN --env worldmot/Reacher-v5 --by-root 300   # read-out vs distance from the root
-    python tools/trace_plan.py --checkpoint RUN --env worldmot/Reacher-v5 --goal-images 50  # placement on goal images
+    python tools/probes/trace_plan.py --checkpoint RUN --env worldmot/Push-v0 --plan-config configs/plan/push.yaml 100003
+    python tools/probes/trace_plan.py --checkpoint RUN --env worldmot/Reacher-v5 --by-root 300   # read-out vs distance from the root
+    python tools/probes/trace_plan.py --checkpoint RUN --env worldmot/Reacher-v5 --goal-images 50  # placement on goal images
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -21,8 +19,7 @@ import worldmot
 from worldmot.config import config_dir, load_config
 from worldmot.planning import PlannerConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
-from probe_keypoints import pixel_error, placed
+from keypoints import pixel_error, placed  # the probe beside this one
 
 
 def _uv(point: np.ndarray) -> str:
