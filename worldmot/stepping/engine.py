@@ -82,9 +82,10 @@ def _run_single(env, policy, episodes, seed, on_step, goal_frame, max_steps) -> 
         while not done:
             action = policy.act({**obs, "task": task, **({"goal": goal} if goal is not None else {})})
             reasoning = policy.reasoning
+            seen = _snapshot(obs)  # before the step: an env may reuse its observation dict
             next_obs, reward, terminated, truncated, info = env.step(action)
             capped = max_steps is not None and t + 1 >= max_steps
-            step = Step(i, s, t, task, goal, obs, np.asarray(action, np.float32), reasoning, float(reward),
+            step = Step(i, s, t, task, goal, seen, np.asarray(action, np.float32), reasoning, float(reward),
                         bool(info.get("is_success", False)), float(info.get("progress", reward)), bool(terminated),
                         bool(truncated or (capped and not terminated)), next_obs)
             on_step([step])
@@ -157,6 +158,7 @@ def _step_all(env, policy, subs: _SubEnvs, obs: dict, on_step: OnStep, goal_fram
     extra = {"goal": np.stack(subs.goals)} if goal_frame else {}
     actions = np.asarray(policy.act({**obs, "task": list(subs.tasks), **extra}))
     reasoning = policy.reasoning
+    seen = {k: _row(obs, k) for k in subs.playing()}  # before the step: an env may reuse its observation dict
     next_obs, reward, terminated, truncated, info = env.step(actions)
     success = info.get("is_success", np.zeros(len(subs.t), bool))
     progress = info.get("progress", reward)
@@ -164,7 +166,7 @@ def _step_all(env, policy, subs: _SubEnvs, obs: dict, on_step: OnStep, goal_fram
     ended = np.logical_or(terminated, truncated)
     for k in subs.playing():
         capped = max_steps is not None and subs.t[k] + 1 >= max_steps
-        steps.append(Step(subs.episode[k], subs.seed[k], subs.t[k], subs.tasks[k], subs.goals[k], _row(obs, k),
+        steps.append(Step(subs.episode[k], subs.seed[k], subs.t[k], subs.tasks[k], subs.goals[k], seen[k],
                           np.asarray(actions[k], np.float32),
                           reasoning[k] if isinstance(reasoning, (list, tuple)) else reasoning,
                           float(reward[k]), bool(success[k]), float(progress[k]), bool(terminated[k]),
@@ -176,6 +178,11 @@ def _step_all(env, policy, subs: _SubEnvs, obs: dict, on_step: OnStep, goal_fram
     if steps:
         on_step(steps)
     return next_obs, ended
+
+
+def _snapshot(obs: dict) -> dict:
+    """The observation's arrays as they are now, in dicts of its own."""
+    return {key: _snapshot(v) if isinstance(v, dict) else v for key, v in obs.items()}
 
 
 def _row(obs: dict, k: int) -> dict:
