@@ -22,6 +22,7 @@ from worldmot.model.world_model import WorldModel
 from worldmot.training.settings import load_train_config
 from worldmot.training import checkpoints as ckpt
 from worldmot.training.loop import train
+from worldmot.training.losses import WorldModelLoss
 from worldmot.training.metrics import reasoning_position_error
 
 # A model small enough that a step takes milliseconds; everything else is the default tiny run.
@@ -209,7 +210,7 @@ def test_ddp_two_processes_match_one_process(dataset, tmp_path):
 
 def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    forward = WorldModel.forward
+    forward = WorldModelLoss.forward
     calls = {"n": 0}
 
     def poisoned(self, *args, **kwargs):
@@ -220,7 +221,7 @@ def test_non_finite_loss_stops_with_step_and_part(dataset, tmp_path, monkeypatch
             out["loss"] = out["ce"] + out["fm"]
         return out
 
-    monkeypatch.setattr(WorldModel, "forward", poisoned)
+    monkeypatch.setattr(WorldModelLoss, "forward", poisoned)
     with pytest.raises(WorldmotError, match=r"step 5: non-finite fm loss.*step_00000004"):
         train(load_train_config(overrides(dataset, run, "steps=8", "checkpoint_every=2", "val.every=100")))
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_00000002", "step_00000004"]
