@@ -19,8 +19,8 @@ import numpy as np
 os.environ.setdefault("SVT_LOG", "1")
 
 # libx264 by default: at 64x64 a whole recording (env rendering + policy + encoding on 2 cores) runs ~15-20%
-# faster than with SVT-AV1 (tools/bench_record.py: 308 vs 263 steps/s with 2 workers), which is what keeps it
-# above 300 steps/s; AV1 files are ~30% smaller. LeRobot decodes both; --codec libsvtav1 gives its default.
+# faster than with SVT-AV1 (tools/benchmarks/recording_speed.py: 308 vs 263 steps/s with 2 workers), which is
+# what keeps it above 300 steps/s; AV1 files are ~30% smaller. LeRobot decodes both; --codec libsvtav1 gives its default.
 DEFAULT_CODEC = "libx264"
 # LeRobot's settings (yuv420p, g=2, crf=30); x264 without B-frames so that dts == pts and segments can be
 # concatenated without reordering gaps.

@@ -35,7 +35,7 @@ from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 
 # normalised state distance under which judge="goal" counts an imagined frame as the goal reached. On true
-# Reach frames (tools/calibrate_goal_judge.py, 30 scripted + 30 random episodes) the read-out is 0.12 from the
+# Reach frames (tools/probes/calibrate_goal_judge.py, 30 scripted + 30 random episodes) the read-out is 0.12 from the
 # goal's at a true success (median; 90th percentile 0.20), and 0.3 judged every episode right (0.2: 98%)
 GOAL_TOLERANCE = 0.3
 

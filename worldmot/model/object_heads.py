@@ -15,7 +15,7 @@ Three heads, each zero at the start (no object anywhere in particular, nothing m
   [EOA] hidden state and, side by side, the state and the chunk's action values: under torque control the
   fingertip's next position is a smooth function of the joints, their velocities and the torques, which an
   MLP given the numbers fits closely and a linear head on the trunk (reached only through the tokens) fits
-  far worse (tools/fit_dynamics.py measures that yardstick). The hidden state carries what only the frames
+  far worse (tools/probes/fit_dynamics.py measures that yardstick). The hidden state carries what only the frames
   show (a pushed block). An unknown state (dropped in training, an imagined frame, a goal image) enters as
   zeros with its flag off.
 """

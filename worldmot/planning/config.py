@@ -24,7 +24,7 @@ class PlannerConfig:
     final_weight: float = 1.0  # cost = -(mean over the horizon + final_weight * last) of the score
     # cost=goal: weight of the change in the imagined frame's sorted pixel values from the current frame's.
     # Objects do not vanish; a model unsure where the effector goes draws a faint ghost, which is nearer a
-    # distant goal image than a disc in the wrong place (tools/bench_goal_cost.py; docs/notes/goal-cost.md)
+    # distant goal image than a disc in the wrong place (tools/probes/goal_cost.py; docs/notes/goal-cost.md)
     keep_weight: float = 5.0
     # cost=goal: weight of the imagined frame's pixel distance to the goal image (goal_distance). 0 where the
     # keypoints say it all: on Reacher-v5 the imagined arm ignores the joint velocities, and its pixels only
