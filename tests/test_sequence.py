@@ -17,7 +17,7 @@ from worldmot.training.metrics import token_predictions
 
 
 def brute_force_mask(block, noisy, sample):
-    """The DESIGN.md rule, pair by pair."""
+    """The mask rule of docs/DESIGN.md, pair by pair."""
     n = len(block)
     out = np.zeros((n, n), bool)
     for q in range(n):

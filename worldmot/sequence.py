@@ -1,6 +1,6 @@
 """The packed sequence: token layout of a window, the attention mask, and the batch builder.
 
-One window of K frame steps becomes (DESIGN.md, "The sequence")::
+One window of K frame steps becomes (docs/DESIGN.md, "The token sequence")::
 
     [BOS] instruction(L_i)
       [BOF] f_0 [EOF] s_0 [PRG] p_0 [BOR] r_0(L_r) [BOA] a_0(C*A) [EOA]
@@ -225,7 +225,7 @@ def build_layout(cfg: SequenceConfig, vocab: Vocab, n_steps: int | None = None, 
 
 def attention_mask(q_block: torch.Tensor, q_noisy: torch.Tensor, k_block: torch.Tensor, k_noisy: torch.Tensor,
                    q_sample: torch.Tensor | None = None, k_sample: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean (Q, K) mask, True = may attend. The rule of DESIGN.md:
+    """Boolean (Q, K) mask, True = may attend. The rule of docs/DESIGN.md ("The token sequence"):
 
     allow = same_sample AND block(k) <= block(q) AND NOT (k noisy AND block(k) != block(q))
 
