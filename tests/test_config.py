@@ -59,3 +59,18 @@ def test_missing_value_names_the_key(tmp_path):
 def test_yaml_round_trip():
     cfg = load_config(Wrapper, overrides=["model=two_path", "model.sequence.image_size=32"]).model
     assert from_yaml_text(ModelConfig, to_yaml(cfg)) == cfg
+
+
+def test_configs_are_named_the_same_way_everywhere(tmp_path, monkeypatch):
+    from worldmot.config import config_dir, named_config
+
+    monkeypatch.chdir(tmp_path)  # outside the checkout: the built-in configs come from the installed package
+    assert named_config("plan", "objects") == config_dir() / "plan" / "objects.yaml"
+    assert named_config("train", "tiny").is_file()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("horizon: 3\n")
+    assert named_config("plan", str(mine)) == mine
+    with pytest.raises(ConfigError, match=r"plan config 'nope': not a file and not one of \[.*'objects'"):
+        named_config("plan", "nope")
+    with pytest.raises(ConfigError, match="gone.yaml: config file not found"):
+        named_config("plan", "gone.yaml")

@@ -74,7 +74,7 @@ def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "d").exists()
     res = run_demo(tmp_path / "d", "--plan", "nope")
-    assert res.returncode == 2 and "--plan nope: no such file" in res.stderr
+    assert res.returncode == 2 and "--plan nope: plan config 'nope': not a file and not one of" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "d").exists()
     res = run_demo(tmp_path / "d", "optim.lr=0")  # a training setting: refused before the recording

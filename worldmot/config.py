@@ -168,6 +168,21 @@ def config_dir() -> Path:
     return Path(str(resources.files("worldmot.configs")))
 
 
+def named_config(group: str, name: str) -> Path:
+    """A config of ``group`` (train, model, plan) named the same way everywhere: a name of the built-in configs
+    (configs/<group>/<name>.yaml, found wherever worldmot is installed) or a path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found (expected a {group} config)")
+        return path
+    builtin = config_dir() / group / f"{name}.yaml"
+    if not builtin.is_file():
+        choices = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        raise ConfigError(f"{group} config {name!r}: not a file and not one of {choices}")
+    return builtin
+
+
 def _key_of(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or getattr(err, "key", None)
     return str(key) if key else "?"

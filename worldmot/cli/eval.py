@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", action="store_true", help="--policy model: write its reasoning before each "
                         "chunk's actions (off: the actions follow an empty reasoning, as the planner's proposals do)")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
-    parser.add_argument("--plan-config", default=None, help="planner settings (YAML; default: the built-in "
-                        "configs/plan/default.yaml)")
+    parser.add_argument("--plan", "--plan-config", dest="plan", default="default", help="planner settings: a name "
+                        "of the built-in configs/plan/ (default, objects, push, reacher) or a YAML file")
     parser.add_argument("overrides", nargs="*", help="planner settings as key=value, e.g. candidates=64 method=mppi")
 
 
@@ -46,6 +46,10 @@ def main(args: argparse.Namespace) -> int:
     if args.overrides and args.policy != "planner":
         raise WorldmotError(f"{' '.join(args.overrides)}: key=value settings are for --policy planner only")
     model, plan = None, None
+    if args.policy == "planner":
+        from worldmot.config import named_config
+
+        plan = load_config(PlannerConfig, [named_config("plan", args.plan)], args.overrides)
     if args.policy in ("model", "planner") or args.in_model:
         if not args.checkpoint:
             needs = "--in-model" if args.in_model else f"--policy {args.policy}"
@@ -54,10 +58,6 @@ def main(args: argparse.Namespace) -> int:
         from worldmot.devices import wants_cuda
 
         model = load_model(args.checkpoint, device="cuda" if wants_cuda(args.device, "--device ") else "cpu")
-    if args.policy == "planner":
-        from worldmot.config import config_dir
-
-        plan = load_config(PlannerConfig, [args.plan_config or config_dir() / "plan" / "default.yaml"], args.overrides)
     out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}{'-in-model' if args.in_model else ''}")
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,

@@ -43,11 +43,12 @@ def plan_name(cfg: DemoConfig) -> str:
 
 def plan_settings(cfg: DemoConfig):
     """The PlannerConfig the demo plans with; a one-line error for a plan that is not there or does not load."""
-    from worldmot.config import config_dir, load_config
+    from worldmot.config import load_config, named_config
     from worldmot.planning import PlannerConfig
 
     name = plan_name(cfg)
-    path = Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / "plan" / f"{name}.yaml"
-    if not path.is_file():
-        raise WorldmotError(f"--plan {name}: no such file {path} (expected a name in configs/plan/ or a YAML file)")
+    try:
+        path = named_config("plan", name)
+    except WorldmotError as err:
+        raise WorldmotError(f"--plan {name}: {err}") from None
     return load_config(PlannerConfig, [path], cfg.plan_overrides)
