@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from worldmot.datasets import format as fmt
+from worldmot.datasets.episode_stats import committed_stats
 from worldmot.datasets.stats import aggregate
 from worldmot.datasets.video import VideoFile
 from worldmot.errors import WorldmotError
@@ -66,6 +67,8 @@ class LeRobotDatasetReader:
             raise WorldmotError(f"{self.root / 'meta/episodes'}: {len(self.episode_rows)} episode rows "
                                 f"(expected total_episodes = {n} from info.json)")
         self.episode_rows = self.episode_rows[:n]  # rows beyond the commit point are not part of the dataset
+        if self.version == "v3.0" and not _counts_frames(self.stats, sum(int(r["length"]) for r in self.episode_rows)):
+            self.stats = committed_stats(self.root, n) or self.stats  # stats.json ahead of info.json (a kill)
         self.episodes = [EpisodeInfo(int(r["episode_index"]), int(r["length"]), tuple(r["tasks"]),
                                      int(r["dataset_from_index"]), int(r["dataset_to_index"]))
                          for r in self.episode_rows]
@@ -345,6 +348,12 @@ def _column_to_numpy(path: Path, name: str, spec: dict, col: pa.ChunkedArray) ->
     if shape not in ((1,), ()):
         raise WorldmotError(f"{path}: column {name!r} holds scalars (expected shape {list(shape)} from info.json)")
     return col.to_numpy(zero_copy_only=False)
+
+
+def _counts_frames(stats: dict, frames: int) -> bool:
+    """Whether the frame-index stats count ``frames`` (True where stats.json has none to tell)."""
+    count = stats.get("index", {}).get("count")
+    return count is None or int(np.asarray(count).reshape(-1)[0]) == frames
 
 
 def _to_numpy(stats: dict) -> dict:

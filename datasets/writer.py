@@ -5,7 +5,10 @@ episodes' rows and packets plus the new ones) to temporary names and renamed int
 follow, meta/info.json last. info.json is the commit point: everything it counts is on disk, complete, and
 readers (this package's and LeRobot's) only index what the meta files reference. A process killed at any
 point leaves the dataset as of its last finished episode; the rows of an unfinished one may sit at the end
-of the last data file, where no index reaches them, and ``resume`` cuts them off.
+of the last data file, where no index reaches them, and ``resume`` cuts them off. ``resume`` also deletes the
+temporaries a kill left, rebuilds meta/stats.json from the committed episodes' own stats (stats.json is written
+just before info.json, so after a kill it may count one episode more), and starts over a folder killed during
+its first episode (no info.json yet, only the writer's own files).
 
 Because an episode rewrites its file, files roll to the next index not only at LeRobot's size limits but also
 after ``episodes_per_file`` episodes, which bounds the cost of finalizing one episode.
@@ -25,11 +28,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from worldmot.datasets import format as fmt
+from worldmot.datasets.episode_stats import committed_stats
 from worldmot.datasets.stats import aggregate, image_stats, numeric_stats, sample_indices
 from worldmot.datasets.video import (CODEC_NAMES, DEFAULT_CODEC, available_codec, concat_segments, encode_segment,
                                      segment_packets)
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_write
+from worldmot.io import atomic_write, is_temporary, remove_temporaries
+
+# what the writer puts in a dataset folder: a folder of only these (and temporaries) and no info.json is a
+# recording killed during its first episode
+WRITER_ENTRIES = ("data", "videos", "meta")
 
 
 @dataclass
@@ -83,6 +91,10 @@ class LeRobotWriter:
         self._slots: dict[int, _Episode] = {}
         self._episode_stats: list[dict] = []  # per finished episode, plus one entry for resumed stats
         self._meta_table: pa.Table | None = None  # rows of the current meta/episodes file
+        if resume:
+            remove_temporaries(self.root)
+            if not (self.root / fmt.INFO_PATH).exists():
+                self._clear_unstarted()
         if resume and (self.root / fmt.INFO_PATH).exists():
             self._open_existing()
         else:
@@ -131,6 +143,18 @@ class LeRobotWriter:
             "video_path": fmt.VIDEO_PATH if has_video else None, "features": feats,
         }
 
+    def _clear_unstarted(self) -> None:
+        """Resume of a folder without info.json: delete the files of a first episode that never committed,
+        when that is all the folder holds; anything else in it is not the writer's and stays."""
+        if not self.root.is_dir():
+            return
+        foreign = [p.name for p in self.root.iterdir() if p.name not in WRITER_ENTRIES and not is_temporary(p)]
+        if foreign:
+            raise WorldmotError(f"{self.root}: no {fmt.INFO_PATH} and holds {foreign[0]!r} (expected a dataset "
+                                "folder written by worldmot, or a new folder)")
+        for name in WRITER_ENTRIES:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
     def _open_existing(self) -> None:
         """Resume: load the meta, cut unfinished leftovers, and start new files after the last ones."""
         from worldmot.datasets.reader import LeRobotDatasetReader  # the reader validates what it loads
@@ -141,8 +165,10 @@ class LeRobotWriter:
         self.info = json.loads((self.root / fmt.INFO_PATH).read_text())
         self.tasks = {t: i for i, t in enumerate(reader.tasks)}
         self.subtasks = {t: i for i, t in enumerate(reader.subtasks or [])}
-        if reader.stats:
-            self._episode_stats.append(reader.stats)
+        committed = committed_stats(self.root, reader.num_episodes)
+        stats = committed if committed is not None else reader.stats
+        if stats:
+            self._episode_stats.append(stats)
         last = reader.episode_rows[-1] if reader.episode_rows else None
         if last is None:
             self._file, self._meta_file = _OpenFile(0, 0), (0, 0)

@@ -4,7 +4,12 @@
     atomic_dir(path, lambda tmp: save_files_into(tmp))         a folder: filled under a temporary name, renamed
 
 The temporary names start with a dot and do not end in the final suffix, so no reader globbing ``*.parquet``,
-``*.rrd`` or ``step_*`` picks up a partial write.
+``*.rrd`` or ``step_*`` picks up a partial write; ``remove_temporaries`` deletes the ones a killed process left.
+
+Fault injection (tests): every write passes two crash points, ``fault_point("NAME:written")`` with the complete
+temporary on disk and ``fault_point("NAME:renamed")`` after the rename. A test sets ``FAULT_HOOK`` (a function of
+the point's name) to raise :class:`Killed` there; a subprocess is killed at its Nth point with the environment
+variable ``WORLDMOT_KILL_AT=N``. A ``Killed`` leaves the temporaries behind, as a real kill does.
 """
 from __future__ import annotations
 
@@ -13,6 +18,36 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+KILL_AT_ENV = "WORLDMOT_KILL_AT"
+
+
+class Killed(BaseException):
+    """A simulated kill at a crash point (a BaseException: nothing on the way up handles it)."""
+
+
+def _kill_at_env() -> Callable[[str], None] | None:
+    """The hook for ``WORLDMOT_KILL_AT=N``: SIGKILL this process at its Nth crash point."""
+    n = int(os.environ.get(KILL_AT_ENV, "0") or 0)
+    if n <= 0:
+        return None
+    seen = [0]
+
+    def kill(name: str) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            os.kill(os.getpid(), 9)
+
+    return kill
+
+
+FAULT_HOOK: Callable[[str], None] | None = _kill_at_env()  # read once, at import
+
+
+def fault_point(name: str) -> None:
+    """A place where a crash must leave recoverable state; a no-op unless a test set ``FAULT_HOOK``."""
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(name)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -24,10 +59,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
+        fault_point(f"{path.name}:written")
         os.replace(tmp, path)
-    finally:
+    except Killed:
+        raise  # a kill leaves the temporary behind
+    except BaseException:
         if tmp.exists():
             tmp.unlink()
+        raise
+    fault_point(f"{path.name}:renamed")
     return path
 
 
@@ -41,6 +81,7 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         _fsync_files(tmp)  # the data is on disk before the rename makes the folder visible
+        fault_point(f"{path.name}/:written")
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / path.name)
@@ -48,9 +89,31 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    finally:
+    except Killed:
+        raise
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fault_point(f"{path.name}/:renamed")
     return path
+
+
+def is_temporary(path: Path) -> bool:
+    """A name this module writes through and a killed process can leave: ``.NAME.tmp``, ``.NAME.partial-*``,
+    ``.NAME.old-*``."""
+    name = path.name
+    return name.startswith(".") and (name.endswith(".tmp") or ".partial-" in name or ".old-" in name)
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries left under ``folder`` by a killed write; returns what was deleted."""
+    found = [p for p in Path(folder).rglob(".*") if is_temporary(p)] if Path(folder).is_dir() else []
+    for p in found:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+    return found
 
 
 def _fsync_files(folder: Path) -> None:
