@@ -7,6 +7,7 @@ import numpy as np
 
 from worldmot.errors import WorldmotError
 from worldmot.policies.base import is_batched, tasks_of
+from worldmot.policies.randomness import EnvRandomness
 
 
 class ScriptedPolicy:
@@ -41,14 +42,17 @@ class ScriptedPolicy:
         self.noise_duty, self.burst = float(noise_duty), float(burst)
         self._on: np.ndarray | None = None  # (B,) bool: the noise is on in this env
         self.reasoning: str | list[str] | None = None
-        self._rng = np.random.default_rng(seed)
+        self._rows = EnvRandomness(seed)
         self._noise: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
         self.reasoning = None
         self._noise, self._on = None, None
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        self._rows.reset(seed)
+
+    def reset_envs(self, seeds: dict[int, int | None]) -> None:
+        """Sub-envs ``k`` start an episode seeded ``seeds[k]``: their noise starts afresh from that seed."""
+        self._rows.reset_rows(seeds)
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         batched = is_batched(observation)
@@ -69,14 +73,19 @@ class ScriptedPolicy:
         if self.action_noise == 0:
             return actions
         rho = self.noise_correlation
-        fresh = self._rng.normal(0.0, self.action_noise, actions.shape)
+        rngs = self._rows.generators(len(actions))
         if self._noise is None or self._noise.shape != actions.shape:
-            self._noise = fresh
-            self._on = self._rng.random(len(actions)) < self.noise_duty
-        else:
-            self._noise = rho * self._noise + np.sqrt(1 - rho**2) * fresh
+            self._noise, self._on = np.zeros(actions.shape), np.zeros(len(actions), bool)
+            self._rows.started.update(range(len(actions)))
+        for b, rng in enumerate(rngs):  # each row draws from its own episode's generator, in a fixed order
+            fresh = rng.normal(0.0, self.action_noise, actions.shape[1:])
+            if b in self._rows.started:
+                self._noise[b] = fresh
+                self._on[b] = rng.random() < self.noise_duty
+                continue
+            self._noise[b] = rho * self._noise[b] + np.sqrt(1 - rho**2) * fresh
             if self.noise_duty < 1:  # a two-state Markov switch: on-runs of mean `burst` steps, duty noise_duty
                 to_off, to_on = 1 / self.burst, self.noise_duty / (self.burst * (1 - self.noise_duty))
-                flip = self._rng.random(len(actions)) < np.where(self._on, to_off, min(1.0, to_on))
-                self._on = self._on ^ flip
+                self._on[b] ^= rng.random() < (to_off if self._on[b] else min(1.0, to_on))
+        self._rows.started.clear()
         return np.clip(actions + self._noise * self._on[:, None], -1.0, 1.0).astype(np.float32)

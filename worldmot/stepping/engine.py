@@ -17,8 +17,10 @@ Vector envs, two schedules:
                        seeds sub-env j with seed + j) and the policy with the same seed; a sub-env whose episode
                        ended keeps being stepped (its steps are not reported) until the whole batch has ended.
     refill             needs ``autoreset_mode=DISABLED``: an ended sub-env is reset (``reset_mask``) with the next
-                       episode's seed at once, or idles once every episode has started. The policy is not reset:
-                       it is built seeded, and its per-sub-env state runs on across the episodes a sub-env plays.
+                       episode's seed at once, or idles once every episode has started. A policy with
+                       ``reset_envs({k: seed})`` is told which sub-envs started an episode and with which seed
+                       (its randomness for episode i then depends on seed + i alone, whichever worker plays it
+                       and whatever ran before); other policies are built seeded and run on.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ def _run_vector(env, policy, episodes, seed, on_step, refill, goal_frame, max_st
     while todo:
         subs = _SubEnvs(n)
         if refill:
-            obs, info = _launch(env, subs, np.ones(n, bool), todo, seed)
+            obs, info = _launch(env, policy, subs, np.ones(n, bool), todo, seed)
         else:
             batch, todo = todo[:n], todo[n:]
             for k in range(n):
@@ -126,18 +128,20 @@ def _run_vector(env, policy, episodes, seed, on_step, refill, goal_frame, max_st
         while subs.playing():
             obs, ended = _step_all(env, policy, subs, obs, on_step, goal_frame, max_steps)
             if refill and ended.any():
-                reset_obs, reset_info = _launch(env, subs, ended, todo, seed)
+                reset_obs, reset_info = _launch(env, policy, subs, ended, todo, seed)
                 obs = _merge(obs, reset_obs, ended)
                 _start(env, subs, np.flatnonzero(ended), reset_info, goal_frame)
 
 
-def _launch(env, subs: _SubEnvs, mask: np.ndarray, todo: list[int], seed: int | None) -> tuple[dict, dict]:
+def _launch(env, policy, subs: _SubEnvs, mask: np.ndarray, todo: list[int], seed: int | None) -> tuple[dict, dict]:
     """Reset the sub-envs in ``mask``, each with the next episode of ``todo`` (or idle once it is empty)."""
     seeds: list[int | None] = [None] * len(mask)
     for k in np.flatnonzero(mask):
         episode = todo.pop(0) if todo else None
         seeds[k] = None if episode is None else seed_of(seed, episode)
         subs.assign(k, episode, seeds[k])
+    if hasattr(policy, "reset_envs"):
+        policy.reset_envs({int(k): seeds[k] for k in np.flatnonzero(mask)})
     if mask.all():
         return env.reset(seed=seeds)
     return env.reset(seed=seeds, options={"reset_mask": mask})
