@@ -166,6 +166,9 @@ class LeRobotDatasetReader:
             raise WorldmotError(f"{self.data_file(ep)}: {len(rows)} rows for episode {info.index} "
                                 f"(expected length {info.length} from meta/episodes)")
         keys = columns or [k for k in table if k in self.features or k in fmt.DEFAULT_FEATURES]
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise WorldmotError(f"{self.data_file(ep)}: no column {missing[0]!r} (expected the features of info.json)")
         return {k: table[k][rows] for k in keys}
 
     def _file_table(self, path: Path) -> dict[str, np.ndarray]:
@@ -173,6 +176,9 @@ class LeRobotDatasetReader:
             self._tables.move_to_end(path)
             return self._tables[path]
         t = _read_parquet(path)
+        missing = [k for k, spec in self.features.items() if not fmt.is_visual(spec) and k not in t.column_names]
+        if missing:
+            raise WorldmotError(f"{path}: no column {missing[0]!r} (expected every feature of info.json)")
         out = {}
         for name in t.column_names:
             spec = self.features.get(name) or fmt.DEFAULT_FEATURES.get(name)

@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from worldmot.errors import WorldmotError
+
 # SVT-AV1 logs its whole configuration to stderr at every encoder start unless told otherwise.
 os.environ.setdefault("SVT_LOG", "1")
 
@@ -34,7 +36,10 @@ CODEC_NAMES = {"libsvtav1": "av1", "libx264": "h264", "mpeg4": "mpeg4"}
 
 
 def available_codec(preferred: str = DEFAULT_CODEC) -> str:
-    """The preferred encoder when this PyAV build has it, else libx264, else mpeg4."""
+    """The preferred encoder when this PyAV build has it, else libx264, else mpeg4; a name that is none of
+    these is an error."""
+    if preferred not in CODEC_OPTIONS:
+        raise WorldmotError(f"--codec {preferred!r}: unknown (expected one of {sorted(CODEC_OPTIONS)})")
     for name in (preferred, "libx264", "mpeg4"):
         if name in av.codecs_available:
             return name

@@ -102,6 +102,7 @@ class LeRobotWriter:
                 raise WorldmotError(f"{self.root}: exists and is not empty (expected a new folder, or resume)")
             self.info = self._new_info(fps, features, robot_type, subtasks, data_files_size_in_mb,
                                        video_files_size_in_mb, chunks_size)
+            self.root.mkdir(parents=True, exist_ok=True)  # an unwritable folder fails before any episode runs
             self.tasks: dict[str, int] = {}
             self.subtasks: dict[str, int] = {}
             self._file = _OpenFile(0, 0)

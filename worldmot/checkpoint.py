@@ -19,13 +19,17 @@ WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "model_meta.json"
 FORMAT = 1
 
 
-def save_model(model, path: str | Path) -> Path:
-    """Write ``path/`` = {model.safetensors, config.yaml, model_meta.json} atomically (temp folder, rename)."""
+def save_model(model, path: str | Path, trained_on: dict | None = None) -> Path:
+    """Write ``path/`` = {model.safetensors, config.yaml, model_meta.json} atomically (temp folder, rename).
+
+    ``trained_on``: {"env": the dataset's robot_type, "features": {key: shape}} that evaluation checks."""
     def write(tmp: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(to_yaml(model.cfg))
         meta = {"format": FORMAT, "action_tokenizer": model.action_tokenizer.to_dict()}
+        if trained_on is not None:
+            meta["trained_on"] = trained_on
         (tmp / META).write_text(json.dumps(meta, indent=1))
 
     return atomic_dir(path, write)
@@ -42,8 +46,8 @@ def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, tor
     cfg = from_yaml_text(ModelConfig, (path / CONFIG).read_text(), source=str(path / CONFIG))
     try:
         meta = json.loads((path / META).read_text())
-    except json.JSONDecodeError as e:
-        raise WorldmotError(f"{path / META}: not valid JSON ({e.msg})") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise WorldmotError(f"{path / META}: not valid JSON ({str(e).splitlines()[0][:120]})") from None
     if meta.get("format") != FORMAT or "action_tokenizer" not in meta:
         raise WorldmotError(f"{path / META}: expected format {FORMAT} with an action_tokenizer entry")
     try:
@@ -64,9 +68,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
     cfg, meta, weights = read_model_files(path)
     model = WorldModel(cfg, ActionTokenizer.from_dict(meta["action_tokenizer"]))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing, unexpected = load_weights(model, weights, Path(path) / WEIGHTS)
     missing = [k for k in missing if k not in OPTIONAL_BUFFERS]
     if missing or unexpected:
         raise WorldmotError(f"{Path(path) / WEIGHTS}: weights do not fit the config "
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.trained_on = meta.get("trained_on")
     return model.to(device).eval()
+
+
+def load_weights(module: torch.nn.Module, weights: dict, source: Path | str, strict: bool = False):
+    """``module.load_state_dict`` with a tensor of the wrong shape as a one-line error naming ``source``."""
+    try:
+        return module.load_state_dict(weights, strict=strict)
+    except RuntimeError as e:
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e).splitlines()[0])
+        raise WorldmotError(f"{source}: weights do not fit the config ({detail[:200]})") from None

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
@@ -273,6 +274,8 @@ def from_yaml_text(schema: type[T], text: str, source: str = "config") -> T:
         return OmegaConf.to_object(conf)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{source}: config key {_key_of(e)!r}: {_one_line(e)}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
 def replace(cfg: T, **changes: Any) -> T:

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from worldmot.datasets.video import DEFAULT_CODEC
+from worldmot.datasets.video import DEFAULT_CODEC, available_codec
 from worldmot.datasets.writer import LeRobotWriter
 from worldmot.envs.experts import expert_of
 from worldmot.errors import WorldmotError
@@ -114,6 +114,11 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
         raise WorldmotError(f"--out {out}: exists and is not empty (expected a new folder, or --resume)")
     if num_envs < 1 or episodes < 1:
         raise WorldmotError(f"--episodes {episodes} --num-envs {num_envs} (expected both >= 1)")
+    if image_size < 8 or image_size % 2:
+        raise WorldmotError(f"--image-size {image_size}: expected an even number of pixels >= 8")
+    if seed < 0:
+        raise WorldmotError(f"--seed {seed}: expected a number >= 0 (episode i is reset with seed + i)")
+    available_codec(codec)  # an unknown name fails before the env starts
     make_policy = make_policy or make_named_policy
     env = make_env(env_id, num_envs, image_size)
     try:
@@ -122,12 +127,13 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
         expert = expert_of(env)
         feats = features_for(obs_space, act_space, expert_action=expert is not None)
         fps = _metadata_fps(env)
+        # before the writer: a policy the env cannot serve fails before anything is written
+        policy = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
         writer = LeRobotWriter(out, fps=fps, features=feats, robot_type=env_id, codec=codec, resume=resume)
         if writer.info.get("robot_type") != env_id or writer.fps != fps:
             raise WorldmotError(f"{out}/meta/info.json: recorded from {writer.info.get('robot_type')!r} at "
                                 f"{writer.fps} fps (expected --env {env_id!r} at {fps} fps to resume)")
         feats = writer.features  # a resumed dataset keeps its own columns
-        policy = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
         start = writer.info["total_episodes"]
         t0 = time.perf_counter()
         with tqdm(total=episodes, initial=min(start, episodes), unit="ep", disable=not progress,

@@ -39,8 +39,8 @@ def one_line(err: WorldmotError) -> str:
     text = str(err).strip()
     if text.startswith("Caught ") and "\n" in text:
         last = text.splitlines()[-1]
-        return last.split(": ", 1)[1] if last.startswith(("worldmot.errors.", "WorldmotError")) else last
-    return text
+        text = last.split(": ", 1)[1] if last.startswith(("worldmot.errors.", "WorldmotError")) else last
+    return text.replace("\r", "\\r").replace("\n", "\\n")  # a path with a newline stays on the one line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(args) or 0)
     except WorldmotError as e:
         print(f"worldmot {name}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:
+            raise  # not about a path the user named: a bug, keep its traceback
+        print(f"worldmot {name}: error: {e.filename}: {e.strerror or e} (expected a path it can write)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"worldmot {name}: interrupted", file=sys.stderr)

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(auto: CUDA where available; planning on CUDA uses bf16 autocast)")
     parser.add_argument("--reason", action="store_true", help="--policy model: write its reasoning before each "
                         "chunk's actions (off: the actions follow an empty reasoning, as the planner's proposals do)")
+    parser.add_argument("--transfer", action="store_true", help="evaluate a model on an env (or features) other than "
+                        "the ones it was trained on, on purpose")
     parser.add_argument("--no-rrd", action="store_true", help="skip the Rerun recording")
     parser.add_argument("--plan", "--plan-config", dest="plan", default="default", help="planner settings: a name "
                         "of the built-in configs/plan/ (default, objects, push, reacher) or a YAML file")
@@ -41,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.num_envs < 1:
         raise WorldmotError(f"--episodes {args.episodes} --num-envs {args.num_envs}: expected positive numbers")
+    if args.videos < 0:
+        raise WorldmotError(f"--videos {args.videos}: expected a count >= 0")
     if args.reason and args.policy != "model":
         raise WorldmotError(f"--reason: for --policy model only (got --policy {args.policy})")
     if args.overrides and args.policy != "planner":
@@ -62,6 +66,6 @@ def main(args: argparse.Namespace) -> int:
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
                     rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model,
-                    judge=args.judge, reason=args.reason)
+                    judge=args.judge, reason=args.reason, transfer=args.transfer)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

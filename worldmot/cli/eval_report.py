@@ -16,6 +16,8 @@ def main(args: argparse.Namespace) -> int:
     from worldmot.evaluation.agreement import agreement, find_eval_infos, pair_up, report_markdown
     from worldmot.io import atomic_write
 
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails first
     pairs = pair_up(find_eval_infos(args.paths))
     stats = agreement(pairs)
     text = report_markdown(pairs, stats)

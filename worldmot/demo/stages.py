@@ -9,7 +9,8 @@
 
 Each stage is skipped when its output is complete (a dataset with all episodes, a run that reached its last
 step, an eval_info.json) and resumed when it is partial (recording and training both resume), so an
-interrupted demo continues where it stopped. ``fresh=True`` deletes OUT first.
+interrupted demo continues where it stopped. ``fresh=True`` deletes what the demo wrote in OUT first. OUT must
+be new, empty or a demo folder (only the names above): the demo never writes into, nor deletes, anything else.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from pathlib import Path
 from worldmot.demo.config import POLICIES, DemoConfig, plan_settings, train_settings
 from worldmot.demo.report import write_report
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_write
+from worldmot.io import atomic_write, is_temporary
+
+# every name the demo writes in OUT
+DEMO_ENTRIES = ("data", "run", "eval", "report.md", "success.png", "curves.png", "demo.rrd", "stages.json")
 
 
 class StageClock:
@@ -68,6 +72,8 @@ def train_stage(cfg: DemoConfig, out: Path) -> Path:
     done = latest is not None and ckpt.load_checkpoint(latest)["step"] >= tcfg.steps
     _stage(2, f"train the MoT world model ({tcfg.model.name}, {tcfg.steps} steps) -> {run}", done)
     if not done:
+        if latest is None and run.exists():
+            shutil.rmtree(run)  # the demo's own run, killed before its first checkpoint: nothing to resume
         train(tcfg, resume=latest is not None)
     return run
 
@@ -105,8 +111,9 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
     _check_env(cfg.env)
     plan_settings(cfg)  # before anything is written
     train_settings(cfg, out).check()
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    _check_demo_folder(out)
+    if fresh:
+        _remove_demo_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(out)
     t = time.perf_counter()
@@ -122,6 +129,24 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
     _stage(4, f"report -> {out / 'report.md'}", False)
     _copy_atomic(out / "eval" / "planner" / "eval.rrd", out / "demo.rrd")
     return write_report(out, cfg, run, infos, clock.seconds)
+
+
+def _check_demo_folder(out: Path) -> None:
+    """Refuse an OUT that holds anything the demo does not write (a user's folder)."""
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES and not is_temporary(p)) \
+        if out.is_dir() else []
+    if foreign:
+        raise WorldmotError(f"--out {out}: holds {foreign[0]!r}, which the demo did not write (expected a new "
+                            "folder or a demo folder)")
+
+
+def _remove_demo_outputs(out: Path) -> None:
+    for name in DEMO_ENTRIES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _check_env(env_id: str) -> None:

@@ -19,18 +19,27 @@ from worldmot.planning import PlannerConfig
 def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | None = None,
              plan: PlannerConfig | None = None, episodes: int = 50, seed: int = 100_000, num_envs: int = 10,
              held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None,
-             in_model: bool = False, judge: str = "goal", reason: bool = False) -> dict:
+             in_model: bool = False, judge: str = "goal", reason: bool = False, transfer: bool = False) -> dict:
     """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info.
 
     ``in_model``: in the world model's imagination instead of the simulator (the same seeded starts; see
     in_model.py); ``model`` is then the world model every policy runs in, and ``judge`` how it judges success.
-    ``reason``: the model policy writes its reasoning before its actions (ModelPolicy)."""
+    ``reason``: the model policy writes its reasoning before its actions (ModelPolicy). ``transfer``: run a
+    model on an env or features other than those it was trained on (otherwise a one-line error)."""
     from worldmot.policies import make_policy
 
     if in_model and model is None:
         raise WorldmotError("--in-model needs --checkpoint RUN: the world model to evaluate in")
     env = make_eval_env(env_id, min(num_envs, episodes), held_out,
                         image_size=model.cfg.sequence.image_size if model is not None else None)
+    if model is not None and not transfer:
+        from worldmot.evaluation.trained_on import check_trained_on
+
+        try:
+            check_trained_on(getattr(model, "trained_on", None), env_id, env, "--checkpoint")
+        except WorldmotError:
+            env.close()
+            raise
     if in_model:
         import gymnasium as gym
 
@@ -38,6 +47,7 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
 
         env = ImaginedVectorEnv(model, env, max_steps=gym.spec(env_id).max_episode_steps or 100, judge=judge)
     try:
+        Path(out).mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before the episodes run
         policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd, reason=reason)
         # the goal image is in the recording whatever the cost; a planner with cost=goal also plans toward it
         result = evaluate_in_simulator(env, env_id, policy, policy_name, episodes, seed,

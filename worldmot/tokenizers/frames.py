@@ -283,7 +283,9 @@ class LatentTokenizer:
 
         try:
             # low_cpu_mem_usage would need accelerate and only saves time on large models
-            vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
+            # safetensors only: a .bin would go through torch.load, which unpickles
+            vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False,
+                                                use_safetensors=True)
         except (OSError, ValueError) as e:
             raise WorldmotError(f"{path}: cannot load AutoencoderKL ({str(e).splitlines()[0]})") from e
         return cls(vae, image_size, latent_patch_size or saved.get("latent_patch_size", 1))

@@ -104,7 +104,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         sums = state["sha256"]
     except FileNotFoundError:
         raise WorldmotError(f"{state_file}: missing (incomplete checkpoint)") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise WorldmotError(f"{state_file}: corrupt (expected JSON with step and sha256)") from None
     for name in FILES:
         f = path / name

@@ -20,12 +20,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from worldmot.checkpoint import save_model
+from worldmot.checkpoint import load_weights, save_model
+from worldmot.datasets.finite import require_finite
 from worldmot.config import from_yaml_text
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.datasets.windows import WindowDataset, collate_windows, split_episodes
 from worldmot.devices import wants_cuda
 from worldmot.errors import WorldmotError
+from worldmot.io import atomic_write
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
@@ -219,7 +221,7 @@ class MetricsLog:
                     continue  # a line cut by a kill
                 if row.get("step", 0) <= resume_step:
                     keep.append(line)
-            path.write_text("".join(l + "\n" for l in keep))
+            atomic_write(path, lambda tmp: tmp.write_text("".join(l + "\n" for l in keep)))
         elif resume_step is None and path.exists():
             path.unlink()
 
@@ -271,12 +273,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if resume:
         cfg, state = _resumed(cfg, run_dir)
         start_step = state["step"]
-    elif proc.main and ckpt.list_checkpoints(run_dir):
-        raise WorldmotError(f"{run_dir}: already holds checkpoints (use --resume, or another run_dir)")
+    elif proc.main and run_dir.is_dir() and any(run_dir.iterdir()):
+        held = "checkpoints" if ckpt.list_checkpoints(run_dir) else f"{sorted(p.name for p in run_dir.iterdir())[0]!r}"
+        raise WorldmotError(f"run_dir {run_dir}: not empty, holds {held} (expected a new folder, or --resume)")
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise WorldmotError(f"run_dir {run_dir}: is a file (expected a run folder)")
 
+    if reader.num_episodes == 0:
+        raise WorldmotError(f"{reader.root}/meta/info.json: total_episodes 0 (expected a dataset with episodes)")
     dataset_dims(reader, cfg)  # a dataset without the features fails before anything is built
     resolve_keypoints(reader, cfg, announce=proc.main)
     resolve_expert_actions(reader, cfg)
+    require_finite(reader, [k for k in (cfg.data.action_key, cfg.data.state_key, keypoint_key(cfg),
+                                        cfg.data.expert_action_key) if k])
+    trained_on = {"env": reader.robot_type, "features": {k: list(reader.features[k]["shape"]) for k in
+                                                         (cfg.data.action_key, cfg.data.state_key)}}
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
     kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
@@ -289,7 +300,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     ema = WarmupEMA(model, cfg.optim.ema_decay)
     opt = make_optimizer(model, cfg)
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], f"{run_dir}/checkpoints (step {start_step}) model.safetensors", strict=True)
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optim"])
         if state["rng"] is not None:
@@ -346,7 +357,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if proc.main:
                 last_good = ckpt.save_checkpoint(run_dir, done, model, ema, opt, cfg, keep=cfg.keep_checkpoints,
                                                  extra={"action_tokenizer": model.action_tokenizer.to_dict()})
-                save_model(ema.module, run_dir / "model")
+                save_model(ema.module, run_dir / "model", trained_on=trained_on)
             if proc.world > 1:
                 dist.barrier()
     bar.close()
