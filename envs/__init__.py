@@ -7,6 +7,8 @@ import them):
     worldmot/Push-v0     push the named coloured block onto the named pad        (100 steps)
     worldmot/Reacher-v5  Gymnasium's Reacher-v5 with the same contract          (50 steps)
     worldmot/Pusher-v5   Gymnasium's Pusher-v5 with the same contract           (100 steps)
+    metaworld/<task>     a Meta-World v3 task, e.g. metaworld/drawer-open-v3    (125 steps; the metaworld extra)
+    metaworld/MT10       the ten MT10 tasks, task = seed % 10 (MT50: all fifty) (125 steps; the metaworld extra)
 
 Every env keeps one contract (observations, info keys, instruction, goal image, scripted expert), written
 once in task_env.py (TaskEnv, the base class of both kinds); make kwargs: ``image_size`` (default 64),
@@ -33,6 +35,37 @@ _register("worldmot/Reach-v0", "worldmot.envs.reach:ReachEnv", 50)
 _register("worldmot/Push-v0", "worldmot.envs.push:PushEnv", 100)
 _register("worldmot/Reacher-v5", "worldmot.envs.gym_wrapper:ReacherTask", 50)
 _register("worldmot/Pusher-v5", "worldmot.envs.gym_wrapper:PusherTask", 100)
+
+
+def _register_metaworld() -> None:
+    """``metaworld/<task>`` for every Meta-World v3 task and ``metaworld/MT10`` / ``metaworld/MT50``, where the
+    ``metaworld`` extra is installed (found without importing it: importing Meta-World takes a second or two)."""
+    import importlib.util
+
+    from worldmot.envs.metaworld_tasks import SETS, TASKS
+
+    if importlib.util.find_spec("metaworld") is None:
+        return
+    steps = 500 // 4  # Meta-World's 500 steps at the default action repeat (metaworld.py FRAME_SKIP)
+    for name, tasks in [(t, (t,)) for t in TASKS] + list(SETS.items()):
+        if f"metaworld/{name}" not in gym.registry:
+            gym.register(id=f"metaworld/{name}", entry_point="worldmot.envs.metaworld:MetaWorldTask",
+                         max_episode_steps=steps, kwargs={"tasks": tasks})
+
+
+def missing_extra(env_id: str) -> str | None:
+    """Why ``env_id`` is not registered where an optional extra would register it (one line), else None."""
+    if env_id.startswith("metaworld/") and env_id not in gym.registry:
+        from worldmot.envs.metaworld_tasks import SETS, TASKS
+
+        name = env_id.split("/", 1)[1]
+        if name in TASKS or name in SETS:
+            return f"--env {env_id}: Meta-World is an optional extra: pip install -e \".[metaworld]\" (metaworld==3.1.1, which pins mujoco 3.3.0)"
+    return None
+
+
+_register_metaworld()
+
 
 def make_vec(env_id: str, num_envs: int, vectorization_mode: str = "async", vector_kwargs: dict | None = None, **kwargs):
     """``gymnasium.make_vec`` with a "spawn" context for async workers (safe after the parent rendered)."""

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from worldmot.envs.instructions import parse_colours
+from worldmot.envs.metaworld_expert import MetaWorldExpert
 from worldmot.errors import WorldmotError
 from worldmot.reasoning import format_position
 
@@ -138,7 +139,7 @@ class ReacherExpert:
         return np.stack(actions), subtasks
 
 
-EXPERTS = {"reach": ReachExpert, "push": PushExpert, "reacher": ReacherExpert}
+EXPERTS = {"reach": ReachExpert, "push": PushExpert, "reacher": ReacherExpert, "metaworld": MetaWorldExpert}
 
 
 def make_expert(name: str, **kwargs):
