@@ -32,7 +32,7 @@ import numpy as np
 
 from worldmot.envs.gym_wrapper import project
 from worldmot.envs.metaworld_expert import RAW, MetaWorldExpert
-from worldmot.envs.metaworld_tasks import TASKS, wordings
+from worldmot.envs.metaworld_tasks import TASKS, group_of, wordings
 from worldmot.envs.render import FastCamera
 from worldmot.envs.task_env import TaskEnv
 from worldmot.errors import WorldmotError
@@ -137,6 +137,11 @@ class MetaWorldTask(TaskEnv):
     def task_of_seed(self, seed: int) -> str:
         """The task an episode reset with ``seed`` plays (every task in turn over consecutive seeds)."""
         return self.tasks[seed % len(self.tasks)]
+
+    def task_label(self, seed: int) -> tuple[str, int, str]:
+        """(difficulty group, index in ``tasks``, name) of the task that seed plays: evaluation reports by it."""
+        name = self.task_of_seed(seed)
+        return group_of(name), self.tasks.index(name), name
 
     def _sim_of(self, name: str) -> TaskSim:
         if name not in self._sims:
