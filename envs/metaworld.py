@@ -138,10 +138,12 @@ class MetaWorldTask(TaskEnv):
         """The task an episode reset with ``seed`` plays (every task in turn over consecutive seeds)."""
         return self.tasks[seed % len(self.tasks)]
 
-    def task_label(self, seed: int) -> tuple[str, int, str]:
-        """(difficulty group, index in ``tasks``, name) of the task that seed plays: evaluation reports by it."""
-        name = self.task_of_seed(seed)
-        return group_of(name), self.tasks.index(name), name
+    @property
+    def task_cycle(self) -> tuple[tuple[str, int, str], ...]:
+        """(difficulty group, index, name) of each task in turn: the episode reset with seed s plays
+        ``task_cycle[s % len(task_cycle)]`` (evaluation reports per task by it; data, not a method, as a
+        vector env's get_attr calls methods)."""
+        return tuple((group_of(name), i, name) for i, name in enumerate(self.tasks))
 
     def _sim_of(self, name: str) -> TaskSim:
         if name not in self._sims:

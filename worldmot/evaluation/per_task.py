@@ -6,7 +6,8 @@ lerobot-eval 0.4's eval_info.json (``eval_policy_all``):
     per_group  {group: {"avg_sum_reward", "avg_max_reward", "pc_success", "n_episodes"}}
     overall    {"avg_sum_reward", "avg_max_reward", "pc_success", "n_episodes", "eval_s", "eval_ep_s"}
 
-An env is multi-task when it has ``task_label(seed) -> (group, task_id, task)`` (the Meta-World envs do); the
+An env is multi-task when it has ``task_cycle``: (group, task_id, task) of each task, the episode reset with
+seed s playing ``task_cycle[s % len(task_cycle)]`` (the Meta-World envs have it); the
 output of any other env is unchanged (``per_episode`` and ``aggregated`` only). ``task`` (the task's name),
 ``episode_ix`` and the per-task ``pc_success`` are worldmot's additions.
 """
@@ -29,12 +30,12 @@ class TaskLabel(NamedTuple):
 def episode_tasks(env, episodes: list[Episode]) -> list[TaskLabel] | None:
     """The task of each episode (from its seed), or None where the env is not multi-task."""
     try:
-        label = env.get_attr("task_label")[0]
+        cycle = env.get_attr("task_cycle")[0]
     except AttributeError:
         return None
     if any(ep.seed is None for ep in episodes):
         return None
-    return [TaskLabel(*label(ep.seed)) for ep in episodes]
+    return [TaskLabel(*cycle[ep.seed % len(cycle)]) for ep in episodes]
 
 
 def per_task_report(rows: list[dict], labels: list[TaskLabel], aggregated: dict) -> dict:
