@@ -1,0 +1,110 @@
+"""Meta-World v3 envs (the metaworld extra): the task table, the contract, the experts, MT10's task per seed,
+recording and the per-task evaluation report. The tests that need Meta-World are skipped without it."""
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import worldmot.envs as envs
+from worldmot.envs.metaworld_tasks import GROUPS, INSTRUCTIONS, MT10, TASKS, group_of
+from worldmot.evaluation.per_task import TaskLabel, per_task_report
+
+SKIP_REASON = "Meta-World is an optional extra: pip install -e '.[metaworld]'"
+
+
+@pytest.fixture(scope="module")
+def metaworld():
+    return pytest.importorskip("metaworld", reason=SKIP_REASON)
+
+
+@pytest.fixture(scope="module")
+def reach(metaworld):
+    env = gym.make("metaworld/reach-v3", image_size=32)
+    yield env
+    env.close()
+
+
+def test_task_table_wordings_and_groups():
+    for task, (train, held) in INSTRUCTIONS.items():
+        assert len(train) >= 2 and held and not set(train) & set(held), task
+    assert sorted(t for ts in GROUPS.values() for t in ts) == sorted(TASKS)
+    assert set(MT10) <= set(TASKS) and group_of("peg-insert-side-v3") == "medium"
+
+
+def test_missing_extra_is_one_line_naming_it():
+    message = envs.missing_extra("metaworld/MT10")
+    if "metaworld/MT10" in gym.registry:
+        assert message is None
+    else:
+        assert ".[metaworld]" in message and "\n" not in message
+    assert envs.missing_extra("metaworld/no-such-task") is None
+
+
+def test_per_task_report_has_lerobot_eval_shape():
+    rows = [{"episode_ix": i, "sum_reward": float(i), "max_reward": 1.0, "success": i % 2 == 0} for i in range(4)]
+    labels = [TaskLabel("easy", 0, "reach-v3"), TaskLabel("hard", 1, "push-v3")] * 2
+    report = per_task_report(rows, labels, {"eval_s": 2.0, "eval_ep_s": 0.5})
+    assert [t["task"] for t in report["per_task"]] == ["reach-v3", "push-v3"]
+    assert report["per_task"][0]["metrics"]["successes"] == [True, True]
+    assert report["per_task"][1]["metrics"]["episode_ix"] == [1, 3]
+    assert report["per_group"]["hard"]["pc_success"] == 0.0 and report["per_group"]["easy"]["n_episodes"] == 2
+    assert report["overall"]["pc_success"] == 50.0 and report["overall"]["eval_s"] == 2.0
+
+
+def test_table_is_metaworlds_own(metaworld):
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT10_V3
+    from metaworld.policies import ENV_POLICY_MAP
+
+    assert TASKS == tuple(ALL_V3_ENVIRONMENTS) and MT10 == tuple(MT10_V3)
+    assert set(ENV_POLICY_MAP) == set(TASKS)
+
+
+def test_contract_and_seeded_reset(reach):
+    obs, info = reach.reset(seed=3)
+    assert reach.observation_space.contains(obs) and info["task"] == "reach-v3"
+    assert info["instruction"] in INSTRUCTIONS["reach-v3"][0]
+    again, _ = reach.reset(seed=3)
+    np.testing.assert_array_equal(obs["environment_state"], again["environment_state"])
+    other, _ = reach.reset(seed=4)
+    assert not np.array_equal(obs["environment_state"][36:39], other["environment_state"][36:39])  # goal moved
+    assert obs["environment_state"][-1] == TASKS.index("reach-v3")
+    assert reach.metadata["render_fps"] == 20 and reach.spec.max_episode_steps == 125
+
+
+def test_expert_succeeds_and_goal_image_leaves_the_state(reach):
+    obs, info = reach.reset(seed=5)
+    before = reach.unwrapped.data.qpos.copy()
+    goal = reach.unwrapped.render_goal()
+    assert goal.shape == (32, 32, 3) and not np.array_equal(goal, obs["pixels"]["top"])
+    np.testing.assert_array_equal(reach.unwrapped.data.qpos, before)
+    expert = envs.experts.expert_of(reach)
+    for _ in range(60):
+        action, subtask = expert(obs["agent_pos"][None], obs["environment_state"][None], [info["instruction"]])
+        obs, _, terminated, _, info = reach.step(action[0])
+        if terminated:
+            break
+    assert info["is_success"] and subtask[0].startswith("object ")
+    assert np.all((obs["keypoints"] >= 0) & (obs["keypoints"] <= 1))
+
+
+def test_mt10_plays_task_seed_mod_10_with_held_out_wordings(metaworld):
+    env = gym.make("metaworld/MT10", render_mode=None, held_out_instructions=True)
+    try:
+        for seed in (1, 13):
+            _, info = env.reset(seed=seed)
+            assert info["task"] == MT10[seed % 10] and info["instruction"] in INSTRUCTIONS[MT10[seed % 10]][1]
+        assert env.unwrapped.task_cycle[3] == ("easy", 3, "door-open-v3")
+    finally:
+        env.close()
+
+
+def test_record_mt10_two_tasks_in_one_dataset(metaworld, tmp_path):
+    from worldmot.recording import record
+
+    result = record("metaworld/MT10", "scripted", 2, tmp_path / "ds", image_size=32, progress=False)
+    info = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
+    assert result.total_episodes == 2 and info["robot_type"] == "metaworld/MT10"
+    assert "expert_action" in info["features"] and info["features"]["observation.environment_state"]["shape"] == [40]
