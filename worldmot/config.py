@@ -35,7 +35,7 @@ def check_fields(cfg: Any, prefix: str, rules: dict[str, tuple[Any, str]]) -> No
 T = TypeVar("T")
 
 __all__ = ["AT_LEAST_1", "FRACTION", "MISSING", "NON_NEGATIVE", "POSITIVE", "ModelConfig", "SequenceConfig", "check_fields",
-           "config_dir", "from_yaml_text", "load_config", "to_yaml"]
+           "config_dir", "from_yaml_text", "load_config", "merge_config", "named_config", "to_yaml"]
 
 
 @dataclass
@@ -48,9 +48,9 @@ class SequenceConfig:
     patch_size: int = 8  # patch tokenizer: (image_size / patch_size)^2 tokens per frame
     frame_tokenizer: str = "patch"  # patch | latent
     latent_path: str = ""  # a local diffusers AutoencoderKL folder when frame_tokenizer=latent
-    action_dim: int = 2
-    state_dim: int = 2
-    action_bins: int = 256
+    action_dim: int = 2  # action dimensions (set from the dataset)
+    state_dim: int = 2  # state dimensions (set from the dataset)
+    action_bins: int = 256  # bins per action dimension of the action tokens (uniform over the dataset's range)
     progress_bins: int = 20  # progress in [0, 1) -> bins; success has its own token
     instruction_len: int = 48  # bytes of instruction (padded / truncated)
     reasoning_len: int = 32  # bytes of reasoning text per step (padded / truncated)
@@ -74,11 +74,11 @@ class SequenceConfig:
 class ModelConfig:
     """Architecture of the MoT world model."""
 
-    name: str = "tiny"
-    width: int = 128
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
+    name: str = "tiny"  # the config's name, as written in run folders
+    width: int = 128  # D, the width of every token
+    depth: int = 4  # transformer layers (blocks)
+    heads: int = 4  # attention heads (must divide width)
+    mlp_ratio: float = 4.0  # feed-forward hidden width / width
     # modality -> expert name. Modalities: text, action, state, frame.
     # full MoT {text: text, action: action, state: action, frame: frame}; two-path {.. ar .., frame: dit};
     # dense: all to one expert.
@@ -103,7 +103,7 @@ class ModelConfig:
     # kernels on a GPU).
     # 0: one SDPA call with the boolean mask (docs/notes/gpu-training.md)
     attention_query_tile: int = 0
-    lambda_fm: float = 1.0
+    lambda_fm: float = 1.0  # weight of the flow-matching (frame) loss
     lambda_state: float = 0.1  # weight of the state read-out loss (the planner's goal cost reads it)
     # weight of the keypoint loss (datasets with keypoints; 0: off): each frame's patches say which of them
     # holds each point (a softmax over the patches) and where inside it, and the frame's [EOF] reads their
@@ -219,6 +219,21 @@ def load_config(
 
     Raises ConfigError (one line, naming the key or file) for unknown keys, wrong types and missing values.
     """
+    conf = merge_config(schema, files, overrides, base)
+    missing = sorted(OmegaConf.missing_keys(conf))
+    if missing:
+        raise ConfigError(f"config key {missing[0]!r} is required but has no value")
+    try:
+        return OmegaConf.to_object(conf)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config key {_key_of(e)!r}: {_one_line(e)}") from None
+
+
+def merge_config(
+    schema: type, files: Sequence[str | Path] = (), overrides: Sequence[str] = (), base: Path | None = None
+) -> DictConfig:
+    """The ``schema``'s structured config with the YAML files and overrides merged in; required keys may still
+    be missing (``???``). Raises ConfigError for unknown keys, wrong types, missing files and bad YAML."""
     base = base or config_dir()
     conf = OmegaConf.structured(schema)
     try:
@@ -234,10 +249,7 @@ def load_config(
         for item in overrides:
             conf = _merge_override(conf, item, base)
         OmegaConf.resolve(conf)
-        missing = sorted(OmegaConf.missing_keys(conf))
-        if missing:
-            raise ConfigError(f"config key {missing[0]!r} is required but has no value")
-        return OmegaConf.to_object(conf)
+        return conf
     except ConfigKeyError as e:
         raise ConfigError(f"unknown config key {_key_of(e)!r}: {_one_line(e)}") from None
     except ValidationError as e:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(commands: dict[str, tuple[str, str]] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worldmot", description="Mixture-of-Transformers world models for robots.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -46,6 +47,11 @@ def one_line(err: WorldmotError) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    if argv and argv[0] == "--version":
+        from worldmot import __version__
+
+        print(f"worldmot {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         args = parser.parse_args(argv)  # prints help or "invalid choice" and exits
         parser.print_help()

@@ -12,11 +12,11 @@ class PlannerConfig:
     cost: str = "progress"  # progress: the model's predicted task progress (language only) | goal: goal image
     horizon: int = 2  # imagined frame steps, one action chunk each (at most the model's n_steps - 1)
     candidates: int = 32  # action sequences imagined per iteration, per env
-    iterations: int = 2
+    iterations: int = 2  # refits of the sampling distribution per replanning step
     elites: int = 6  # the best candidates that refit the mean and std
     temperature: float = 0.5  # mppi: elite weights softmax(z / temperature), z = scores rescaled to [-1, 0]
     init_std: float = 0.7  # of the sampling distribution, in action units
-    min_std: float = 0.05
+    min_std: float = 0.05  # floor of the sampling std, in action units (keeps exploring)
     execute: int = 1  # chunks executed before replanning (receding horizon)
     flow_steps: int = 1  # denoising steps per imagined frame (the x0 estimate is enough for costs)
     ar_proposals: int = 0  # candidates sampled from the model's own AR policy in the first iteration
@@ -41,7 +41,7 @@ class PlannerConfig:
     # the image side (Push: block 0.05 + effector 0.03 m of a 1 m view); push_tolerance: an object this
     # close to its goal position counts as there
     push_distance: float = 0.0
-    push_tolerance: float = 0.04
+    push_tolerance: float = 0.04  # an object this close to its goal position (fraction of the image side) is there
     # cost=goal, object_weight > 0: also price where the effector would be this many chunks after each imagined
     # chunk at that chunk's velocity (object_cost.lead_distance), 0: off. For torque-controlled arms
     lead_chunks: float = 0.0
@@ -56,7 +56,7 @@ class PlannerConfig:
     # on CUDA, replay each imagination forward as a captured CUDA graph (worldmot/model/cuda_graphs.py): a
     # replanning step is otherwise bound by launching hundreds of tiny kernels. No effect on the CPU
     cuda_graphs: bool = True
-    seed: int = 0
+    seed: int = 0  # seeds the planner's sampling
 
     def check(self, n_steps: int) -> None:
         """Raise a one-line error naming the key for settings the model cannot serve."""

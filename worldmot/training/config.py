@@ -10,8 +10,8 @@ from worldmot.config import AT_LEAST_1, FRACTION, MISSING, NON_NEGATIVE, POSITIV
 class DataConfig:
     root: str = MISSING  # a local LeRobot v3.0 / v2.1 dataset folder
     camera: str = ""  # feature key of the camera; empty: the dataset's first camera
-    state_key: str = "observation.state"
-    action_key: str = "action"
+    state_key: str = "observation.state"  # feature key of the proprioceptive state
+    action_key: str = "action"  # feature key of the executed action
     # image (u, v) of the objects the instruction names, if the dataset has it: the model is taught to find
     # them in each frame (ModelConfig.lambda_keypoint); absent: no such loss
     keypoint_key: str = "observation.keypoints"
@@ -20,7 +20,7 @@ class DataConfig:
     # the executed actions still condition the frames. Empty, or absent from the dataset: the executed action
     expert_action_key: str = "expert_action"
     val_fraction: float = 0.1  # held-out episodes for validation
-    num_workers: int = 2
+    num_workers: int = 2  # DataLoader worker processes that decode video
     stride: int = 1  # window start every `stride` env steps
 
 
@@ -29,10 +29,10 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate, reached after warmup_steps
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100  # steps of linear warm-up to lr, then the cosine decay
-    weight_decay: float = 0.05
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
+    weight_decay: float = 0.05  # AdamW's decoupled weight decay, on weight matrices only (not biases, norms, embeddings)
+    beta1: float = 0.9  # AdamW's first-moment decay
+    beta2: float = 0.95  # AdamW's second-moment decay
+    grad_clip: float = 1.0  # the gradients' global norm is clipped to this
     ema_decay: float = 0.995  # of the EMA weights that validation and RUN/model/ use
 
 
@@ -41,24 +41,24 @@ class ValConfig:
     every: int = 500  # steps between validations (and at the end)
     batches: int = 2  # validation batches of `batch_size` windows
     horizons: list[int] = field(default_factory=lambda: [1, 2, 4])  # open-loop frames ahead
-    flow_steps: int = 1
+    flow_steps: int = 1  # denoising steps per imagined frame in validation
     full: bool = True  # PSNR/SSIM, token accuracies, closed-loop metrics; false: held-out losses only (cheap)
 
 
 @dataclass
 class TrainConfig:
-    run_dir: str = MISSING
-    seed: int = 0
-    steps: int = 3000
+    run_dir: str = MISSING  # the run's folder: metrics.jsonl, curves.png, checkpoints/, model/
+    seed: int = 0  # seeds the model's initialisation, the episode split, sampling and noise (same seed: same run)
+    steps: int = 3000  # optimizer steps of the run
     batch_size: int = 32  # global batch (split over DDP ranks)
     device: str = "auto"  # auto | cpu | cuda
     compile: bool = False  # torch.compile the trunk (MoTTrunk.compile; GPU)
     compile_scope: str = "layer"  # layer: a layer with all its experts as one graph | blocks: each expert block's work
     attention: str = "sdpa"  # sdpa (the boolean mask) | flex (the mask's tiles; CUDA, compile=true, compile_scope=layer)
     threads: int = 0  # CPU threads per process; 0: all cores / ranks
-    log_every: int = 10
-    checkpoint_every: int = 250
-    keep_checkpoints: int = 2
+    log_every: int = 10  # steps between lines of metrics.jsonl (and the progress bar's losses)
+    checkpoint_every: int = 250  # steps between checkpoints (a killed run resumes from the newest)
+    keep_checkpoints: int = 2  # newest checkpoints kept; older ones are deleted
     rerun: bool = False  # also log validation samples and curves to RUN/train.rrd
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
