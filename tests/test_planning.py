@@ -374,12 +374,12 @@ def test_eval_recording_holds_the_planners_imagined_frames_costs_and_chosen_acti
 def test_imagined_env_starts_from_the_simulator_then_imagines_chunk_by_chunk():
     from worldmot.stepping import collect_episodes
     from worldmot.evaluation.in_model import ImaginedVectorEnv
-    from worldmot.evaluation.simulator import make_eval_env
+    from worldmot.envs.make import make_env
     from worldmot.policies import make_policy
 
     model = make_model(small_config(state_dim=2))
     C = model.cfg.sequence.chunk
-    sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
+    sim = make_env("worldmot/Reach-v0", 2, "sync", image_size=16)
     env = ImaginedVectorEnv(model, sim, max_steps=3 * C, judge="token")
     max_step = sim.get_attr("max_step")[0]  # metres per unit action: the odometry below
     try:
@@ -412,7 +412,7 @@ def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkey
     tolerance of the goal image's, and not before (the reset frame is the simulator's, not judged)."""
     from worldmot.stepping import collect_episodes
     from worldmot.evaluation.in_model import ImaginedVectorEnv
-    from worldmot.evaluation.simulator import make_eval_env
+    from worldmot.envs.make import make_env
     from worldmot.policies import make_policy
 
     model = make_model(small_config(state_dim=2))
@@ -426,7 +426,7 @@ def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkey
             return torch.tensor([0.0, 0.0] if len(calls) == 2 else [0.5, 0.0]).expand(hidden.shape[0], -1)
 
         monkeypatch.setattr(model, "read_state", read_state)
-        sim = make_eval_env("worldmot/Reach-v0", 2, held_out=False, image_size=16)
+        sim = make_env("worldmot/Reach-v0", 2, "sync", image_size=16)
         env = ImaginedVectorEnv(model, sim, max_steps=3 * C, judge="goal", goal_tolerance=tolerance)
         try:
             episodes = collect_episodes(env, make_policy("random", env, seed=0), seed=11)

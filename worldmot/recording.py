@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +25,7 @@ from tqdm import tqdm
 from worldmot.datasets.video import DEFAULT_CODEC, available_codec
 from worldmot.datasets.writer import LeRobotWriter
 from worldmot.envs.experts import expert_of
+from worldmot.envs.make import make_env
 from worldmot.errors import WorldmotError
 from worldmot.policies.factory import make_policy as make_named_policy
 from worldmot.stepping import Step, run_episodes
@@ -48,14 +49,15 @@ class RecordResult:
 def features_for(observation_space: gym.spaces.Dict, action_space: gym.spaces.Box,
                  expert_action: bool = False) -> dict[str, dict]:
     """LeRobot features of worldmot's env contract (pixels/agent_pos/environment_state[/keypoints], Box actions;
-    ``expert_action``: the expert's action beside the executed one)."""
+    ``expert_action``: the expert's action beside the executed one). An empty environment_state or keypoints
+    (an env that has none) is left out: a LeRobot vector feature has at least one value."""
     feats: dict[str, dict] = {}
     for cam, space in observation_space["pixels"].spaces.items():
         feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": list(space.shape),
                                               "names": ["height", "width", "channels"]}
     feats["observation.state"] = _vector(observation_space["agent_pos"].shape)
     for key in ("environment_state", "keypoints"):
-        if key in observation_space.spaces:
+        if key in observation_space.spaces and int(np.prod(observation_space[key].shape)) > 0:
             feats[f"observation.{key}"] = _vector(observation_space[key].shape)
     feats["action"] = _vector(action_space.shape)
     if expert_action:
@@ -85,27 +87,15 @@ def _frame(step: Step, feats: dict, expert_action: np.ndarray | None) -> dict[st
     return frame
 
 
-def make_env(env_id: str, num_envs: int, image_size: int) -> gym.Env | gym.vector.VectorEnv:
-    import worldmot.envs as envs  # registers the worldmot/* ids
-
-    if env_id not in gym.registry:
-        known = ", ".join(i for i in sorted(gym.registry) if i.startswith("worldmot/"))
-        raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot ids: {known})")
-    if num_envs == 1:
-        return gym.make(env_id, image_size=image_size)
-    # spawn (make_vec's default), not fork: a process that already rendered (EGL) or encoded (SVT threads) can
-    # hand a held lock to a forked worker, which then hangs in its first reset
-    return envs.make_vec(env_id, num_envs, vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
-                         image_size=image_size)
-
-
 def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: int = 0, num_envs: int = 1,
            resume: bool = False, image_size: int = 64, codec: str = DEFAULT_CODEC, progress: bool = True,
            make_policy: Callable[..., Any] | None = None, policy_kwargs: dict[str, Any] | None = None,
-           ) -> RecordResult:
+           spec_overrides: Sequence[str] = ()) -> RecordResult:
     """Record ``episodes`` episodes (in total, counting what a resumed dataset already holds).
 
-    ``policy_kwargs`` go to the policy's builder (for example ``{"action_noise": 0.5}`` for "scripted").
+    ``env_id``: any name worldmot.envs.make resolves (a task, a spec, a Gymnasium id); ``spec_overrides``:
+    ``key=value`` fields of its spec. ``policy_kwargs`` go to the policy's builder (for example
+    ``{"action_noise": 0.5}`` for "scripted").
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -120,14 +110,17 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
         raise WorldmotError(f"--seed {seed}: expected a number >= 0 (episode i is reset with seed + i)")
     available_codec(codec)  # an unknown name fails before the env starts
     make_policy = make_policy or make_named_policy
-    env = make_env(env_id, num_envs, image_size)
+    # spawn workers (not fork): a process that already rendered (EGL) or encoded (SVT threads) can hand a held
+    # lock to a forked worker, which then hangs in its first reset
+    env = make_env(env_id, num_envs, None if num_envs == 1 else "async", image_size=image_size,
+                   spec_overrides=spec_overrides, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     try:
         obs_space = env.single_observation_space if num_envs > 1 else env.observation_space
         act_space = env.single_action_space if num_envs > 1 else env.action_space
         expert = expert_of(env)
         feats = features_for(obs_space, act_space, expert_action=expert is not None)
         fps = _metadata_fps(env)
-        # before the writer: a policy the env cannot serve fails before anything is written
+        # before the writer: a policy the env cannot serve (no scripted expert) fails before anything is written
         policy = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
         writer = LeRobotWriter(out, fps=fps, features=feats, robot_type=env_id, codec=codec, resume=resume)
         if writer.info.get("robot_type") != env_id or writer.fps != fps:

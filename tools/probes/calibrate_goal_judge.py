@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from worldmot.checkpoint import load_model
 from worldmot.stepping import collect_episodes
-from worldmot.evaluation.simulator import make_eval_env
+from worldmot.envs.make import make_env
 from worldmot.model import imagination
 from worldmot.policies import make_policy
 
@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--tolerances", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6])
     args = p.parse_args()
     model = load_model(args.checkpoint).eval()
-    env = make_eval_env(args.env, min(10, args.episodes), False, image_size=model.cfg.sequence.image_size)
+    env = make_env(args.env, min(10, args.episodes), "sync", image_size=model.cfg.sequence.image_size)
     rows = []  # (policy, true success, min distance, distance at the first success or nan)
     for name in ("scripted", "random"):
         policy = make_policy(name, env, seed=args.seed)

@@ -7,7 +7,10 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="worldmot-demo", help="the demo's folder (default: ./worldmot-demo)")
     parser.add_argument("--fresh", action="store_true", help="delete the folder first and start over")
-    parser.add_argument("--env", default="worldmot/Reach-v0", help="Gymnasium id of a task with a scripted expert")
+    parser.add_argument("--env", "--env-config", dest="env", default="worldmot/Reach-v0", help="an env with a "
+                        "scripted expert: a worldmot task, a spec (a name in configs/env/ or a YAML file) or a Gymnasium id")
+    parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="a field of a "
+                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2 (repeatable)")
     parser.add_argument("--episodes", type=int, default=400, help="episodes to record")
     parser.add_argument("--eval-episodes", type=int, default=50, help="episodes per policy (random, scripted, model)")
     parser.add_argument("--planner-episodes", type=int, default=10, help="episodes of the planner (the slow one)")
@@ -28,7 +31,8 @@ def main(args: argparse.Namespace) -> int:
     if bad:
         raise WorldmotError(f"{bad[0]!r}: expected a training setting key=value")
     cfg = DemoConfig(env=args.env, episodes=args.episodes, eval_episodes=args.eval_episodes,
-                     planner_episodes=args.planner_episodes, plan=args.plan, train_overrides=list(args.overrides))
+                     planner_episodes=args.planner_episodes, plan=args.plan, train_overrides=list(args.overrides),
+                     env_overrides=list(args.env_set))
     report = run_demo(cfg, Path(args.out), fresh=args.fresh)
     text = report.read_text()
     table = text[text.index("| policy"): text.index("![success]")].strip()

@@ -8,7 +8,11 @@ POLICIES = ("random", "scripted", "model", "planner")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="Gymnasium id, e.g. worldmot/Reach-v0")
+    parser.add_argument("--env", "--env-config", dest="env", required=True, help="the env: a worldmot task "
+                        "(worldmot/Reach-v0), a spec (a name in configs/env/ or a YAML file; --env-config FILE says the "
+                        "same), a Gymnasium id (Reacher-v5) or module:Id")
+    parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="a field of a "
+                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2 (repeatable)")
     parser.add_argument("--policy", required=True, choices=POLICIES)
     parser.add_argument("--checkpoint", help="trained run folder (or its model/ folder); needed by model and planner")
     parser.add_argument("--episodes", type=int, default=50)
@@ -66,6 +70,6 @@ def main(args: argparse.Namespace) -> int:
     info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
                     rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model,
-                    judge=args.judge, reason=args.reason, transfer=args.transfer)
+                    judge=args.judge, reason=args.reason, transfer=args.transfer, spec_overrides=args.env_set)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

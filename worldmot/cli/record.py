@@ -5,7 +5,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="Gymnasium id, e.g. worldmot/Reach-v0")
+    parser.add_argument("--env", "--env-config", dest="env", required=True, help="the env: a worldmot task "
+                        "(worldmot/Reach-v0), a spec (a name in configs/env/ or a YAML file; --env-config FILE says the "
+                        "same), a Gymnasium id (Reacher-v5) or module:Id")
+    parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="a field of a "
+                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2 (repeatable)")
     parser.add_argument("--policy", default="scripted", help="policy name (scripted, random, ...)")
     parser.add_argument("--episodes", type=int, required=True, help="episodes the dataset should hold in total")
     parser.add_argument("--out", required=True, help="dataset folder (new, or existing with --resume)")
@@ -29,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     res = record(args.env, args.policy, args.episodes, args.out, seed=args.seed, num_envs=args.num_envs,
                  resume=args.resume, image_size=args.image_size, codec=args.codec,
                  policy_kwargs={"action_noise": args.action_noise, "noise_duty": args.noise_duty}
-                 if args.action_noise else None)
+                 if args.action_noise else None, spec_overrides=args.env_set)
     print(f"{res.root}: {res.total_episodes} episodes ({res.episodes} new, {res.steps} steps, "
           f"{res.steps_per_s:.0f} steps/s)")
     return 0

@@ -11,7 +11,8 @@ POLICIES = ("random", "scripted", "model", "planner")
 
 @dataclass
 class DemoConfig:
-    env: str = "worldmot/Reach-v0"
+    env: str = "worldmot/Reach-v0"  # any name worldmot.envs.make resolves, with a scripted expert
+    env_overrides: list[str] = field(default_factory=list)  # key=value fields of a spec-driven env's spec
     episodes: int = 400  # recorded episodes
     action_noise: float = 0.5  # the expert's exploration noise (see ScriptedPolicy)
     noise_duty: float = 0.5  # ... on in bursts for half the steps

@@ -58,7 +58,8 @@ def record_stage(cfg: DemoConfig, out: Path) -> Path:
     _stage(1, f"record {cfg.episodes} episodes of {cfg.env} with the scripted expert -> {data}", done)
     if not done:
         record(cfg.env, "scripted", cfg.episodes, data, num_envs=cfg.num_envs, resume=data.exists(),
-               policy_kwargs={"action_noise": cfg.action_noise, "noise_duty": cfg.noise_duty} if cfg.action_noise else None)
+               policy_kwargs={"action_noise": cfg.action_noise, "noise_duty": cfg.noise_duty} if cfg.action_noise else None,
+               spec_overrides=cfg.env_overrides)
     return data
 
 
@@ -98,7 +99,8 @@ def eval_stage(cfg: DemoConfig, out: Path, run: Path) -> dict[str, dict]:
         infos[policy] = evaluate(cfg.env, policy, folder, model=model if policy in ("model", "planner") else None,
                                  plan=plan if policy == "planner" else None, episodes=episodes,
                                  seed=cfg.eval_seed, num_envs=cfg.eval_envs, videos=2,
-                                 extra={"checkpoint": str(run) if policy in ("model", "planner") else None})
+                                 extra={"checkpoint": str(run) if policy in ("model", "planner") else None},
+                                 spec_overrides=cfg.env_overrides)
         _say(f"      {summary_line(infos[policy])}")
     return infos
 
@@ -108,7 +110,7 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WorldmotError(f"--out {out}: is a file (expected the demo's folder)")
-    _check_env(cfg.env)
+    _check_env(cfg)
     plan_settings(cfg)  # before anything is written
     train_settings(cfg, out).check()
     _check_demo_folder(out)
@@ -149,14 +151,18 @@ def _remove_demo_outputs(out: Path) -> None:
             path.unlink()
 
 
-def _check_env(env_id: str) -> None:
-    import gymnasium as gym
+def _check_env(cfg: DemoConfig) -> None:
+    """The env resolves, fits its spec and has the scripted expert the demo records with; one line otherwise."""
+    from worldmot.envs.experts import expert_of
+    from worldmot.envs.make import make_env
 
-    import worldmot.envs  # noqa: F401  registers the worldmot/* ids
-
-    if env_id not in gym.registry:
-        known = ", ".join(sorted(k for k in gym.registry if k.startswith("worldmot/")))
-        raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot's: {known})")
+    env = make_env(cfg.env, spec_overrides=cfg.env_overrides)
+    try:
+        if expert_of(env) is None:
+            raise WorldmotError(f"--env {cfg.env}: has no scripted expert for the demo to record with (record with "
+                                "worldmot record --policy random, then worldmot train and eval)")
+    finally:
+        env.close()
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:

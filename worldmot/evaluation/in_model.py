@@ -1,6 +1,6 @@
 """Evaluation inside the world model: a vector env whose future frames, progress and success are imagined.
 
-    env = ImaginedVectorEnv(model, make_eval_env(env_id, 10, held_out=False), max_steps=50)
+    env = ImaginedVectorEnv(model, make_env(env_id, 10, "sync"), max_steps=50)   # worldmot.envs.make
     result = evaluate_in_simulator(env, env_id, policy, "planner", episodes=50, seed=100_000)
 
 ``reset`` takes the simulator's first frame, state and instruction of each seeded episode (the same starts as

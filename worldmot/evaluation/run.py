@@ -6,13 +6,17 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
+from worldmot.envs.make import make_env, max_episode_steps
 from worldmot.errors import WorldmotError
 from worldmot.evaluation.outputs import write_eval_outputs
 from worldmot.evaluation.per_task import episode_tasks, per_task_report
-from worldmot.evaluation.simulator import evaluate_in_simulator, make_eval_env
+from worldmot.evaluation.simulator import evaluate_in_simulator
 from worldmot.model.world_model import WorldModel
 from worldmot.planning import PlannerConfig
 
@@ -20,19 +24,26 @@ from worldmot.planning import PlannerConfig
 def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | None = None,
              plan: PlannerConfig | None = None, episodes: int = 50, seed: int = 100_000, num_envs: int = 10,
              held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None,
-             in_model: bool = False, judge: str = "goal", reason: bool = False, transfer: bool = False) -> dict:
+             in_model: bool = False, judge: str = "goal", reason: bool = False, transfer: bool = False,
+             spec_overrides: Sequence[str] = ()) -> dict:
     """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info.
 
     ``in_model``: in the world model's imagination instead of the simulator (the same seeded starts; see
     in_model.py); ``model`` is then the world model every policy runs in, and ``judge`` how it judges success.
     ``reason``: the model policy writes its reasoning before its actions (ModelPolicy). ``transfer``: run a
-    model on an env or features other than those it was trained on (otherwise a one-line error)."""
+    model on an env or features other than those it was trained on (otherwise a one-line error).
+    ``spec_overrides``: ``key=value`` fields of a spec-driven env's spec. An env without a goal image (a spec
+    without a goal recipe) is planned with the progress cost and judged in the model by its success token."""
     from worldmot.policies import make_policy
 
     if in_model and model is None:
         raise WorldmotError("--in-model needs --checkpoint RUN: the world model to evaluate in")
-    env = make_eval_env(env_id, min(num_envs, episodes), held_out,
-                        image_size=model.cfg.sequence.image_size if model is not None else None)
+    # sync: one process, the policy batches over the sub-envs and headless rendering is cheap
+    env = make_env(env_id, min(num_envs, episodes), "sync", held_out=held_out, spec_overrides=spec_overrides,
+                   image_size=model.cfg.sequence.image_size if model is not None else None)
+    has_goal = _has_goal_image(env)
+    if not has_goal:
+        plan, judge = _without_goal_image(env_id, plan, judge, in_model)
     if model is not None and not transfer:
         from worldmot.evaluation.trained_on import check_trained_on
 
@@ -42,17 +53,15 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
             env.close()
             raise
     if in_model:
-        import gymnasium as gym
-
         from worldmot.evaluation.in_model import ImaginedVectorEnv
 
-        env = ImaginedVectorEnv(model, env, max_steps=gym.spec(env_id).max_episode_steps or 100, judge=judge)
+        env = ImaginedVectorEnv(model, env, max_steps=max_episode_steps(env_id, spec_overrides), judge=judge)
     try:
         Path(out).mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before the episodes run
         policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd, reason=reason)
         # the goal image is in the recording whatever the cost; a planner with cost=goal also plans toward it
         result = evaluate_in_simulator(env, env_id, policy, policy_name, episodes, seed,
-                                       goal_frame=rrd or (plan is not None and plan.cost == "goal"),
+                                       goal_frame=has_goal and (rrd or (plan is not None and plan.cost == "goal")),
                                        held_out=held_out)
         fps = int(env.metadata.get("render_fps", 10) or 10)
         labels = episode_tasks(env, result.episodes)  # multi-task envs: per_task, per_group, overall
@@ -66,6 +75,27 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
         extra.update(per_task_report(result.per_episode(), labels, result.aggregated()))
     stride = model.cfg.sequence.chunk if model is not None else 1
     return write_eval_outputs(out, result, videos=videos, rrd=rrd, fps=fps, extra=extra, imagined_stride=stride)
+
+
+def _has_goal_image(env) -> bool:
+    """Whether the env renders goal images (a spec says so in ``has_goal_image``; worldmot's tasks all do)."""
+    try:
+        return bool(env.get_attr("has_goal_image")[0])
+    except AttributeError:
+        return True
+
+
+def _without_goal_image(env_id: str, plan: PlannerConfig | None, judge: str, in_model: bool):
+    """(plan, judge) for an env without a goal image: the progress cost and the success token, said once each."""
+    if plan is not None and plan.cost == "goal":
+        print(f"note: {env_id} has no goal image: the planner uses the progress cost (plan.cost=progress)",
+              file=sys.stderr)
+        plan = dataclasses.replace(plan, cost="progress")
+    if in_model and judge == "goal":
+        print(f"note: {env_id} has no goal image: the model judges success by its <success> token (--judge token)",
+              file=sys.stderr)
+        judge = "token"
+    return plan, judge
 
 
 def summary_line(info: dict) -> str:

@@ -1,6 +1,7 @@
 """Evaluate a policy in the simulator: batches of seeded episodes, LeRobot-shaped ``eval_info.json``.
 
-    result = evaluate_in_simulator(env_id, policy, episodes=50, seed=1000, num_envs=8)
+    env = make_env(env_id, num_envs=8, vectorization="sync")          # worldmot.envs.make
+    result = evaluate_in_simulator(env, env_id, policy, "planner", episodes=50, seed=1000)
     write_eval_outputs(out_dir, result, videos=2, rrd=True)
 
 Episode i is reset with seed + i (sub-env j of a batch starting at episode i gets seed + i + j, which is
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worldmot.errors import WorldmotError
 from worldmot.io import atomic_write
 from worldmot.policies.base import Policy
 from worldmot.stepping import Episode, collect_episodes
@@ -52,21 +52,6 @@ class EvalResult:
     def info(self) -> dict:
         return {"env": self.env_id, "policy": self.policy, "held_out_instructions": self.held_out_instructions,
                 "per_episode": self.per_episode(), "aggregated": self.aggregated()}
-
-
-def make_eval_env(env_id: str, num_envs: int, held_out: bool, image_size: int | None = None):
-    """A sync vector env (one process: the policy batches over sub-envs, rendering is cheap headless)."""
-    import gymnasium as gym
-
-    import worldmot.envs  # noqa: F401  (registers the ids)
-
-    if env_id not in gym.registry:
-        known = ", ".join(sorted(k for k in gym.registry if k.startswith("worldmot/")))
-        raise WorldmotError(f"--env {env_id!r}: unknown Gymnasium id (worldmot's: {known})")
-    kwargs = {"held_out_instructions": held_out}
-    if image_size is not None:
-        kwargs["image_size"] = image_size
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **kwargs)
 
 
 def evaluate_in_simulator(env, env_id: str, policy: Policy, policy_name: str, episodes: int, seed: int,
