@@ -19,9 +19,12 @@ the default "fork", a worker forked after the parent process rendered anything h
 not survive fork); the renderer raises a WorldmotError in that case rather than hanging.
 """
 import os
+import sys
 
-# must happen before the first `import mujoco` anywhere: a headless machine has no display for GLFW
-os.environ.setdefault("MUJOCO_GL", "egl")
+# before the first `import mujoco` anywhere: a headless Linux machine has no display for GLFW. Only on Linux
+# (MuJoCo refuses EGL elsewhere) and only when the user has not chosen (osmesa, glfw)
+if sys.platform.startswith("linux"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym  # noqa: E402
 

@@ -231,3 +231,20 @@ def test_plain_gymnasium_make_vec_async_in_a_fresh_process():
             "env.close(); print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("platform,preset,expected", [("linux", None, "egl"), ("linux", "osmesa", "osmesa"),
+                                                      ("darwin", None, None), ("darwin", "glfw", "glfw")]))
+def test_mujoco_gl_is_chosen_only_on_linux_and_only_when_unset(platform, preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import os, sys; sys.platform = {platform!r}; import worldmot.envs; "
+            "print(os.environ.get('MUJOCO_GL'))")
+    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}
+    if preset:
+        env["MUJOCO_GL"] = preset
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)
