@@ -234,7 +234,7 @@ def test_plain_gymnasium_make_vec_async_in_a_fresh_process():
 
 
 @pytest.mark.parametrize("platform,preset,expected", [("linux", None, "egl"), ("linux", "osmesa", "osmesa"),
-                                                      ("darwin", None, None), ("darwin", "glfw", "glfw")]))
+                                                      ("darwin", None, None), ("darwin", "glfw", "glfw")])
 def test_mujoco_gl_is_chosen_only_on_linux_and_only_when_unset(platform, preset, expected):
     import os
     import subprocess
