@@ -16,7 +16,8 @@ Action: a Box (``action_space``). ``reset`` and ``step`` info: ``instruction`` (
 ``is_success`` (bool), ``progress`` (float in [0, 1], also the reward); a task may add its own keys.
 ``metadata["render_fps"]`` is the control rate (the recordings' fps).
 
-Besides the Gymnasium API: ``instruction`` (the episode's text), ``render()`` (the last frame),
+Besides the Gymnasium API: ``instruction`` (the episode's text; also as ``task`` and ``task_description``,
+the attributes LeRobot's env utilities read for a policy's language input), ``render()`` (the last frame),
 ``render_goal()`` (the image of the episode's goal configuration, the state left unchanged) and, where the
 task has a scripted expert, ``expert_spec``: (name, kwargs) of it in worldmot.envs.experts (picklable for
 vector workers; ``experts.expert_of(env)`` builds it).
@@ -84,6 +85,16 @@ class TaskEnv(gym.Env):
                 "keypoints": gym.spaces.Box(0.0, 1.0, (2 * keypoints,), np.float32),
             }
         )
+
+    @property
+    def task_description(self) -> str:
+        """The episode's instruction, under the name LeRobot's env utilities look for first."""
+        return self.instruction
+
+    @property
+    def task(self) -> str:
+        """The episode's instruction, under LeRobot's other name for a policy's language input."""
+        return self.instruction
 
     def render(self):
         if self._frame is None:

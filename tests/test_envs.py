@@ -248,3 +248,13 @@ def test_mujoco_gl_is_chosen_only_on_linux_and_only_when_unset(platform, preset,
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(expected)
+
+
+@pytest.mark.parametrize("env_id", ["worldmot/Reach-v0", "worldmot/Reacher-v5"])
+def test_the_instruction_is_where_lerobot_reads_a_policys_language_input(env_id):
+    # LeRobot's env utilities: env.call("task_description") when the env has it, else env.call("task")
+    env = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync")
+    _, info = env.reset(seed=3)
+    assert list(env.call("task_description")) == list(env.call("task")) == list(info["instruction"])
+    assert all(isinstance(t, str) and t for t in env.call("task_description"))
+    env.close()
