@@ -26,6 +26,10 @@ EFFECTOR_Z = 0.05
 TIMESTEP = 0.005
 FRAME_SKIP = 10  # 0.05 s per env step -> 20 frames per second
 
+# MuJoCo 3.3 (which the metaworld extra pins) names an orthographic camera orthographic="true"; later versions
+# projection="orthographic"
+ORTHOGRAPHIC = 'projection="orthographic"' if hasattr(mujoco, "mjtProjection") else 'orthographic="true"'
+
 SCENE_HEAD = f"""
 <mujoco model="{{name}}">
   <option timestep="{TIMESTEP}" gravity="0 0 0"/>
@@ -41,7 +45,7 @@ SCENE_HEAD = f"""
     <material name="flat" specular="0" shininess="0" reflectance="0"/>
   </asset>
   <worldbody>
-    <camera name="top" pos="0 0 1" xyaxes="1 0 0 0 1 0" projection="orthographic" fovy="{VIEW}"/>
+    <camera name="top" pos="0 0 1" xyaxes="1 0 0 0 1 0" {ORTHOGRAPHIC} fovy="{VIEW}"/>
     <geom name="floor" type="plane" size="{VIEW / 2 + 0.1} {VIEW / 2 + 0.1} 0.01" rgba="0.4 0.4 0.4 1"/>
     <geom name="border" type="box" pos="0 0 0.0005" size="{WORKSPACE + EFFECTOR_RADIUS} {WORKSPACE + EFFECTOR_RADIUS} 0.0005"
           rgba="0.82 0.82 0.82 1"/>
