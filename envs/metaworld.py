@@ -30,7 +30,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from worldmot.envs.gym_wrapper import project
+from worldmot.envs.projection import project
 from worldmot.envs.metaworld_expert import RAW, MetaWorldExpert
 from worldmot.envs.metaworld_tasks import TASKS, group_of, wordings
 from worldmot.envs.render import FastCamera
