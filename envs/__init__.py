@@ -29,15 +29,16 @@ if sys.platform.startswith("linux"):
 import gymnasium as gym  # noqa: E402
 
 
-def _register(env_id: str, entry_point: str, max_episode_steps: int) -> None:
+def _register(env_id: str, entry_point: str, max_episode_steps: int, **kwargs) -> None:
     if env_id not in gym.registry:
-        gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
+        gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps, kwargs=kwargs)
 
 
 _register("worldmot/Reach-v0", "worldmot.envs.reach:ReachEnv", 50)
 _register("worldmot/Push-v0", "worldmot.envs.push:PushEnv", 100)
-_register("worldmot/Reacher-v5", "worldmot.envs.gym_wrapper:ReacherTask", 50)
-_register("worldmot/Pusher-v5", "worldmot.envs.gym_wrapper:PusherTask", 100)
+# Gymnasium's own envs as specs (configs/env/*.yaml, hooks in gym_hooks.py), built by worldmot.envs.make
+_register("worldmot/Reacher-v5", "worldmot.envs.make:builtin_spec_env", 50, spec_name="reacher-v5")
+_register("worldmot/Pusher-v5", "worldmot.envs.make:builtin_spec_env", 100, spec_name="pusher-v5")
 
 
 def _register_metaworld() -> None:

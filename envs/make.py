@@ -97,6 +97,14 @@ def _spec_limit(spec: TaskSpec) -> int:
     return max(1, registered // spec.frame_skip)
 
 
+def builtin_spec_env(spec_name: str, image_size: int | None = None, held_out_instructions: bool = False,
+                     render_mode: str | None = "rgb_array") -> SpecEnv:
+    """The SpecEnv of the built-in spec configs/env/<spec_name>.yaml: the entry point of worldmot's spec-driven
+    registrations (worldmot/Reacher-v5, worldmot/Pusher-v5; their time limit is the registration's)."""
+    spec = load_spec(named_config("env", spec_name))
+    return SpecEnv(spec, image_size=image_size, held_out_instructions=held_out_instructions, render_mode=render_mode)
+
+
 def make_spec_env(spec: TaskSpec, limit: int, image_size: int | None, held_out: bool) -> gym.Env:
     """A SpecEnv inside Gymnasium's TimeLimit (module level: vector workers unpickle it by reference)."""
     return gym.wrappers.TimeLimit(SpecEnv(spec, image_size=image_size, held_out_instructions=held_out), limit)

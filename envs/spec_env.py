@@ -170,7 +170,9 @@ class SpecEnv(TaskEnv):
     def step(self, action):
         env_reward, terminated, truncated = 0.0, False, False
         for _ in range(self.task_spec.frame_skip):
-            self._inner_obs, reward, terminated, truncated, info = self.inner.step(action)
+            # MuJoCo's controls are float64: the inner env's reward terms see the action as its data will
+            inner_action = np.asarray(action, dtype=np.float64) if self.mujoco else action
+            self._inner_obs, reward, terminated, truncated, info = self.inner.step(inner_action)
             env_reward += float(reward)
             self._last_info = info
             progress, success = self._score_now(info, float(reward))

@@ -115,3 +115,17 @@ def test_a_wrong_spec_is_one_line_before_anything_is_written(spec, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("name, task", [("reacher-v5", "worldmot/Reacher-v5"), ("pusher-v5", "worldmot/Pusher-v5")])
+def test_a_builtin_spec_by_name_is_the_registered_task(name, task):
+    by_spec, registered = make_env(name, image_size=16), make_env(task, image_size=16)
+    for env in (by_spec, registered):
+        env.reset(seed=1)
+    action = np.full(registered.action_space.shape, 0.3, np.float32)
+    (a, *_, info_a), (b, *_, info_b) = by_spec.step(action), registered.step(action)
+    for key in ("agent_pos", "environment_state", "keypoints"):
+        np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(a["pixels"]["top"], b["pixels"]["top"])
+    np.testing.assert_array_equal(by_spec.unwrapped.render_goal(), registered.unwrapped.render_goal())
+    assert info_a == info_b and max_episode_steps(name) == max_episode_steps(task)
