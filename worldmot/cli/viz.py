@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
     ds = sub.add_parser("dataset", help="a LeRobot dataset: cameras, state, action, text, reward/done/success",
                         description="Write a LeRobot dataset's episodes to a Rerun .rrd file (one tab per episode).")
-    ds.add_argument("root", metavar="DIR", help="LeRobot dataset folder (v3.0 or v2.1)")
+    ds.add_argument("root", metavar="DATASET", help="LeRobot dataset folder (v3.0 or v2.1) or a Hugging Face Hub "
+                    "dataset id (lerobot/pusht, optionally @revision)")
     ds.add_argument("--episodes", type=int, nargs="+", metavar="N", help="episode indices (default: all)")
     ds.add_argument("--out", metavar="FILE.rrd", help="output file (default: ./<DIR name>.rrd)")
     ds.add_argument("--compress", choices=("auto", "always", "never"), default="auto",
@@ -33,16 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from worldmot.errors import WorldmotError
     from worldmot.viz import viewer
+    from worldmot.datasets.hub import dataset_folder
     from worldmot.viz.dataset import dataset_to_rrd
     from worldmot.viz.images import ImagePolicy
 
     if args.what != "dataset":  # pragma: no cover - argparse restricts the choices
         raise WorldmotError(f"viz {args.what}: unknown (expected dataset)")
-    root = Path(args.root)
-    out = Path(args.out) if args.out else Path.cwd() / f"{root.resolve().name or 'dataset'}.rrd"
+    name = Path(args.root).resolve().name if Path(args.root).exists() else args.root.rsplit("/", 1)[-1].split("@")[0]
+    out = Path(args.out) if args.out else Path.cwd() / f"{name or 'dataset'}.rrd"
     if args.spawn:
         viewer.check_display(out)  # the one-line error before any work is done
-    res = dataset_to_rrd(root, out, args.episodes, images=ImagePolicy(compress=args.compress))
+    res = dataset_to_rrd(dataset_folder(args.root), out, args.episodes, images=ImagePolicy(compress=args.compress))
     size = out.stat().st_size / 2**20
     print(f"{out}: {len(res.episodes)} episodes, {res.frames} frames, {size:.1f} MB"
           f"{' (JPEG frames)' if res.jpeg else ''}")

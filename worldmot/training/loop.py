@@ -20,14 +20,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from worldmot.checkpoint import load_weights, save_model
+from worldmot.checkpoint import exported_step, load_weights, save_model
 from worldmot.datasets.finite import require_finite
 from worldmot.config import from_yaml_text
+from worldmot.datasets.hub import dataset_folder
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.datasets.windows import WindowDataset, collate_windows, split_episodes
 from worldmot.devices import wants_cuda
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_write
+from worldmot.io import atomic_write, fault_point, remove_temporaries, restore_dir
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
@@ -229,6 +230,7 @@ class MetricsLog:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
+        fault_point("metrics.jsonl:appended")
 
 
 def train_step(net: torch.nn.Module, model: WorldModel, opt: torch.optim.Optimizer, ema: WarmupEMA,
@@ -268,11 +270,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise WorldmotError(f"attention=flex: trains on CUDA only (torch has no flex attention backward on the "
                             f"{proc.device.type}); use attention=sdpa")
     run_dir = Path(cfg.run_dir)
-    reader = LeRobotDatasetReader(cfg.data.root)
+    reader = LeRobotDatasetReader(dataset_folder(cfg.data.root, [cfg.data.camera] if cfg.data.camera else []))
     start_step, state = 0, None
     if resume:
         cfg, state = _resumed(cfg, run_dir)
-        start_step = state["step"]
+        start_step = state["step"] if state is not None else 0
     elif proc.main and run_dir.is_dir() and any(run_dir.iterdir()):
         held = "checkpoints" if ckpt.list_checkpoints(run_dir) else f"{sorted(p.name for p in run_dir.iterdir())[0]!r}"
         raise WorldmotError(f"run_dir {run_dir}: not empty, holds {held} (expected a new folder, or --resume)")
@@ -305,6 +307,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         opt.load_state_dict(state["optim"])
         if state["rng"] is not None:
             torch.set_rng_state(state["rng"])
+        if proc.main and exported_step(run_dir / "model") != start_step:  # killed between checkpoint and export
+            save_model(ema.module, run_dir / "model", trained_on=trained_on, step=start_step)
 
     sampler = StepBatches(len(train_set), cfg.batch_size, cfg.seed, start_step, cfg.steps, proc.rank, proc.world)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate_windows,
@@ -357,7 +361,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if proc.main:
                 last_good = ckpt.save_checkpoint(run_dir, done, model, ema, opt, cfg, keep=cfg.keep_checkpoints,
                                                  extra={"action_tokenizer": model.action_tokenizer.to_dict()})
-                save_model(ema.module, run_dir / "model", trained_on=trained_on)
+                save_model(ema.module, run_dir / "model", trained_on=trained_on, step=done)
             if proc.world > 1:
                 dist.barrier()
     bar.close()
@@ -373,17 +377,31 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return run_dir
 
 
-def _resumed(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
+def _resumed(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict | None]:
     """(the config the run was started with, the state of its newest complete checkpoint). The run keeps its
-    config but for its length and its validation, checkpoint and logging cadence (a longer run is allowed)."""
+    config but for its length and its validation, checkpoint and logging cadence (a longer run is allowed).
+    A run killed before its first checkpoint starts over: (cfg, None). What a kill left is cleaned first."""
     ckpt.clean_partial(run_dir)
+    restore_dir(run_dir / "model")  # before the temporaries go: a model folder a kill left moved aside
+    remove_temporaries(run_dir)
     latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None and _killed_before_first_checkpoint(run_dir):
+        return cfg, None
     if latest is None:
         raise WorldmotError(f"{run_dir}/checkpoints: no checkpoint to resume from")
     state = ckpt.load_checkpoint(latest)
     saved = from_yaml_text(TrainConfig, state["config_yaml"], source=str(latest / "config.yaml"))
     saved.steps, saved.val, saved.checkpoint_every, saved.log_every = cfg.steps, cfg.val, cfg.checkpoint_every, cfg.log_every
     return saved, state
+
+
+def _killed_before_first_checkpoint(run_dir: Path) -> bool:
+    """The run folder holds only what a run writes before its first checkpoint (the metrics, an empty
+    checkpoints/, its Rerun recording): nothing anyone could want back, so it may start over."""
+    names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    early = {"metrics.jsonl", "checkpoints"} | {p.name for p in run_dir.glob("train*.rrd")}  # viz.training's
+    empty_checkpoints = not any((run_dir / "checkpoints").iterdir()) if "checkpoints" in names else True
+    return bool(names) and names <= early and empty_checkpoints
 
 
 def _validate(model: WorldModel, ema: WarmupEMA, val_batch: dict, cfg: TrainConfig, done: int, log: MetricsLog,
