@@ -13,16 +13,17 @@ from safetensors.torch import load_file, save_file
 
 from worldmot.config import ModelConfig, from_yaml_text, to_yaml
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_dir
+from worldmot.io import atomic_dir, settled_dir
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "model_meta.json"
 FORMAT = 1
 
 
-def save_model(model, path: str | Path, trained_on: dict | None = None) -> Path:
+def save_model(model, path: str | Path, trained_on: dict | None = None, step: int | None = None) -> Path:
     """Write ``path/`` = {model.safetensors, config.yaml, model_meta.json} atomically (temp folder, rename).
 
-    ``trained_on``: {"env": the dataset's robot_type, "features": {key: shape}} that evaluation checks."""
+    ``trained_on``: {"env": the dataset's robot_type, "features": {key: shape}} that evaluation checks.
+    ``step``: the training step the weights are from (a resumed run re-exports a checkpoint the export lags)."""
     def write(tmp: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
@@ -30,6 +31,8 @@ def save_model(model, path: str | Path, trained_on: dict | None = None) -> Path:
         meta = {"format": FORMAT, "action_tokenizer": model.action_tokenizer.to_dict()}
         if trained_on is not None:
             meta["trained_on"] = trained_on
+        if step is not None:
+            meta["step"] = step
         (tmp / META).write_text(json.dumps(meta, indent=1))
 
     return atomic_dir(path, write)
@@ -37,9 +40,9 @@ def save_model(model, path: str | Path, trained_on: dict | None = None) -> Path:
 
 def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, torch.Tensor]]:
     """(config, meta, weights) of a saved model folder, each checked; errors name the file."""
-    path = Path(path)
-    if not (path / WEIGHTS).exists() and (path / "model" / WEIGHTS).exists():
-        path = path / "model"  # a training run folder: its exported model
+    path = settled_dir(path)  # a kill while an export replaced this folder: the version it replaced
+    if not (path / WEIGHTS).exists() and (settled_dir(path / "model") / WEIGHTS).exists():
+        path = settled_dir(path / "model")  # a training run folder: its exported model
     for name in (WEIGHTS, CONFIG, META):
         if not (path / name).is_file():
             raise WorldmotError(f"{path / name}: missing (expected a model folder written by worldmot)")
@@ -55,6 +58,14 @@ def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, tor
     except (SafetensorError, OSError) as e:
         raise WorldmotError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from None
     return cfg, meta, weights
+
+
+def exported_step(path: str | Path) -> int | None:
+    """The training step of the model folder at ``path`` (None: no complete folder, or saved outside training)."""
+    try:
+        return json.loads((settled_dir(path) / META).read_text()).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # buffers that models saved before they existed lack; their initial values stand (state_read_r2: not measured)

@@ -5,6 +5,10 @@
 
 The temporary names start with a dot and do not end in the final suffix, so no reader globbing ``*.parquet``,
 ``*.rrd`` or ``step_*`` picks up a partial write; ``remove_temporaries`` deletes the ones a killed process left.
+A folder cannot be renamed over a non-empty one, so ``atomic_dir`` replaces a folder in two renames (the old one
+aside as ``.NAME.old-*/NAME``, the new one in); a kill between them leaves ``NAME`` missing for a moment:
+readers go through ``settled_dir`` (the folder, or the version moved aside) and writers call ``restore_dir``
+before they continue (puts it back, deletes the leftovers).
 
 Fault injection (tests): every write passes two crash points, ``fault_point("NAME:written")`` with the complete
 temporary on disk and ``fault_point("NAME:renamed")`` after the rename. A test sets ``FAULT_HOOK`` (a function of
@@ -13,6 +17,7 @@ variable ``WORLDMOT_KILL_AT=N``. A ``Killed`` leaves the temporaries behind, as 
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -83,8 +88,10 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
         _fsync_files(tmp)  # the data is on disk before the rename makes the folder visible
         fault_point(f"{path.name}/:written")
         if path.exists():
+            _remove_leftovers(path, ".old-")  # earlier kills' moved-aside copies: one aside copy at most
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / path.name)
+            fault_point(f"{path.name}/:moved-aside")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -96,6 +103,36 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise
     fault_point(f"{path.name}/:renamed")
     return path
+
+
+def settled_dir(path: str | Path) -> Path:
+    """The last complete version of a folder ``atomic_dir`` writes: ``path``, or, after a kill between its two
+    renames, the previous version it had moved aside (for readers, which must not write)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    aside = _moved_aside(path)
+    return aside[0] if len(aside) == 1 else path
+
+
+def restore_dir(path: str | Path) -> None:
+    """Undo what a kill inside ``atomic_dir(path)`` left: a version moved aside goes back to ``path`` (if it is
+    missing), then the partial and moved-aside temporaries of ``path`` are deleted (for writers, at start)."""
+    path = Path(path)
+    aside = _moved_aside(path)
+    if not path.exists() and len(aside) == 1:
+        os.replace(aside[0], path)
+    _remove_leftovers(path, ".old-")
+    _remove_leftovers(path, ".partial-")
+
+
+def _moved_aside(path: Path) -> list[Path]:
+    return [p / path.name for p in path.parent.glob(f".{glob.escape(path.name)}.old-*") if (p / path.name).is_dir()]
+
+
+def _remove_leftovers(path: Path, kind: str) -> None:
+    for p in path.parent.glob(f".{glob.escape(path.name)}{kind}*"):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def is_temporary(path: Path) -> bool:

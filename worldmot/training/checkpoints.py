@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_dir
+from worldmot.io import atomic_dir, fault_point
 
 FILES = ("model.safetensors", "ema.safetensors", "optim.safetensors", "config.yaml")
 
@@ -78,8 +79,17 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
 
     atomic_dir(final, write)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _prune(old)
     return final
+
+
+def _prune(folder: Path) -> None:
+    """Delete a checkpoint folder, hidden first: a kill halfway through the deletion leaves no step_* folder
+    with files missing (resume would take the newest one anyway, but a user should not find it)."""
+    hidden = folder.with_name(f".{folder.name}.old-pruned")
+    os.replace(folder, hidden)
+    fault_point(f"{folder.name}/:pruned")
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
