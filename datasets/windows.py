@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.errors import WorldmotError
+from worldmot.tokenizers.frames import fit_frames
 from worldmot.tokenizers.actions import ActionTokenizer
 
 
@@ -62,7 +63,8 @@ def _reward_range(reader: LeRobotDatasetReader, key: str) -> tuple[float, float]
 class WindowDataset(Dataset):
     """Samples (dicts of tensors) of ``n_steps`` frames spaced ``chunk`` env steps apart.
 
-    Keys per sample: frames uint8 (n_steps, H, W, 3), frame_is_pad bool (n_steps,), states float32
+    Keys per sample: frames uint8 (n_steps, H, W, 3) of one camera, or (n_steps, Nc, S, S, 3) of several
+    (``cameras``, each fitted to ``image_size`` S by the ``resize`` rule: cameras of different sizes stack), frame_is_pad bool (n_steps,), states float32
     (n_steps, state_dim), actions float32 (n_steps, chunk, action_dim), action_is_pad bool (n_steps, chunk),
     instruction str, subtasks list[str] (n_steps), progress float32 (n_steps,), success bool (n_steps,),
     episode_index int, frame_index int (t0); keypoints float32 (n_steps, 2N) where the dataset has
@@ -78,14 +80,21 @@ class WindowDataset(Dataset):
                  chunk: int = 4, episodes: list[int] | None = None, stride: int = 1,
                  state_key: str = "observation.state", action_key: str = "action",
                  reward_key: str = "next.reward", success_key: str = "next.success", normalize_actions: bool = False,
-                 keypoint_key: str = "observation.keypoints", expert_action_key: str = "expert_action"):
+                 keypoint_key: str = "observation.keypoints", expert_action_key: str = "expert_action",
+                 cameras: list[str] | None = None, image_size: int | None = None, resize: str = "crop"):
         self.reader = reader if isinstance(reader, LeRobotDatasetReader) else LeRobotDatasetReader(reader)
         r = self.reader
         if not r.camera_keys:
             raise WorldmotError(f"{r.root}: no camera feature (expected a video or image feature)")
-        self.camera = camera or r.camera_keys[0]
-        if self.camera not in r.camera_keys:
-            raise WorldmotError(f"camera {self.camera!r}: not in {r.root} (expected one of {r.camera_keys})")
+        self.cameras = list(cameras) if cameras else [camera or r.camera_keys[0]]
+        for name in self.cameras:
+            if name not in r.camera_keys:
+                raise WorldmotError(f"camera {name!r}: not in {r.root} (expected one of {r.camera_keys})")
+        if len(self.cameras) > 1 and not image_size:
+            raise WorldmotError(f"windows of cameras {self.cameras}: several cameras need image_size (they are "
+                                "fitted to one square size to stack)")
+        self.camera = self.cameras[0]
+        self.image_size, self.resize = image_size, resize
         for key in (state_key, action_key):
             if key not in r.features:
                 raise WorldmotError(f"{r.root}/meta/info.json: no feature {key!r}")
@@ -151,7 +160,7 @@ class WindowDataset(Dataset):
         else:
             subtasks = [""] * self.n_steps
         unique_f, inverse = np.unique(f, return_inverse=True)
-        frames = self.reader.episode_frames(ep, self.camera, unique_f)[inverse]
+        frames = self._frames(ep, unique_f)[inverse]
         rows = np.minimum(act_idx, length - 1)
         extra = {}
         if self.keypoint_key:
@@ -172,6 +181,15 @@ class WindowDataset(Dataset):
             "episode_index": ep,
             "frame_index": int(t0),
         }
+
+
+    def _frames(self, ep: int, indices: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) of the one camera, or (N, Nc, S, S, 3) of several, each fitted to image_size S."""
+        if len(self.cameras) == 1:
+            return self.reader.episode_frames(ep, self.camera, indices)
+        views = [fit_frames(self.reader.episode_frames(ep, name, indices), self.image_size, self.resize)
+                 for name in self.cameras]
+        return np.stack(views, 1)
 
 
 def collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -44,7 +44,11 @@ class SequenceConfig:
 
     n_steps: int = 3  # frame steps per window: f_0..f_{n-1}, each followed by an action chunk
     chunk: int = 4  # env actions per frame step
-    image_size: int = 64  # frames are resized/cropped to image_size x image_size
+    image_size: int = 64  # frames are fitted to image_size x image_size (by `resize`)
+    # how a frame that is not image_size x image_size is fitted: crop (the centred square of the short side,
+    # resized) | letterbox (the whole frame, the long side resized, black bars on the short side)
+    resize: str = "crop"
+    cameras: int = 1  # cameras per frame step, each its own run of patch tokens (set from the dataset)
     patch_size: int = 8  # patch tokenizer: (image_size / patch_size)^2 tokens per frame
     frame_tokenizer: str = "patch"  # patch | latent
     latent_path: str = ""  # a local diffusers AutoencoderKL folder when frame_tokenizer=latent
@@ -61,7 +65,8 @@ class SequenceConfig:
         """A one-line ConfigError naming the key of a value the model cannot be built with."""
         check_fields(self, prefix, {
             "n_steps": (lambda v: v >= 2, ">= 2 (a frame and the next one to predict)"),
-            "chunk": AT_LEAST_1, "image_size": AT_LEAST_1, "patch_size": AT_LEAST_1,
+            "chunk": AT_LEAST_1, "image_size": AT_LEAST_1, "patch_size": AT_LEAST_1, "cameras": AT_LEAST_1,
+            "resize": (lambda v: v in ("crop", "letterbox"), "'crop' or 'letterbox'"),
             "frame_tokenizer": (lambda v: v in ("patch", "latent"), "'patch' or 'latent'"),
             "action_bins": (lambda v: v >= 2, ">= 2"), "progress_bins": AT_LEAST_1,
             "instruction_len": AT_LEAST_1, "reasoning_len": AT_LEAST_1, "keypoints": NON_NEGATIVE})

@@ -8,6 +8,10 @@ One window of K frame steps becomes (docs/DESIGN.md, "The token sequence")::
       [BOF] f_1 [EOF] s_1 [PRG] p_1 [BOR] r_1(L_r) [BOA] a_1(C*A) [EOA]
       ...
 
+A frame f_k holds the Nc cameras of step k one after the other, P patch tokens each (Nc*P tokens, one mask
+block: the cameras of a step see each other); each patch knows its camera (``Layout.camera``). One camera
+is exactly the one-camera layout.
+
 The layout of a window depends only on the config, so it is built once (numpy index arrays) and the
 model derives its routing plan from it once. Everything that varies per sample (token ids, frames,
 states, which targets are padding) lives in :class:`PackedBatch`.
@@ -86,12 +90,13 @@ class Layout:
     block: np.ndarray  # (S,) int: attention block id, non-decreasing along the sequence
     noisy: np.ndarray  # (S,) bool
     pos: np.ndarray  # (S,) int: 1-D position (a frame and its noisy copy share one)
-    patch: np.ndarray  # (S,) int: patch index inside a frame, -1 elsewhere
+    patch: np.ndarray  # (S,) int: patch index inside its camera's image, -1 elsewhere
+    camera: np.ndarray  # (S,) int: camera index of a frame patch (0 .. Nc-1), -1 elsewhere
     step: np.ndarray  # (S,) int: frame step k of a frame/state/noisy position, -1 elsewhere
     token_template: np.ndarray  # (S,) int: fixed special ids; -1 where the id varies per sample
     instruction: np.ndarray  # (L_i,) slot indices
-    frames: np.ndarray  # (K, P) clean patch positions
-    noisy_frames: np.ndarray  # (K-1, P) noisy patch positions of f_1..f_{K-1}
+    frames: np.ndarray  # (K, Nc*P) clean patch positions, camera by camera
+    noisy_frames: np.ndarray  # (K-1, Nc*P) noisy patch positions of f_1..f_{K-1}
     states: np.ndarray  # (K,)
     progress: np.ndarray  # (K,) position of the progress token p_k (after [PRG])
     reasoning: np.ndarray  # (K, L_r)
@@ -141,9 +146,10 @@ _SPECIALS = ("<pad>", "<bos>", "<bof>", "<eof>", "<prg>", "<bor>", "<eor>", "<bo
 
 @lru_cache(maxsize=32)
 def _build_layout(cfg_key: tuple, n_steps: int, special_key: tuple) -> Layout:
-    (L_i, L_r, C, A, P) = cfg_key
+    (L_i, L_r, C, A, P, Nc) = cfg_key
     sp = dict(special_key)
-    cols: dict[str, list] = {k: [] for k in ("modality", "role", "block", "noisy", "pos", "patch", "step", "tok")}
+    cols: dict[str, list] = {k: [] for k in ("modality", "role", "block", "noisy", "pos", "patch", "camera", "step",
+                                             "tok")}
     cursor = {"block": 0, "pos": 0}
 
     def emit(n: int, modality: int, role: int, tok: int | list[int] = -1, *, block_shared=False,
@@ -156,7 +162,8 @@ def _build_layout(cfg_key: tuple, n_steps: int, special_key: tuple) -> Layout:
             cols["noisy"].append(noisy)
             cols["tok"].append(toks[i])
             cols["step"].append(step)
-            cols["patch"].append(i if patches else -1)
+            cols["patch"].append(i % P if patches else -1)
+            cols["camera"].append(i // P if patches else -1)
             cols["block"].append(cursor["block"])
             if not block_shared:
                 cursor["block"] += 1
@@ -175,10 +182,10 @@ def _build_layout(cfg_key: tuple, n_steps: int, special_key: tuple) -> Layout:
     instruction = emit(L_i, TEXT, ROLE_TOKEN)
     for k in range(n_steps):
         if k > 0:  # the noisy copy shares the 1-D position of its clean copy: [BOF] takes pos, f_k pos + 1
-            slots["noisy"].append(emit(P, FRAME, ROLE_NOISY, sp["<pad>"], block_shared=True, noisy=True,
+            slots["noisy"].append(emit(Nc * P, FRAME, ROLE_NOISY, sp["<pad>"], block_shared=True, noisy=True,
                                        pos=cursor["pos"] + 1, step=k, patches=True))
         slots["bof"].append(emit(1, TEXT, ROLE_TOKEN, sp["<bof>"])[0])
-        slots["frames"].append(emit(P, FRAME, ROLE_FRAME, sp["<pad>"], block_shared=True, step=k, patches=True))
+        slots["frames"].append(emit(Nc * P, FRAME, ROLE_FRAME, sp["<pad>"], block_shared=True, step=k, patches=True))
         emit(1, TEXT, ROLE_TOKEN, sp["<eof>"])
         slots["states"].append(emit(1, STATE, ROLE_STATE, sp["<state>"], step=k)[0])
         emit(1, TEXT, ROLE_TOKEN, sp["<prg>"])
@@ -198,11 +205,12 @@ def _build_layout(cfg_key: tuple, n_steps: int, special_key: tuple) -> Layout:
         noisy=arr["noisy"].astype(bool),
         pos=arr["pos"].astype(np.int64),
         patch=arr["patch"].astype(np.int64),
+        camera=arr["camera"].astype(np.int64),
         step=arr["step"].astype(np.int64),
         token_template=arr["tok"].astype(np.int64),
         instruction=instruction,
         frames=np.stack(slots["frames"]),
-        noisy_frames=np.stack(slots["noisy"]) if slots["noisy"] else np.zeros((0, P), np.int64),
+        noisy_frames=np.stack(slots["noisy"]) if slots["noisy"] else np.zeros((0, Nc * P), np.int64),
         states=np.asarray(slots["states"]),
         progress=np.asarray(slots["progress"]),
         reasoning=np.stack(slots["reasoning"]),
@@ -213,9 +221,10 @@ def _build_layout(cfg_key: tuple, n_steps: int, special_key: tuple) -> Layout:
 
 
 def build_layout(cfg: SequenceConfig, vocab: Vocab, n_steps: int | None = None, tokens_per_frame: int | None = None) -> Layout:
-    """The layout of a window of ``n_steps`` frame steps (default cfg.n_steps). Cached: same args, same object."""
+    """The layout of a window of ``n_steps`` frame steps (default cfg.n_steps), each frame ``cfg.cameras``
+    cameras of ``tokens_per_frame`` patches (default: the patch tokenizer's). Cached: same args, same object."""
     P = tokens_per_frame if tokens_per_frame is not None else (cfg.image_size // cfg.patch_size) ** 2
-    key = (cfg.instruction_len, cfg.reasoning_len, cfg.chunk, cfg.action_dim, P)
+    key = (cfg.instruction_len, cfg.reasoning_len, cfg.chunk, cfg.action_dim, P, cfg.cameras)
     return _build_layout(key, n_steps or cfg.n_steps, tuple(sorted(vocab.special.items())))
 
 
@@ -246,11 +255,11 @@ def attention_mask(q_block: torch.Tensor, q_noisy: torch.Tensor, k_block: torch.
 
 @dataclass
 class PackedBatch:
-    """A batch of windows in the layout's order. B samples, S positions, K steps, P patches."""
+    """A batch of windows in the layout's order. B samples, S positions, K steps, Nc cameras of P patches."""
 
     layout: Layout
     token_ids: torch.Tensor  # (B, S) int64; template specials, instruction, progress, reasoning, action ids
-    frames: torch.Tensor  # (B, K, P, Dp) clean frame tokens
+    frames: torch.Tensor  # (B, K, Nc*P, Dp) clean frame tokens, camera by camera
     states: torch.Tensor  # (B, K, Ds) normalised proprioceptive state
     state_dropped: torch.Tensor  # (B, K) bool: use the learned "no state" embedding
     target_mask: torch.Tensor  # (B, S) bool: CE targets (reasoning incl. <eor>, action bins, progress)
@@ -258,8 +267,9 @@ class PackedBatch:
     # expert's where the windows carry "expert_actions" (the inputs stay the executed actions)
     target_ids: torch.Tensor
     frame_valid: torch.Tensor  # (B, K) bool: f_k is a real frame (not padding past the episode end)
-    keypoint_cells: torch.Tensor  # (B, K, N) int64: the patch holding each named object in f_k; -1: unknown
-    keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each keypoint in f_k (valid where cell >= 0)
+    # (B, K, N) int64: the patch holding each named object in f_k's first camera; -1: unknown
+    keypoint_cells: torch.Tensor
+    keypoints: torch.Tensor  # (B, K, 2N) float32: image (u, v) of each keypoint in the first camera (where cell >= 0)
 
     def to(self, device: torch.device | str) -> "PackedBatch":
         """The batch on device (to a GPU without blocking the host: :func:`worldmot.devices.to_device`)."""
@@ -287,13 +297,13 @@ def pack_windows(
 ) -> PackedBatch:
     """Turn windows (collated dict or list of dicts, see worldmot.datasets.windows) into a PackedBatch.
 
-    frame_tokens: (B, K, P, Dp) the windows' frames already tokenized (the caller owns the frame tokenizer,
+    frame_tokens: (B, K, Nc*P, Dp) the windows' frames already tokenized (the caller owns the frame tokenizer,
     so a latent tokenizer can run batched on a GPU). states: (B, K, Ds) normalised, or None (zeros).
     The drop_* arrays (B,) or (B, K) select condition dropout per sample / step.
     """
     w = _as_columns(windows)
     B, K = frame_tokens.shape[:2]
-    layout = build_layout(cfg, vocab, K, frame_tokens.shape[2])
+    layout = build_layout(cfg, vocab, K, frame_tokens.shape[2] // cfg.cameras)
     S = layout.length
     ids = np.broadcast_to(layout.token_template, (B, S)).copy()
     target = np.zeros((B, S), bool)

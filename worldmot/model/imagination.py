@@ -33,10 +33,10 @@ class Imagination:
     layout: Layout
     caches: list[KVCache]
     step: int  # frame step k whose frame is the newest in the cache
-    last_frame: torch.Tensor  # (B, P, Dp) tokens of f_k
+    last_frame: torch.Tensor  # (B, Nc*P, Dp) tokens of f_k (its Nc cameras, model/mot.py's legend)
     last_hidden: torch.Tensor  # (B, D) output of the newest position (predicts the next token)
     cfg_scale: float = 1.0
-    frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, P, Dp) each
+    frames: list[torch.Tensor] = field(default_factory=list)  # imagined frames f_1.. (B, Nc*P, Dp) each
     actions: torch.Tensor | None = None  # (B, C*A) bin-centre values of the newest written chunk a_k
     state: torch.Tensor | None = None  # (B, Ds) normalised state read off the newest frame (WorldModel.read_state)
     # (B, N, 2) named objects' image (u, v) on it (WorldModel.locate_objects, then correct_objects)
@@ -98,7 +98,8 @@ def start(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Te
           states: torch.Tensor | None = None, horizon: int = 1, cfg_scale: float = 1.0) -> Imagination:
     """Encode the context [BOS] instruction [BOF] f_0 [EOF] s_0 [PRG] for B rollouts.
 
-    frame_tokens: (B, P, Dp); states: (B, Ds) raw proprioceptive states or None (the "no state" embedding).
+    frame_tokens: (B, Nc*P, Dp) (WorldModel.tokenize_frames); states: (B, Ds) raw proprioceptive states or None
+    (the "no state" embedding).
     horizon: how many frames will be imagined (the layout holds 1 + horizon steps).
     """
     seq, dev = model.cfg.sequence, model.device
@@ -227,7 +228,8 @@ def _write_actions(im: Imagination, actions: torch.Tensor | None, temperature: f
 @torch.no_grad()
 def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generator | None = None,
                   noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Generate f_{k+1} (B, P, Dp) against the cache, then append it (clean) and read its state and progress."""
+    """Generate f_{k+1} (B, Nc*P, Dp), every camera at once, against the cache, then append it (clean) and read
+    its state and progress."""
     model, lay, k, B = im.model, im.layout, im.step, im.batch_size
     if k + 1 >= lay.n_steps:
         raise ValueError(f"imagination horizon exhausted: the layout holds {lay.n_steps - 1} imagined frames")
@@ -277,7 +279,7 @@ def imagine_frame(im: Imagination, flow_steps: int = 1, generator: torch.Generat
 def rollout(model: WorldModel, instructions: Sequence[str], frame_tokens: torch.Tensor, actions: torch.Tensor,
             states: torch.Tensor | None = None, flow_steps: int = 1, cfg_scale: float = 1.0,
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Imagine H frames for B action sequences: actions (B, H, C, A) -> (frames (B, H, P, Dp), progress (B, H+1)).
+    """Imagine H frames for B action sequences: actions (B, H, C, A) -> (frames (B, H, Nc*P, Dp), progress (B, H+1)).
 
     Beyond the training window (n_steps - 1 imagined frames) the context restarts from the newest imagined
     frame: positions past the window were never trained, and a model conditioned on them drifts.

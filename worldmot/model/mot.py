@@ -17,7 +17,8 @@ Axes (the legend of every file in worldmot/model; a dimension keeps its letter e
     D  width                                    H  attention heads        dh  head width (D / H)
     K  frame steps of a window                  J  noisy frames of a segment, F: its clean frames
     Ns states of a segment                      Ds state dimensions
-    P  patches (tokens) per frame               Dp width of a patch token
+    P  patches (tokens) per camera image        Dp width of a patch token
+    Nc cameras per frame step (a step's frame is Nc*P tokens, camera by camera; Nc = 1: P)
     C  actions per chunk                        A  action dimensions (C*A: a chunk's action values)
     N  named objects (keypoints, the effector last)                      V  vocabulary
 Words: a "block" is a transformer block (:class:`ExpertBlock`); a "mask block" is a run of positions that see

@@ -2,8 +2,8 @@
 
 Planning is many small forwards: each host-to-device copy of an index array stalled a GPU step until the GPU
 caught up, so what a forward needs of its layout is copied once and kept (:class:`DeviceConstants`).
-Axes as in model/mot.py's legend: n segment length, D width, J noisy frames, F clean frames, P patches per
-frame, C*A a chunk's action values.
+Axes as in model/mot.py's legend: n segment length, D width, J noisy frames, F clean frames, Nc cameras of P
+patches per frame, C*A a chunk's action values.
 """
 from __future__ import annotations
 
@@ -46,10 +46,11 @@ class SegmentConstants:
 
     layout: Layout  # held so that the cache key (the layout's id) cannot be reused by another layout
     state_idx: torch.Tensor | None  # (Ns,) positions of the Ns states, None: none
-    frame_idx: torch.Tensor | None  # (F*P,) positions of clean frame patches
-    noisy_idx: torch.Tensor | None  # (J*P,) positions of noisy frame patches
+    frame_idx: torch.Tensor | None  # (F*Nc*P,) positions of clean frame patches
+    noisy_idx: torch.Tensor | None  # (J*Nc*P,) positions of noisy frame patches
     action_dim: torch.Tensor | None  # (n,) action dimension of each action bin, -1 elsewhere; None: no bins
-    patch: torch.Tensor  # (n,) patch index in its frame, 0 outside frames
+    patch: torch.Tensor  # (n,) patch index in its camera's image, 0 outside frames
+    camera: torch.Tensor  # (n,) camera of a frame patch (0 .. Nc-1), 0 outside frames
     in_patch: torch.Tensor  # (n, 1) 1.0 at frame patches, 0.0 elsewhere
     pos: torch.Tensor  # (n, D) sinusoidal embedding of the sequence positions
     # (J, C*A) positions in the segment of the chunk before each of its J noisy frames; None: none, or not
@@ -66,6 +67,7 @@ class SegmentConstants:
         chunk_pos = seg.layout.actions[steps - 1] - seg.start  # (J, C*A)
         return cls(seg.layout, idx(ROLE_STATE), idx(ROLE_FRAME), idx(ROLE_NOISY),
                    on(dims) if (dims >= 0).any() else None, on(np.maximum(patch, 0)),
+                   on(np.maximum(seg.arr("camera"), 0)),
                    on((patch >= 0)[:, None].astype(np.float32)), position_embedding(on(seg.arr("pos")), width),
                    on(chunk_pos) if len(steps) and (chunk_pos >= 0).all() else None)
 

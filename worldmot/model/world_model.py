@@ -1,8 +1,8 @@
 """The world model: embeddings, the MoT trunk (model/mot.py) and the heads that read its hidden states.
 
 Axes as in model/mot.py's legend: B batch, n segment length, D width, K frame steps, J noisy and F clean frames
-of a segment, Ns states of a segment, P patches per frame, Dp a patch token's width, Ds state dimensions,
-C*A a chunk's action values, N named objects, V vocabulary.
+of a segment, Ns states of a segment, Nc cameras of P patches per frame, Dp a patch token's width, Ds state
+dimensions, C*A a chunk's action values, N named objects, V vocabulary.
 
 What the rest of the package calls: :meth:`WorldModel.run` (hidden states of a segment, with a KV cache),
 :meth:`~WorldModel.next_token_logits`, :meth:`~WorldModel.predict_x0` (the frame path's estimate of a clean
@@ -12,7 +12,7 @@ CUDA graphs of inference forwards in cuda_graphs.py (installed from outside as `
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 
 from worldmot.config import ModelConfig
 from worldmot.devices import to_device
+from worldmot.errors import WorldmotError
 from worldmot.model.mot import KVCache, MoTTrunk, position_embedding, timestep_embedding
 from worldmot.model.object_heads import AheadHead, KeypointHead, ObjectReadout
 from worldmot.model.segment_constants import DeviceConstants, SegmentConstants
@@ -50,11 +51,11 @@ class SegmentInputs:
     """What fills a segment's non-token positions."""
 
     token_ids: torch.Tensor  # (B, n) ids (ignored at state/frame positions)
-    frames: torch.Tensor | None = None  # (B, F, P, Dp) clean frame tokens, in segment order
+    frames: torch.Tensor | None = None  # (B, F, Nc*P, Dp) clean frame tokens, in segment order
     states: torch.Tensor | None = None  # (B, Ns, Ds) normalised states
     state_dropped: torch.Tensor | None = None  # (B, Ns) bool
-    noisy: torch.Tensor | None = None  # (B, J, P, Dp) x_t
-    noisy_last: torch.Tensor | None = None  # (B, J, P, Dp) the last clean frame before each noisy frame
+    noisy: torch.Tensor | None = None  # (B, J, Nc*P, Dp) x_t
+    noisy_last: torch.Tensor | None = None  # (B, J, Nc*P, Dp) the last clean frame before each noisy frame
     t: torch.Tensor | None = None  # (B, J) diffusion time of each noisy frame
     # (B, J, C*A) values in [-1, 1] of the action chunk before each noisy frame; None: read from token_ids
     # (the full sequence holds them; a cached query for a noisy frame alone must pass them)
@@ -76,7 +77,8 @@ class WorldModel(nn.Module):
         self.action_tokenizer = action_tokenizer
         self.vocab: Vocab = make_vocab(self.text_tokenizer, seq)
         D, Dp = cfg.width, self.frame_tokenizer.token_dim
-        self.tokens_per_frame = self.frame_tokenizer.tokens_per_frame
+        self.tokens_per_frame = self.frame_tokenizer.tokens_per_frame  # P, of one camera's image
+        self.tokens_per_step = seq.cameras * self.tokens_per_frame  # Nc*P, a frame step's cameras
         self.register_buffer("state_mean", torch.as_tensor(np.zeros(seq.state_dim) if state_mean is None else state_mean, dtype=torch.float32))
         self.register_buffer("state_std", torch.as_tensor(np.ones(seq.state_dim) if state_std is None else state_std, dtype=torch.float32))
 
@@ -90,6 +92,9 @@ class WorldModel(nn.Module):
         self.frame_in = nn.Linear(2 * Dp, D)  # [patch, last clean patch] (zeros for clean frames)
         self.patch_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, D))  # learned, on top of the fixed 2-D one
         self.register_buffer("patch_pos_2d", grid_position_embedding(self.tokens_per_frame, D), persistent=False)
+        # which camera a patch shows, added to its position in the image (several cameras only: one camera has
+        # the one-camera model's parameters)
+        self.camera_embed = nn.Parameter(torch.zeros(seq.cameras, D)) if seq.cameras > 1 else None
         self.time_mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
         # the action chunk before a noisy frame joins its time in the adaLN conditioning (as a DiT's class
         # label, or DIAMOND's action): every patch of the frame reads the action directly. Through attention
@@ -135,6 +140,8 @@ class WorldModel(nn.Module):
         for head in (self.lm_head, self.frame_head, self.state_head, self.keypoint_head, self.object_head):
             if head is not None:
                 nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+        if self.camera_embed is not None:  # last: the other parameters draw what a one-camera model draws
+            nn.init.normal_(self.camera_embed, std=1.0)  # unit scale, like the positions beside it
 
     # ------------------------------------------------------------------------------------------------
     # Inputs: frames, states, actions, token ids
@@ -152,19 +159,51 @@ class WorldModel(nn.Module):
     def layout(self, n_steps: int | None = None) -> Layout:
         return build_layout(self.cfg.sequence, self.vocab, n_steps, self.tokens_per_frame)
 
-    def tokenize_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 frames (..., h, w, 3) of any size -> frame tokens (..., P, Dp) on the model's device."""
+    @property
+    def cameras(self) -> int:
+        """Nc, the cameras of a frame step."""
+        return self.cfg.sequence.cameras
+
+    def tokenize_frames(self, frames: np.ndarray | torch.Tensor | Sequence) -> torch.Tensor:
+        """uint8 frames of a step -> frame tokens (..., Nc*P, Dp) on the model's device, camera by camera.
+
+        One camera: frames (..., h, w, 3) of any size. Several: a list of Nc arrays (..., h_c, w_c, 3), one per
+        camera (their sizes may differ), or one array (..., Nc, h, w, 3). Each is fitted to image_size by
+        ``sequence.resize`` (:func:`~worldmot.tokenizers.frames.fit_frames`)."""
+        views = self._camera_views(frames)
+        tokens = torch.cat([self._tokenize_camera(v) for v in views], -2) if len(views) > 1 else self._tokenize_camera(views[0])
+        return tokens
+
+    def _camera_views(self, frames) -> list:
+        """The step's frames as a list of Nc arrays (..., h, w, 3), one per camera."""
+        Nc = self.cameras
+        if isinstance(frames, (list, tuple)):
+            views = list(frames)
+        elif Nc == 1:
+            views = [frames]
+        else:
+            views = list(torch.as_tensor(np.asarray(frames)).movedim(-4, 0)) if np.ndim(frames) >= 4 else []
+        if len(views) != Nc:
+            shape = [np.shape(v) for v in views] if isinstance(frames, (list, tuple)) else np.shape(frames)
+            raise WorldmotError(f"frames {shape}: expected {Nc} camera(s) (a list of arrays (..., h, w, 3), or one "
+                                f"array (..., {Nc}, h, w, 3))")
+        return views
+
+    def _tokenize_camera(self, frames) -> torch.Tensor:
+        """uint8 frames (..., h, w, 3) of one camera -> its tokens (..., P, Dp) on the model's device."""
         frames = torch.as_tensor(np.asarray(frames))
-        lead = frames.shape[:-3]
-        pix = to_device(preprocess_frames(frames.reshape(-1, *frames.shape[-3:]), self.cfg.sequence.image_size), self.device)
+        lead, seq = frames.shape[:-3], self.cfg.sequence
+        pix = to_device(preprocess_frames(frames.reshape(-1, *frames.shape[-3:]), seq.image_size, seq.resize), self.device)
         tokens = self.frame_tokenizer.encode(pix)
         return tokens.reshape(*lead, *tokens.shape[1:])
 
     def detokenize_frames(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Frame tokens (..., P, Dp) -> pixels (..., 3, S, S) in [-1, 1] (S = image_size)."""
-        lead = tokens.shape[:-2]
-        pix = self.frame_tokenizer.decode(tokens.reshape(-1, *tokens.shape[-2:]))
-        return pix.reshape(*lead, *pix.shape[1:])
+        """Frame tokens (..., Nc*P, Dp) -> pixels (..., 3, S, Nc*S) in [-1, 1] (S = image_size): the cameras side
+        by side, left to right (one camera: (..., 3, S, S))."""
+        lead, Nc = tokens.shape[:-2], self.cameras
+        pix = self.frame_tokenizer.decode(tokens.reshape(-1, *tokens.shape[-2:]).unflatten(1, (Nc, -1)).flatten(0, 1))
+        S = pix.shape[-1]
+        return pix.unflatten(0, (-1, Nc)).permute(0, 2, 3, 1, 4).reshape(*lead, 3, pix.shape[-2], Nc * S)
 
     def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
         return (to_device(state.float(), self.device) - self.state_mean) / self.state_std
@@ -223,6 +262,8 @@ class WorldModel(nn.Module):
         # index_select, not patch_pos[c.patch]: the indexing's backward adds the repeated patches' gradients
         # in a thread-dependent order on the CPU, so runs with the same seed drifted apart within 30 steps
         in_frame = self.patch_pos.index_select(0, c.patch) + self.patch_pos_2d[c.patch]
+        if self.camera_embed is not None:
+            in_frame = in_frame + self.camera_embed.index_select(0, c.camera)
         return x + (c.pos + in_frame * c.in_patch)
 
     def _constants(self, seg: Segment, device: torch.device) -> SegmentConstants:
@@ -271,8 +312,8 @@ class WorldModel(nn.Module):
         return self.lm_head(hidden)
 
     def predict_x0(self, noisy_hidden: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, J, P, D) or (B, J*P, D) of noisy frames and the last clean frame before each
-        (B, J, P, Dp) -> the clean frames' estimate x0 (B, J, P, Dp), in fp32: the last frame plus the predicted
+        """Hidden states (B, J, Nc*P, D) or (B, J*Nc*P, D) of noisy frames and the last clean frame before each
+        (B, J, Nc*P, Dp) -> the clean frames' estimate x0 (B, J, Nc*P, Dp), in fp32: the last frame plus the predicted
         change, so that an untrained model (zero head) predicts "the next frame is the last frame"."""
         return last + self.frame_head(noisy_hidden).float().view_as(last)
 
@@ -297,14 +338,15 @@ class WorldModel(nn.Module):
         return self.ahead_head is not None
 
     def keypoint_outputs(self, frame_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(..., P, D) hidden states of a frame's patches -> logits (..., N, P) of each object being in a patch
-        and its offset (..., N, P, 2) from the patch centre, in patch widths (u right, v down)."""
-        return self.keypoint_head.outputs(frame_hidden)
+        """(..., Nc*P, D) hidden states of a frame's patches -> logits (..., N, P) of each object being in a patch
+        of the first camera (where keypoints are given) and its offset (..., N, P, 2) from the patch centre, in
+        patch widths (u right, v down)."""
+        return self.keypoint_head.outputs(frame_hidden[..., : self.tokens_per_frame, :])
 
     def locate_objects(self, frame_hidden: torch.Tensor) -> torch.Tensor:
-        """(..., P, D) hidden states of a frame's patches -> (..., N, 2) image (u, v) of the named objects: the
-        centre of the likeliest patch plus the offset predicted there."""
-        return self.keypoint_head.locate(frame_hidden)
+        """(..., Nc*P, D) hidden states of a frame's patches -> (..., N, 2) image (u, v) of the named objects in
+        the first camera: the centre of the likeliest patch plus the offset predicted there."""
+        return self.keypoint_head.locate(frame_hidden[..., : self.tokens_per_frame, :])
 
     def read_objects(self, eof_hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) at a frame's [EOF] -> (..., N, 2) image (u, v) of the named objects."""

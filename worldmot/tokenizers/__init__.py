@@ -2,9 +2,11 @@
 from worldmot.tokenizers.actions import ActionTokenizer, chunk_actions, unchunk_actions
 from worldmot.tokenizers.frames import (
     FRAME_TOKENIZERS,
+    RESIZE_RULES,
     FrameTokenizer,
     LatentTokenizer,
     PatchTokenizer,
+    fit_frames,
     make_frame_tokenizer,
     preprocess_frames,
     to_uint8,
@@ -18,9 +20,11 @@ __all__ = [
     "FrameTokenizer",
     "LatentTokenizer",
     "PatchTokenizer",
+    "RESIZE_RULES",
     "SPECIAL_TOKENS",
     "TokenizersText",
     "chunk_actions",
+    "fit_frames",
     "make_frame_tokenizer",
     "make_text_tokenizer",
     "preprocess_frames",

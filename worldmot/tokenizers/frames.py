@@ -1,4 +1,4 @@
-"""Frames: resize/crop any camera to the model's square resolution, frame tokenizers.
+"""Frames: fit any camera to the model's square resolution (crop or letterbox), frame tokenizers.
 
 Two tokenizers share one interface (``encode``, ``decode``, ``tokens_per_frame``, ``token_dim``, ``grid``):
 
@@ -27,14 +27,24 @@ from worldmot.io import atomic_dir
 # =====================================================================================================
 
 
-def preprocess_frames(frames, image_size: int) -> torch.Tensor:
-    """uint8 (N, H, W, C) or (H, W, C) frames of any size -> float32 (N, 3, S, S) in [-1, 1].
+RESIZE_RULES = ("crop", "letterbox")
 
-    Takes the centred square of side min(H, W) and resizes it to S x S (the same as resizing the short
-    side to S and centre-cropping, without rounding the long side). OpenCV area interpolation when
-    shrinking (no aliasing), bilinear when enlarging. C may be 3 (RGB), 1 (grey, repeated) or 4 (alpha
-    dropped). numpy or torch in (any device); a CPU tensor out.
+
+def fit_frames(frames, image_size: int, resize: str = "crop") -> np.ndarray:
+    """uint8 (N, H, W, C) or (H, W, C) frames of any size -> uint8 (N, S, S, 3), by one of two rules:
+
+    - ``crop``: the centred square of side min(H, W), resized to S x S (the same as resizing the short side to
+      S and centre-cropping, without rounding the long side): the whole square is seen, the long side's ends
+      are lost;
+    - ``letterbox``: the whole frame, its long side resized to S and the short side padded with black bars
+      centred on it: nothing is lost, the bars cost pixels.
+
+    OpenCV area interpolation when shrinking (no aliasing), bilinear when enlarging; a square frame of side
+    S is returned as it is under both rules. C may be 3 (RGB), 1 (grey, repeated) or 4 (alpha dropped).
+    numpy or torch in (any device).
     """
+    if resize not in RESIZE_RULES:
+        raise WorldmotError(f"resize={resize!r}: expected one of {list(RESIZE_RULES)}")
     a = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if a.ndim == 3:
         a = a[None]
@@ -45,18 +55,43 @@ def preprocess_frames(frames, image_size: int) -> torch.Tensor:
     if a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     a = a[..., :3]
-    n, h, w, _ = a.shape
-    s = int(image_size)
+    return _crop_square(a, int(image_size)) if resize == "crop" else _letterbox(a, int(image_size))
+
+
+def _resize_each(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> (N, h, w, 3), area interpolation when shrinking, bilinear when enlarging."""
+    if a.shape[1:3] == (h, w):
+        return a
+    interp = cv2.INTER_AREA if a.shape[1] * a.shape[2] > h * w else cv2.INTER_LINEAR
+    out = np.empty((a.shape[0], h, w, 3), dtype=np.uint8)
+    for i in range(a.shape[0]):
+        out[i] = cv2.resize(np.ascontiguousarray(a[i]), (w, h), interpolation=interp)
+    return out
+
+
+def _crop_square(a: np.ndarray, s: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> the centred square of side min(H, W) resized to (N, s, s, 3)."""
+    _, h, w, _ = a.shape
     m = min(h, w)
     y0, x0 = (h - m) // 2, (w - m) // 2
-    crop = a[:, y0 : y0 + m, x0 : x0 + m]
-    if m != s:
-        interp = cv2.INTER_AREA if m > s else cv2.INTER_LINEAR
-        out = np.empty((n, s, s, 3), dtype=np.uint8)
-        for i in range(n):
-            out[i] = cv2.resize(np.ascontiguousarray(crop[i]), (s, s), interpolation=interp)
-        crop = out
-    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).to(torch.float32)
+    return _resize_each(a[:, y0 : y0 + m, x0 : x0 + m], s, s)
+
+
+def _letterbox(a: np.ndarray, s: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> (N, s, s, 3): the long side resized to s, the short side centred between black bars."""
+    _, h, w, _ = a.shape
+    rh, rw = max(1, round(h * s / max(h, w))), max(1, round(w * s / max(h, w)))
+    out = np.zeros((a.shape[0], s, s, 3), dtype=np.uint8)
+    y0, x0 = (s - rh) // 2, (s - rw) // 2
+    out[:, y0 : y0 + rh, x0 : x0 + rw] = _resize_each(a, rh, rw)
+    return out
+
+
+def preprocess_frames(frames, image_size: int, resize: str = "crop") -> torch.Tensor:
+    """uint8 (N, H, W, C) or (H, W, C) frames of any size -> float32 (N, 3, S, S) in [-1, 1], fitted to S x S
+    by ``resize`` (:func:`fit_frames`). numpy or torch in (any device); a CPU tensor out."""
+    fitted = fit_frames(frames, image_size, resize)
+    x = torch.from_numpy(np.ascontiguousarray(fitted)).permute(0, 3, 1, 2).to(torch.float32)
     return (x / 127.5 - 1.0).contiguous()
 
 

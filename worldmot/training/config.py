@@ -9,7 +9,10 @@ from worldmot.config import AT_LEAST_1, FRACTION, MISSING, NON_NEGATIVE, POSITIV
 @dataclass
 class DataConfig:
     root: str = MISSING  # a local LeRobot v3.0 / v2.1 dataset folder
-    camera: str = ""  # feature key of the camera; empty: the dataset's first camera
+    camera: str = ""  # feature key of one camera to train on (data.cameras empty)
+    # feature keys of the cameras each frame step shows, in this order (model.sequence.cameras is their count);
+    # empty: data.camera if set, else every camera of the dataset
+    cameras: list[str] = field(default_factory=list)
     state_key: str = "observation.state"  # feature key of the proprioceptive state
     action_key: str = "action"  # feature key of the executed action
     # image (u, v) of the objects the instruction names, if the dataset has it: the model is taught to find

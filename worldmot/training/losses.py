@@ -1,7 +1,7 @@
 """The world model's training losses: AR cross-entropy, the frame's x0 error, the state read-out, keypoints.
 
-Axes as in model/mot.py's legend: B batch, K frame steps in a window, P patches per frame, Dp a patch token's
-width, D width, Ds state dimensions, N named objects, T candidate CE target positions, V vocabulary.
+Axes as in model/mot.py's legend: B batch, K frame steps in a window, Nc cameras of P patches per frame, Dp a
+patch token's width, D width, Ds state dimensions, N named objects, T candidate CE target positions, V vocabulary.
 
 Frame parametrization (WorldModel.predict_x0): the frame head predicts the change from the last clean frame, so
 an untrained model (zero head) predicts "the next frame is the last frame". The flow convention is diffusers'
@@ -34,20 +34,20 @@ LOSS_PARTS = ("loss", "ce", "fm", "st", "kp")
 def sample_noise(model: WorldModel, batch_size: int, n_steps: int, generator: torch.Generator | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Diffusion times t (B, K-1) -- uniform, a fraction ``noisy_t_one`` at t=1 so that one-step generation
-    from pure noise is trained directly -- and noise (B, K-1, P, Dp), drawn on the generator's device (the
+    from pure noise is trained directly -- and noise (B, K-1, Nc*P, Dp), drawn on the generator's device (the
     model's without one): on a GPU the host neither draws the noise (~30 ms for base's batch of 256 on a
     CPU core) nor copies it."""
     dev = generator.device if generator is not None else model.device
     t = torch.rand(batch_size, n_steps - 1, generator=generator, device=dev)
     t_one = torch.rand(batch_size, n_steps - 1, generator=generator, device=dev) < model.cfg.noisy_t_one
-    eps = torch.randn(batch_size, n_steps - 1, model.tokens_per_frame, model.frame_tokenizer.token_dim,
+    eps = torch.randn(batch_size, n_steps - 1, model.tokens_per_step, model.frame_tokenizer.token_dim,
                       generator=generator, device=dev)
     return torch.where(t_one, torch.ones_like(t), t), eps
 
 
 @torch.no_grad()
 def own_context_frames(model: WorldModel, batch: PackedBatch, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(frames (B, K, P, Dp), state_dropped (B, K)) of ``batch`` with the context frames f_1..f_{K-2} of
+    """(frames (B, K, Nc*P, Dp), state_dropped (B, K)) of ``batch`` with the context frames f_1..f_{K-2} of
     ``rows`` (B,) bool replaced by the model's own one-step predictions from the true frames before
     them, and their states dropped: what imagination feeds back after its first imagined frame.
 
@@ -93,7 +93,7 @@ class WorldModelLoss(nn.Module):
         fm: mean over noisy frames of the x0 error, moving patches weighted by 1 + cfg.fm_motion_weight.
         st: mean squared error of the normalised state read off each frame (WorldModel.read_state).
         kp: :meth:`keypoint_loss`.
-        t (B, K-1) and noise (B, K-1, P, Dp) default to :func:`sample_noise` with ``generator``.
+        t (B, K-1) and noise (B, K-1, Nc*P, Dp) default to :func:`sample_noise` with ``generator``.
         own_context (B,) bool: rows whose later context frames are the model's own predictions
         (:func:`own_context_frames`); the targets stay the true frames."""
         model, cfg = self.model, self.model.cfg
@@ -145,10 +145,10 @@ class WorldModelLoss(nn.Module):
 
     def frame_loss(self, h: torch.Tensor, batch: PackedBatch, at: LossPositions, x0: torch.Tensor,
                    last: torch.Tensor) -> torch.Tensor:
-        """h (B, S, D), true frames x0 (B, K-1, P, Dp) and the context frames before them -> the mean x0 error
-        over valid noisy frames, moving patches weighted by 1 + cfg.fm_motion_weight."""
+        """h (B, S, D), true frames x0 (B, K-1, Nc*P, Dp) and the context frames before them -> the mean x0 error
+        over valid noisy frames (all cameras' patches), moving patches weighted by 1 + cfg.fm_motion_weight."""
         x0_hat = self.model.predict_x0(h[:, at.noisy], last)
-        per_patch = ((x0_hat - x0) ** 2).mean(-1)  # (B, K-1, P)
+        per_patch = ((x0_hat - x0) ** 2).mean(-1)  # (B, K-1, Nc*P)
         moved = ((x0 - last) ** 2).mean(-1) > MOTION_THRESHOLD
         weight = 1 + self.model.cfg.fm_motion_weight * moved.float()
         per_frame = (per_patch * weight).sum(-1) / weight.sum(-1)  # (B, K-1)
@@ -189,7 +189,7 @@ class WorldModelLoss(nn.Module):
         return loss
 
     def patch_keypoint_loss(self, patches: torch.Tensor, cells: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-        """patches (B, K, P, D), cells (B, K, N) (-1: unknown), uv (B, K, N, 2) -> cross-entropy of the patch
+        """patches (B, K, Nc*P, D) (the first camera's are read), cells (B, K, N) (-1: unknown), uv (B, K, N, 2) -> cross-entropy of the patch
         holding each object + 10x the squared error of its offset there (in patch widths)."""
         logits, offsets = self.model.keypoint_outputs(patches)
         grid = self.model.patch_grid
@@ -208,8 +208,8 @@ class LossPositions:
     targets: torch.Tensor  # (T,) positions that can carry a CE target, each predicted from the one before
     kinds: torch.Tensor  # (3, T) float one-hot of each target's kind: reasoning, action, progress
     sources: torch.Tensor  # (T,) the position of the token each target could copy (-1: none)
-    noisy: torch.Tensor  # ((K-1) P,) noisy frame patches
-    frames: torch.Tensor  # (K, P) clean frame patches
+    noisy: torch.Tensor  # ((K-1) Nc*P,) noisy frame patches
+    frames: torch.Tensor  # (K, Nc*P) clean frame patches
     eof: torch.Tensor  # (K,) each frame's [EOF] (the position before its state)
     boa: torch.Tensor  # (K,) each step's [BOA] (the position before its first action bin)
     eoa: torch.Tensor  # (K-1,) the [EOA] of steps 0 .. K-2
