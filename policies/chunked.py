@@ -15,20 +15,39 @@ from worldmot.model.world_model import WorldModel
 from worldmot.policies.base import is_batched, tasks_of
 
 
-def observation_arrays(observation: dict[str, Any], camera: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """frames (B, H, W, 3) uint8 and states (B, S) (or None) from a single or batched observation."""
+CAMERA_PREFIX = "observation.images."  # a dataset's camera feature is this + the env's pixels key
+
+
+def observation_arrays(observation: dict[str, Any], camera: str | list[str] | None,
+                       ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | None]:
+    """frames and states (B, S) (or None) from a single or batched observation. ``camera``: one pixels key
+    (None: the first) -> frames (B, H, W, 3) uint8; a list of keys (several cameras) -> a list of such arrays."""
     pixels = observation.get("pixels")
     if not isinstance(pixels, dict) or not pixels:
         raise WorldmotError("observation['pixels']: expected a dict of camera images (LeRobot's env convention)")
-    name = camera or next(iter(pixels))
-    if name not in pixels:
-        raise WorldmotError(f"observation['pixels']: no camera {name!r}; has {sorted(pixels)}")
-    frames = np.asarray(pixels[name])
+    names = camera if isinstance(camera, list) else [camera or next(iter(pixels))]
+    for name in names:
+        if name not in pixels:
+            raise WorldmotError(f"observation['pixels']: no camera {name!r}; has {sorted(pixels)}")
+    views = [np.asarray(pixels[name]) for name in names]
     state = observation.get("agent_pos")
     state = None if state is None else np.asarray(state, np.float32)
     if not is_batched(observation):
-        frames, state = frames[None], None if state is None else state[None]
-    return frames, state
+        views, state = [v[None] for v in views], None if state is None else state[None]
+    return (views if isinstance(camera, list) else views[0]), state
+
+
+def model_cameras(model: WorldModel, camera: str | None) -> str | list[str] | None:
+    """The pixels keys a model reads: ``camera`` (None: the observation's first) for a one-camera model; for
+    several, the cameras its model folder records it was trained on (``trained_on["cameras"]``)."""
+    Nc = model.cfg.sequence.cameras
+    if Nc == 1:
+        return camera
+    trained = list((getattr(model, "trained_on", None) or {}).get("cameras", []))
+    if len(trained) != Nc:
+        raise WorldmotError(f"the model reads {Nc} cameras but its model folder names {len(trained)} "
+                            "(trained_on.cameras in model_meta.json)")
+    return [name.removeprefix(CAMERA_PREFIX) for name in trained]
 
 
 def check_model_fits(model: WorldModel, action_dim: int, state_dim: int | None) -> None:
@@ -44,7 +63,7 @@ class ChunkedPolicy:
     """Base: subclasses implement ``decide(tasks, frames, states, observation) -> (B, L, A)`` actions."""
 
     def __init__(self, model: WorldModel, camera: str | None = None, use_state: bool = True):
-        self.model, self.camera, self.use_state = model, camera, use_state
+        self.model, self.camera, self.use_state = model, model_cameras(model, camera), use_state
         self.reasoning: str | list[str] | None = None
         self.queue: np.ndarray | None = None  # (B, L, A) actions still to play
         self._reasons: list[str] | None = None

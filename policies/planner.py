@@ -17,7 +17,8 @@ class PlanTrace:
     """What one replanning step decided and looked at, for B envs (kept when ``PlannerPolicy.trace``)."""
 
     step: int  # env step of the decision (steps since reset)
-    imagined: np.ndarray  # (B, H, S, S, 3) uint8: the best candidate's imagined frames, one per chunk
+    # (B, H, S, Nc*S, 3) uint8: the best candidate's imagined frames, one per chunk, its Nc cameras side by side
+    imagined: np.ndarray
     costs: np.ndarray  # (iterations, B, N): every iteration's candidate costs (minus the scores)
     step_scores: np.ndarray  # (B, H): the best candidate's per-chunk score (predicted progress for cost=progress)
     chosen: np.ndarray  # (B, L, A): the actions it will execute
@@ -28,7 +29,8 @@ class PlanTrace:
 
 
 class PlannerPolicy(ChunkedPolicy):
-    """With ``cost="goal"`` the observation must carry "goal" (B, H, W, 3) images (``env.render_goal()``).
+    """With ``cost="goal"`` the observation must carry "goal" (B, H, W, 3) images (``env.render_goal()``); a
+    model of several cameras needs a dict of them, one per camera (the keys of observation["pixels"]).
 
     ``trace=True`` keeps a :class:`PlanTrace` per replanning step in ``traces`` (cleared by reset) for
     rollout recordings.
@@ -49,21 +51,28 @@ class PlannerPolicy(ChunkedPolicy):
 
     def decide(self, tasks, frames, states, observation: dict[str, Any]):
         goals = observation.get("goal")
-        if goals is not None and np.ndim(goals) == 3:
-            goals = np.asarray(goals)[None]
+        if isinstance(goals, dict):
+            goals = [self._batched(goals[name]) for name in self.camera]
+        elif goals is not None:
+            goals = self._batched(goals)
         actions = self.planner.plan(tasks, frames, states, goals)
         self.plan_seconds.append(self.planner.last.seconds)
         if self.trace:
             self.traces.append(self._trace(actions))
         return actions, None
 
+    @staticmethod
+    def _batched(images) -> np.ndarray:
+        """(H, W, 3) or (B, H, W, 3) images -> (B, H, W, 3)."""
+        return np.asarray(images)[None] if np.ndim(images) == 3 else np.asarray(images)
+
     @torch.no_grad()
     def _trace(self, actions: np.ndarray) -> PlanTrace:
         info = self.planner.last
         B = actions.shape[0]
         rows = torch.arange(B)
-        best = torch.stack([f[rows, info.best] for f in info.frames], 1)  # (B, H, P, Dp)
-        pixels = self.model.detokenize_frames(best.flatten(0, 1)).float()  # (B*H, 3, S, S) in [-1, 1]
+        best = torch.stack([f[rows, info.best] for f in info.frames], 1)  # (B, H, Nc*P, Dp)
+        pixels = self.model.detokenize_frames(best.flatten(0, 1)).float()  # (B*H, 3, S, Nc*S) in [-1, 1]
         imagined = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return PlanTrace(step=self.step, imagined=imagined.view(B, len(info.frames), *imagined.shape[1:]).cpu().numpy(),
                          costs=(-info.iteration_scores).numpy(),

@@ -50,7 +50,8 @@ def make_windows(cfg: ModelConfig, B: int = 2, seed: int = 0) -> tuple[list[dict
              progress=np.linspace(0, 0.9, K).astype(np.float32), success=np.arange(K) == K - 1)
         for b in range(B)
     ]
-    frames = rng.integers(0, 256, (B, K, s.image_size, s.image_size, 3), dtype=np.uint8)
+    cams = (s.cameras,) if s.cameras > 1 else ()  # several cameras: (B, K, Nc, S, S, 3)
+    frames = rng.integers(0, 256, (B, K, *cams, s.image_size, s.image_size, 3), dtype=np.uint8)
     states = rng.normal(size=(B, K, s.state_dim)).astype(np.float32)
     return windows, frames, states
 

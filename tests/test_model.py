@@ -172,10 +172,12 @@ def lean_blocks(cfg):
     return cfg
 
 
-@pytest.mark.parametrize("experts, lean", [(FULL, False), (TWO_PATH, False), (DENSE, False), (FULL, True)],
-                         ids=["full", "two_path", "dense", "full_lean_blocks"])
-def test_mot_forward_equals_token_by_token_reference(experts, lean):
-    model = make_model(lean_blocks(small_config(experts)) if lean else small_config(experts))
+@pytest.mark.parametrize("experts, lean, cameras", [(FULL, False, 1), (TWO_PATH, False, 1), (DENSE, False, 1),
+                                                    (FULL, True, 1), (FULL, False, 2)],
+                         ids=["full", "two_path", "dense", "full_lean_blocks", "full_two_cameras"])
+def test_mot_forward_equals_token_by_token_reference(experts, lean, cameras):
+    cfg = small_config(experts, cameras=cameras)
+    model = make_model(lean_blocks(cfg) if lean else cfg)
     if lean:
         assert not any(n.endswith(("qkv.bias", "out.bias", "mlp.0.bias", "mlp.2.bias", "k_norm.weight"))
                        for n, _ in model.trunk.named_parameters())
@@ -385,11 +387,14 @@ def test_the_training_forward_is_one_graph():
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
 
-@pytest.mark.parametrize("experts, lean", [(FULL, False), (TWO_PATH, False), (DENSE, False), (FULL, True)],
-                         ids=["full", "two_path", "dense", "full_lean_blocks"])
-def test_every_parameter_gets_a_gradient(experts, lean):
+@pytest.mark.parametrize("experts, lean, cameras", [(FULL, False, 1), (TWO_PATH, False, 1), (DENSE, False, 1),
+                                                    (FULL, True, 1), (FULL, False, 2)],
+                         ids=["full", "two_path", "dense", "full_lean_blocks", "full_two_cameras"])
+def test_every_parameter_gets_a_gradient(experts, lean, cameras):
     """DDP refuses parameters that get no gradient, and weight decay would shrink them for nothing."""
-    model = make_model(lean_blocks(small_config(experts)) if lean else small_config(experts))
+    cfg = small_config(experts, cameras=cameras)
+    model = make_model(lean_blocks(cfg) if lean else cfg)
+    assert (model.camera_embed is None) == (cameras == 1)  # one camera: the one-camera model's parameters
     batch = make_batch(model)
     batch.state_dropped[0, 0] = True  # training drops states now and then (the learned "no state" embedding)
     losses(model, batch)["loss"].backward()
@@ -415,8 +420,9 @@ def test_reference_catches_tokens_put_back_in_the_wrong_order():
 # KV cache
 # ----------------------------------------------------------------------------------------------------
 
-def test_kv_cache_decoding_and_cached_frame_generation_equal_full_forward():
-    model = make_model()
+@pytest.mark.parametrize("cameras", [1, 2])
+def test_kv_cache_decoding_and_cached_frame_generation_equal_full_forward(cameras):
+    model = make_model(small_config(cameras=cameras))
     batch = make_batch(model)
     lay = batch.layout
     inp = full_inputs(batch)
@@ -456,12 +462,14 @@ def test_kv_cache_decoding_and_cached_frame_generation_equal_full_forward():
         torch.testing.assert_close(h, full[:, int(lay.bof[1]) : int(lay.eoa[1]) + 1], rtol=1e-5, atol=1e-5)
 
 
-def test_one_step_imagination_equals_the_full_forward_x0_estimate():
-    """imagination (cache, scheduler, 1 flow step) reproduces the training-time x0 estimate at t=1."""
+@pytest.mark.parametrize("cameras", [1, 2])
+def test_one_step_imagination_equals_the_full_forward_x0_estimate(cameras):
+    """imagination (cache, scheduler, 1 flow step) reproduces the training-time x0 estimate at t=1, every camera
+    of the frame at once."""
     from model_fixtures import make_windows
     from worldmot.sequence import pack_windows
 
-    model = make_model()
+    model = make_model(small_config(cameras=cameras))
     batch = make_batch(model, B=2)
     lay = model.layout(2)
     actions = model.action_tokenizer.decode(model.action_tokenizer.encode(torch.rand(2, 1, 2, 2) * 2 - 1))

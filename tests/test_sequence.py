@@ -54,9 +54,17 @@ def test_mask_equals_brute_force_reference(layout):
     np.testing.assert_array_equal(got, brute_force_mask(block, noisy, sample))
 
 
-def test_window_layout_mask_matches_reference_and_hides_noisy_frames():
-    model = make_model(randomize=False)
+@pytest.mark.parametrize("cameras", [1, 2])
+def test_window_layout_mask_matches_reference_and_hides_noisy_frames(cameras):
+    model = make_model(small_config(cameras=cameras), randomize=False)
     lay = model.layout()
+    P = model.tokens_per_frame
+    assert lay.frames.shape == (lay.n_steps, cameras * P) and lay.noisy_frames.shape == (lay.n_steps - 1, cameras * P)
+    for rows in (*lay.frames, *lay.noisy_frames):  # camera by camera, each its P patches in order
+        np.testing.assert_array_equal(lay.camera[rows], np.repeat(np.arange(cameras), P))
+        np.testing.assert_array_equal(lay.patch[rows], np.tile(np.arange(P), cameras))
+        assert len(set(lay.block[rows])) == 1 and len(set(lay.pos[rows])) == 1  # one mask block, one position
+    assert (lay.camera[lay.modality != FRAME] == -1).all()
     t = lambda a: torch.as_tensor(a)
     mask = attention_mask(t(lay.block), t(lay.noisy), t(lay.block), t(lay.noisy)).numpy()
     np.testing.assert_array_equal(mask, brute_force_mask(lay.block, lay.noisy, np.zeros_like(lay.block)))
@@ -70,6 +78,7 @@ def test_window_layout_mask_matches_reference_and_hides_noisy_frames():
         clean = lay.frames[j + 1]
         np.testing.assert_array_equal(lay.pos[rows], lay.pos[clean])  # shares its clean copy's indices
         np.testing.assert_array_equal(lay.patch[rows], lay.patch[clean])
+        np.testing.assert_array_equal(lay.camera[rows], lay.camera[clean])
     for rows in lay.frames:
         assert mask[np.ix_(rows, rows)].all()
     text = np.nonzero(lay.modality != FRAME)[0]

@@ -168,7 +168,7 @@ class WorldModel(nn.Module):
         """uint8 frames of a step -> frame tokens (..., Nc*P, Dp) on the model's device, camera by camera.
 
         One camera: frames (..., h, w, 3) of any size. Several: a list of Nc arrays (..., h_c, w_c, 3), one per
-        camera (their sizes may differ), or one array (..., Nc, h, w, 3). Each is fitted to image_size by
+        camera (their sizes may differ), or one array (B, ..., Nc, h, w, 3) with at least one leading axis. Each is fitted to image_size by
         ``sequence.resize`` (:func:`~worldmot.tokenizers.frames.fit_frames`)."""
         views = self._camera_views(frames)
         tokens = torch.cat([self._tokenize_camera(v) for v in views], -2) if len(views) > 1 else self._tokenize_camera(views[0])
@@ -182,7 +182,7 @@ class WorldModel(nn.Module):
         elif Nc == 1:
             views = [frames]
         else:
-            views = list(torch.as_tensor(np.asarray(frames)).movedim(-4, 0)) if np.ndim(frames) >= 4 else []
+            views = list(torch.as_tensor(np.asarray(frames)).movedim(-4, 0)) if np.ndim(frames) >= 5 else []
         if len(views) != Nc:
             shape = [np.shape(v) for v in views] if isinstance(frames, (list, tuple)) else np.shape(frames)
             raise WorldmotError(f"frames {shape}: expected {Nc} camera(s) (a list of arrays (..., h, w, 3), or one "

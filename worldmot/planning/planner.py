@@ -14,8 +14,11 @@ Scores (higher is better):
   plus (``object_weight``, models trained with keypoints) the distance between where the model reads the
   named objects and the effector in each imagined frame and in the goal image (object_cost.py).
 
+With several cameras (model.sequence.cameras) the pixel terms are each camera's, averaged over the cameras;
+the frames, current and goal images are given per camera.
+
 Axes: B envs, N candidates per env, H chunks of the horizon, C actions per chunk, A action dimensions, O named
-objects with the effector last (model/mot.py's N); P, Dp, Ds as in model/mot.py's legend.
+objects with the effector last (model/mot.py's N); Nc, P, Dp, Ds as in model/mot.py's legend.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ class PlanInfo:
     actions: torch.Tensor  # (B, N, H, C, A) the last iteration's candidates
     scores: torch.Tensor  # (B, N)
     best: torch.Tensor  # (B,) index of the best candidate
-    frames: list[torch.Tensor]  # H tensors (B, N, P, Dp): the last iteration's imagined frames
+    frames: list[torch.Tensor]  # H tensors (B, N, Nc*P, Dp): the last iteration's imagined frames
     seconds: float
     iteration_scores: torch.Tensor | None = None  # (iterations, B, N) every iteration's candidate scores
     step_scores: torch.Tensor | None = None  # (B, N, H) the last iteration's score of each imagined step
@@ -90,6 +93,24 @@ def appearance_change(pred: torch.Tensor, current: torch.Tensor) -> torch.Tensor
     return (a - b).abs().mean(dim=(1, 2))
 
 
+def per_camera(pixels: torch.Tensor, cameras: int) -> torch.Tensor:
+    """Images (M, 3, S, Nc*S) with the cameras side by side (WorldModel.detokenize_frames) -> (M*Nc, 3, S, S)."""
+    if cameras == 1:
+        return pixels
+    return pixels.unflatten(-1, (cameras, -1)).permute(0, 3, 1, 2, 4).flatten(0, 1)
+
+
+def camera_mean(cost: torch.Tensor, cameras: int) -> torch.Tensor:
+    """(M*Nc,) a cost per image of :func:`per_camera` -> (M,) its mean over the cameras."""
+    return cost if cameras == 1 else cost.view(-1, cameras).mean(1)
+
+
+def _same_images(a, b) -> bool:
+    """Whether two step's images (an array, or a list of one array per camera) are equal."""
+    a, b = (list(x) if isinstance(x, (list, tuple)) else [x] for x in (a, b))
+    return len(a) == len(b) and all(np.shape(x) == np.shape(y) and np.array_equal(x, y) for x, y in zip(a, b))
+
+
 class Planner:
     """CEM / MPPI in imagination for a world model; actions within [low, high] (the env's Box)."""
 
@@ -136,8 +157,8 @@ class Planner:
                current: torch.Tensor | None = None, goal_state: torch.Tensor | None = None,
                goal_objects: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """actions (B, N, H, C, A) -> scores (B, N), per-step scores (B, N, H) (predicted progress, or minus
-        the goal distance) and the imagined frames (H of (B, N, P, Dp)). goal (B, 3, S, S) pixels, current
-        (B, 3, S, S) pixels, goal_state (B, Ds) the state and goal_objects (B, O, 2) the keypoints read off
+        the goal distance) and the imagined frames (H of (B, N, Nc*P, Dp)). goal (B, 3, S, Nc*S) pixels, current
+        (B, 3, S, Nc*S) pixels (the cameras side by side), goal_state (B, Ds) the state and goal_objects (B, O, 2) the keypoints read off
         the goal image."""
         B, N, H = actions.shape[:3]
         im = context.expand(N)
@@ -152,10 +173,14 @@ class Planner:
             if goal is None:
                 per_step.append(im.progress())
             else:
-                pixels = self.model.detokenize_frames(frame).float()
-                cost = self.cfg.pixel_weight * goal_distance(pixels, goal) if self.cfg.pixel_weight else 0.0
+                Nc = self.model.cameras
+                pixels = per_camera(self.model.detokenize_frames(frame).float(), Nc)
+                cost = 0.0
+                if self.cfg.pixel_weight:
+                    cost = self.cfg.pixel_weight * camera_mean(goal_distance(pixels, per_camera(goal, Nc)), Nc)
                 if current is not None and self.cfg.keep_weight:
-                    cost = cost + self.cfg.keep_weight * appearance_change(pixels, current)
+                    change = appearance_change(pixels, per_camera(current, Nc))
+                    cost = cost + self.cfg.keep_weight * camera_mean(change, Nc)
                 if goal_state is not None and self.cfg.state_weight:
                     cost = cost + self.cfg.state_weight * self.model.state_distance(im.state, goal_state)
                 if goal_objects is not None:
@@ -171,15 +196,15 @@ class Planner:
         s = torch.stack(per_step, 1).view(B, N, H)
         return s.mean(-1) + self.cfg.final_weight * s[..., -1], s, frames
 
-    def _goal_readout(self, tasks: list[str], goals: np.ndarray, goal_tokens: torch.Tensor,
+    def _goal_readout(self, tasks: list[str], goals: np.ndarray | list[np.ndarray], goal_tokens: torch.Tensor,
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state (B, Ds) and the keypoints (B, O, 2) or None read off the goal images, encoded again only
         when the tasks or the images change (they are fixed within an episode, and encoding them cost 11% of
         a replanning step)."""
-        if (self._goal is None or self._goal[0] != list(tasks) or self._goal[1].shape != np.shape(goals)
-                or not np.array_equal(self._goal[1], goals)):
+        if self._goal is None or self._goal[0] != list(tasks) or not _same_images(self._goal[1], goals):
             read = imagination.start(self.model, tasks, goal_tokens)
-            self._goal = (list(tasks), np.array(goals), read.state, read.objects)
+            kept = [np.array(g) for g in goals] if isinstance(goals, (list, tuple)) else np.array(goals)
+            self._goal = (list(tasks), kept, read.state, read.objects)
         return self._goal[2], self._goal[3]
 
     @staticmethod
@@ -200,16 +225,17 @@ class Planner:
         return chunk.expand(-1, -1, self.cfg.horizon, -1, -1)
 
     @torch.no_grad()
-    def plan(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None = None,
-             goals: np.ndarray | None = None) -> np.ndarray:
-        """frames (B, H, W, 3) uint8, states (B, S), goals (B, H, W, 3) -> actions (B, execute * C, A).
+    def plan(self, tasks: list[str], frames: np.ndarray | list[np.ndarray], states: np.ndarray | None = None,
+             goals: np.ndarray | list[np.ndarray] | None = None) -> np.ndarray:
+        """frames (B, H, W, 3) uint8, states (B, S), goals (B, H, W, 3) -> actions (B, execute * C, A). With
+        several cameras, frames and goals are lists of one such array per camera (WorldModel.tokenize_frames).
         On CUDA the model runs under bf16 autocast; the sampling distribution stays fp32 on the CPU."""
         dev = self.model.device.type
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
             return self._plan(tasks, frames, states, goals)
 
-    def _plan(self, tasks: list[str], frames: np.ndarray, states: np.ndarray | None,
-              goals: np.ndarray | None) -> np.ndarray:
+    def _plan(self, tasks: list[str], frames: np.ndarray | list[np.ndarray], states: np.ndarray | None,
+              goals: np.ndarray | list[np.ndarray] | None) -> np.ndarray:
         t0 = time.perf_counter()
         cfg, model = self.cfg, self.model
         B, N = len(tasks), cfg.candidates
