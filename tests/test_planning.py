@@ -147,6 +147,35 @@ def test_planning_in_imagination_is_batched_and_repeatable():
     assert float(info.scores.min()) >= 0 and float(info.scores.max()) <= 2
 
 
+def test_planning_over_two_cameras_of_different_sizes_prices_each_camera():
+    """A two-camera model plans from both cameras (its model folder names them), imagines both, and its pixel
+    terms are each camera's cost averaged: a goal equal to the current frames costs nothing on either camera."""
+    model = make_model(small_config(state_dim=2, cameras=2))
+    model.trained_on = {"cameras": ["observation.images.top", "observation.images.wrist"]}
+    rng = np.random.default_rng(4)
+    obs = observation(2)
+    obs["pixels"]["wrist"] = rng.integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)  # non-square, another size
+    cfg = PlannerConfig(cost="goal", candidates=6, elites=2, iterations=1, pixel_weight=1.0, keep_weight=1.0,
+                        state_weight=1.0)
+    policy = PlannerPolicy(model, cfg, -np.ones(2), np.ones(2), trace=True)
+    policy.reset(seed=0)
+    obs["goal"] = {"top": obs["pixels"]["top"], "wrist": obs["pixels"]["wrist"]}
+    assert policy.act(obs).shape == (2, 2)
+    info = policy.planner.last
+    assert info.frames[0].shape == (2, 6, 2 * model.tokens_per_frame, model.frame_tokenizer.token_dim)
+    S = model.cfg.sequence.image_size
+    assert policy.traces[0].imagined.shape == (2, cfg.horizon, S, 2 * S, 3)  # both cameras, side by side
+    frames = [obs["pixels"]["top"], obs["pixels"]["wrist"]]
+    now = model.detokenize_frames(model.tokenize_frames(frames)).float()
+    assert now.shape == (2, 3, S, 2 * S)
+    from worldmot.planning.planner import camera_mean, per_camera
+    per = goal_distance(per_camera(now, 2), per_camera(now, 2))
+    assert per.shape == (4,) and float(camera_mean(per, 2).abs().max()) == 0.0
+    with pytest.raises(WorldmotError, match=r"expected 2 camera\(s\)"):
+        Planner(model, PlannerConfig(candidates=4, elites=2, iterations=1), -np.ones(2), np.ones(2)).plan(
+            obs["task"], obs["pixels"]["top"], obs["agent_pos"])
+
+
 def test_candidates_of_one_env_do_not_see_another_envs_context():
     """Planning env 0 alone or beside env 1 scores env 0's candidates identically (shared-cache bugs)."""
     model = model_with_state()
