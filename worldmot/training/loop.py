@@ -143,6 +143,22 @@ def resolve_expert_actions(reader: LeRobotDatasetReader, cfg: TrainConfig) -> No
         cfg.data.expert_action_key = ""
 
 
+def resolve_cameras(reader: LeRobotDatasetReader, cfg: TrainConfig) -> list[str]:
+    """The camera feature keys each frame step shows, in order (data.cameras; empty: data.camera if set, else
+    every camera of the dataset), written back to data.cameras, and their count to model.sequence.cameras."""
+    names = list(cfg.data.cameras) or ([cfg.data.camera] if cfg.data.camera else list(reader.camera_keys))
+    if not names:
+        raise WorldmotError(f"{reader.root}: no camera feature (expected a video or image feature)")
+    for name in names:
+        if name not in reader.camera_keys:
+            raise WorldmotError(f"data.cameras: {name!r} is not a camera of {reader.root} "
+                                f"(expected some of {reader.camera_keys})")
+    if len(set(names)) != len(names):
+        raise WorldmotError(f"data.cameras={names}: a camera named twice")
+    cfg.data.cameras, cfg.model.sequence.cameras = names, len(names)
+    return names
+
+
 def keypoint_key(cfg: TrainConfig) -> str:
     """The keypoint feature the run trains on ("" when model.lambda_keypoint is 0); after resolve_keypoints."""
     return cfg.data.keypoint_key if cfg.model.lambda_keypoint > 0 else ""
@@ -270,7 +286,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise WorldmotError(f"attention=flex: trains on CUDA only (torch has no flex attention backward on the "
                             f"{proc.device.type}); use attention=sdpa")
     run_dir = Path(cfg.run_dir)
-    reader = LeRobotDatasetReader(dataset_folder(cfg.data.root, [cfg.data.camera] if cfg.data.camera else []))
+    named = cfg.data.cameras or ([cfg.data.camera] if cfg.data.camera else [])
+    reader = LeRobotDatasetReader(dataset_folder(cfg.data.root, named))
     start_step, state = 0, None
     if resume:
         cfg, state = _resumed(cfg, run_dir)
@@ -285,14 +302,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise WorldmotError(f"{reader.root}/meta/info.json: total_episodes 0 (expected a dataset with episodes)")
     dataset_dims(reader, cfg)  # a dataset without the features fails before anything is built
     resolve_keypoints(reader, cfg, announce=proc.main)
+    cameras = resolve_cameras(reader, cfg)
     resolve_expert_actions(reader, cfg)
     require_finite(reader, [k for k in (cfg.data.action_key, cfg.data.state_key, keypoint_key(cfg),
                                         cfg.data.expert_action_key) if k])
     trained_on = {"env": reader.robot_type, "features": {k: list(reader.features[k]["shape"]) for k in
-                                                         (cfg.data.action_key, cfg.data.state_key)}}
+                                                         (cfg.data.action_key, cfg.data.state_key)},
+                  "cameras": cameras}
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
-    kw = dict(camera=cfg.data.camera or None, chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
+    kw = dict(cameras=cameras, image_size=seq.image_size if len(cameras) > 1 else None, resize=seq.resize,
+              chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
               keypoint_key=keypoint_key(cfg), expert_action_key=cfg.data.expert_action_key)
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
