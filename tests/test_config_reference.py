@@ -68,3 +68,12 @@ def test_first_sentence_is_one_short_line():
     assert first_sentence("does a thing. Then more about it") == "does a thing"
     assert first_sentence("a (e.g. b) c") == "a (e.g. b) c"
     assert len(first_sentence("word " * 100)) <= 100
+
+
+def test_eval_help_lists_every_planner_key(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli_main(["eval", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for key in config_keys(PlannerConfig, merge_config(PlannerConfig)):
+        assert f"\n  {key.key} = " in out, key.key

@@ -37,6 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan", "--plan-config", dest="plan", default="default", help="planner settings: a name "
                         "of the built-in configs/plan/ (default, objects, push, reacher) or a YAML file")
     parser.add_argument("overrides", nargs="*", help="planner settings as key=value, e.g. candidates=64 method=mppi")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = planner_keys()
+
+
+def planner_keys() -> str:
+    """Every planner key with its value in the default plan config and its meaning."""
+    from worldmot.config import merge_config, named_config
+    from worldmot.config_reference import reference_text
+    from worldmot.planning import PlannerConfig
+
+    conf = merge_config(PlannerConfig, [named_config("plan", "default")])
+    return "planner keys (--policy planner; key=value after the options; --plan picks the file):\n" + \
+        reference_text(PlannerConfig, conf)
 
 
 def main(args: argparse.Namespace) -> int:
