@@ -57,8 +57,9 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
 
         env = ImaginedVectorEnv(model, env, max_steps=max_episode_steps(env_id, spec_overrides), judge=judge)
     try:
-        Path(out).mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before the episodes run
         policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd, reason=reason)
+        # after the policy's checks (a model that does not fit the env writes nothing), before the episodes run
+        Path(out).mkdir(parents=True, exist_ok=True)
         # the goal image is in the recording whatever the cost; a planner with cost=goal also plans toward it
         result = evaluate_in_simulator(env, env_id, policy, policy_name, episodes, seed,
                                        goal_frame=has_goal and (rrd or (plan is not None and plan.cost == "goal")),
