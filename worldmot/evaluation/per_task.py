@@ -7,9 +7,9 @@ lerobot-eval 0.4's eval_info.json (``eval_policy_all``):
     overall    {"avg_sum_reward", "avg_max_reward", "pc_success", "n_episodes", "eval_s", "eval_ep_s"}
 
 An env is multi-task when it has ``task_cycle``: (group, task_id, task) of each task, the episode reset with
-seed s playing ``task_cycle[s % len(task_cycle)]`` (the Meta-World envs have it); the
-output of any other env is unchanged (``per_episode`` and ``aggregated`` only). ``task`` (the task's name),
-``episode_ix`` and the per-task ``pc_success`` are worldmot's additions.
+seed s playing ``task_cycle[s % len(task_cycle)]`` (the Meta-World envs have it). Any other env is one task, as
+lerobot-eval reports a single env: its group the id's namespace ("worldmot" of worldmot/Reach-v0), task_id 0.
+``task`` (the task's name), ``episode_ix`` and the per-task ``pc_success`` are worldmot's additions.
 """
 from __future__ import annotations
 
@@ -27,14 +27,15 @@ class TaskLabel(NamedTuple):
     task: str
 
 
-def episode_tasks(env, episodes: list[Episode]) -> list[TaskLabel] | None:
-    """The task of each episode (from its seed), or None where the env is not multi-task."""
+def episode_tasks(env, env_id: str, episodes: list[Episode]) -> list[TaskLabel]:
+    """The task of each episode: from its seed in a multi-task env, else the env's one task."""
     try:
         cycle = env.get_attr("task_cycle")[0]
     except AttributeError:
-        return None
-    if any(ep.seed is None for ep in episodes):
-        return None
+        cycle = None
+    if cycle is None or any(ep.seed is None for ep in episodes):
+        one = TaskLabel(env_id.split("/")[0] if "/" in env_id else env_id, 0, env_id)
+        return [one] * len(episodes)
     return [TaskLabel(*cycle[ep.seed % len(cycle)]) for ep in episodes]
 
 

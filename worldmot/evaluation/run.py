@@ -65,15 +65,14 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
                                        goal_frame=has_goal and (rrd or (plan is not None and plan.cost == "goal")),
                                        held_out=held_out)
         fps = int(env.metadata.get("render_fps", 10) or 10)
-        labels = episode_tasks(env, result.episodes)  # multi-task envs: per_task, per_group, overall
+        labels = episode_tasks(env, env_id, result.episodes)  # per_task, per_group, overall as lerobot-eval
     finally:
         env.close()
     extra = {**(extra or {}), "seed": seed, "in_model": in_model, **({"judge": judge} if in_model else {}),
              **({"reason": reason} if policy_name == "model" else {})}
     if plan is not None and policy_name == "planner":
         extra["plan"] = asdict(plan)
-    if labels is not None:
-        extra.update(per_task_report(result.per_episode(), labels, result.aggregated()))
+    extra.update(per_task_report(result.per_episode(), labels, result.aggregated()))
     stride = model.cfg.sequence.chunk if model is not None else 1
     return write_eval_outputs(out, result, videos=videos, rrd=rrd, fps=fps, extra=extra, imagined_stride=stride)
 
