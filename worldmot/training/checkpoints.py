@@ -78,9 +78,14 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
 
     atomic_dir(final, write)
+    prune(run_dir, keep)
+    return final
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (0: keep all)."""
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         _prune(old)
-    return final
 
 
 def _prune(folder: Path) -> None:

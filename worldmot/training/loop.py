@@ -379,6 +379,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             finite.flush()  # on every rank: the ranks' parts are the same, so all of them stop together
             if proc.main:
+                if done == cfg.steps:  # before the last checkpoint: a run that has it has all its outputs
+                    _plot_curves(run_dir)
                 last_good = ckpt.save_checkpoint(run_dir, done, model, ema, opt, cfg, keep=cfg.keep_checkpoints,
                                                  extra={"action_tokenizer": model.action_tokenizer.to_dict()})
                 save_model(ema.module, run_dir / "model", trained_on=trained_on, step=done)
@@ -387,10 +389,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     bar.close()
     if viz:
         viz.close()
-    if proc.main:
-        from worldmot.training.plots import plot_curves
-
-        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+    if proc.main and not (run_dir / "curves.png").exists():  # a finished run resumed (its curves deleted)
+        _plot_curves(run_dir)
     if proc.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -412,14 +412,21 @@ def _resumed(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict | None]
     state = ckpt.load_checkpoint(latest)
     saved = from_yaml_text(TrainConfig, state["config_yaml"], source=str(latest / "config.yaml"))
     saved.steps, saved.val, saved.checkpoint_every, saved.log_every = cfg.steps, cfg.val, cfg.checkpoint_every, cfg.log_every
+    ckpt.prune(run_dir, saved.keep_checkpoints)  # a kill between a checkpoint's save and the pruning it ends with
     return saved, state
+
+
+def _plot_curves(run_dir: Path) -> None:
+    from worldmot.training.plots import plot_curves
+
+    plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
 
 
 def _killed_before_first_checkpoint(run_dir: Path) -> bool:
     """The run folder holds only what a run writes before its first checkpoint (the metrics, an empty
     checkpoints/, its Rerun recording): nothing anyone could want back, so it may start over."""
     names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    early = {"metrics.jsonl", "checkpoints"} | {p.name for p in run_dir.glob("train*.rrd")}  # viz.training's
+    early = {"metrics.jsonl", "checkpoints"} | {p.name for p in run_dir.glob("train*.rrd")}  # rerun=true's
     empty_checkpoints = not any((run_dir / "checkpoints").iterdir()) if "checkpoints" in names else True
     return bool(names) and names <= early and empty_checkpoints
 
