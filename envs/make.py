@@ -98,7 +98,7 @@ def _spec_limit(spec: TaskSpec) -> int:
 
 
 def builtin_spec_env(spec_name: str, image_size: int | None = None, held_out_instructions: bool = False,
-                     render_mode: str | None = "rgb_array") -> SpecEnv:
+                     render_mode: str | None = None) -> SpecEnv:
     """The SpecEnv of the built-in spec configs/env/<spec_name>.yaml: the entry point of worldmot's spec-driven
     registrations (worldmot/Reacher-v5, worldmot/Pusher-v5; their time limit is the registration's)."""
     spec = load_spec(named_config("env", spec_name))

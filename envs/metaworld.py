@@ -103,13 +103,15 @@ class MetaWorldTask(TaskEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # set per instance: 80 Hz / frame_skip
 
     def __init__(self, tasks: Sequence[str] = ("reach-v3",), image_size: int = 64, held_out_instructions: bool = False,
-                 render_mode: str | None = "rgb_array", frame_skip: int = FRAME_SKIP, task_set_seed: int = 0):
+                 render_mode: str | None = None, frame_skip: int = FRAME_SKIP, task_set_seed: int = 0,
+                 pixels: bool = True):
         super().__init__(image_size, held_out_instructions, render_mode)
         unknown = [t for t in tasks if t not in TASKS]
         if not tasks or unknown or frame_skip < 1:
             raise WorldmotError(f"Meta-World tasks {list(tasks)} frame_skip {frame_skip}: expected names of "
                                 f"Meta-World v3 tasks (e.g. reach-v3) and frame_skip >= 1")
         self.tasks, self.frame_skip, self.task_set_seed = tuple(tasks), int(frame_skip), int(task_set_seed)
+        self.pixels = bool(pixels)  # False: state-only runs (the wrapper's checks), black frames, no rendering
         self._sims: dict[str, TaskSim] = {}
         self._sim = self._sim_of(self.tasks[0])
         self._raw = np.zeros(RAW)
@@ -182,7 +184,7 @@ class MetaWorldTask(TaskEnv):
 
     # ---- the contract --------------------------------------------------------------------------
     def _observation(self) -> dict:
-        if self.render_mode is None:  # state-only runs (the wrapper's checks): no rendering at all
+        if not self.pixels:  # state-only runs (the wrapper's checks): no rendering at all
             s = self.image_size
             self._frame = np.zeros((s, s, 3), np.uint8)
             return {"pixels": {"top": self._frame.copy()}, "agent_pos": self._agent_pos().astype(np.float32),

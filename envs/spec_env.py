@@ -57,7 +57,7 @@ class SpecEnv(TaskEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # render_fps: set per spec in __init__
 
     def __init__(self, spec: TaskSpec, image_size: int | None = None, held_out_instructions: bool = False,
-                 render_mode: str | None = "rgb_array"):
+                 render_mode: str | None = None):
         super().__init__(image_size or spec.image_size, held_out_instructions, render_mode)
         self.task_spec = spec
         self.inner = self._make_inner(spec)

@@ -80,7 +80,7 @@ class TabletopEnv(TaskEnv):
     named_objects = 0  # how many objects the instruction names: the first 2 * named_objects of environment_state
     max_step = 0.04  # metres of effector motion per env step at |action| = 1
 
-    def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
+    def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = None):
         super().__init__(image_size, held_out_instructions, render_mode)
         xml = SCENE_HEAD.format(name=self.task_name, size=max(self.image_size, 64), effector_contact=self._effector_contact(),
                                  effector_visual=self._effector_visual())

@@ -2,7 +2,8 @@
 from :class:`TaskEnv`, and recording, evaluation, the policies and the planner rely on nothing else.
 
 make kwargs: ``image_size`` (camera height and width, default 64), ``held_out_instructions`` (the wordings
-held out of recording, for evaluation), ``render_mode`` ("rgb_array" or None).
+held out of recording, for evaluation), ``render_mode`` ("rgb_array", or None as Gymnasium's envs default:
+then ``render()`` returns None; the observation carries the frames either way).
 
 Observation (LeRobot's env convention), ``observation_space`` a Dict of:
     pixels/top          (H, W, 3) uint8  the fixed camera, H = W = image_size
@@ -42,7 +43,7 @@ class TaskEnv(gym.Env):
     model: mujoco.MjModel
     data: mujoco.MjData
 
-    def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = "rgb_array"):
+    def __init__(self, image_size: int = 64, held_out_instructions: bool = False, render_mode: str | None = None):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
         self.render_mode = render_mode
@@ -97,6 +98,11 @@ class TaskEnv(gym.Env):
         return self.instruction
 
     def render(self):
+        """The last frame (H, W, 3) uint8 in render_mode "rgb_array"; None without a render mode, as Gymnasium's
+        envs do (the observation carries the frames either way)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() without a render_mode returns None: make the env with render_mode='rgb_array'")
+            return None
         if self._frame is None:
             self._frame = self.camera.render(self.data)
         return self._frame.copy()

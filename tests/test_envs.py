@@ -23,7 +23,7 @@ BUILT_IN = ["worldmot/Reach-v0", "worldmot/Push-v0"]
 
 @pytest.fixture(scope="module", params=BUILT_IN)
 def env(request):
-    e = gym.make(request.param)
+    e = gym.make(request.param, render_mode="rgb_array")
     yield e
     e.close()
 
@@ -257,4 +257,18 @@ def test_the_instruction_is_where_lerobot_reads_a_policys_language_input(env_id)
     _, info = env.reset(seed=3)
     assert list(env.call("task_description")) == list(env.call("task")) == list(info["instruction"])
     assert all(isinstance(t, str) and t for t in env.call("task_description"))
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["worldmot/Reach-v0", "worldmot/Reacher-v5"])
+def test_render_mode_defaults_as_gymnasiums_envs_do(env_id):
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    assert env.unwrapped.render_mode is None
+    assert env.render() is None  # no render mode: nothing rendered on request ...
+    assert obs["pixels"]["top"].shape == (64, 64, 3) and obs["pixels"]["top"].any()  # ... the frames are observed
+    env.close()
+    env = gym.make(env_id, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(env.render(), obs["pixels"]["top"])
     env.close()

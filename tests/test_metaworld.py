@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import worldmot.envs as envs
+from worldmot.envs.experts import expert_of
 from worldmot.envs.metaworld_tasks import GROUPS, INSTRUCTIONS, MT10, TASKS, group_of
 from worldmot.evaluation.per_task import TaskLabel, per_task_report
 
@@ -80,7 +81,7 @@ def test_expert_succeeds_and_goal_image_leaves_the_state(reach):
     goal = reach.unwrapped.render_goal()
     assert goal.shape == (32, 32, 3) and not np.array_equal(goal, obs["pixels"]["top"])
     np.testing.assert_array_equal(reach.unwrapped.data.qpos, before)
-    expert = envs.experts.expert_of(reach)
+    expert = expert_of(reach)
     for _ in range(60):
         action, subtask = expert(obs["agent_pos"][None], obs["environment_state"][None], [info["instruction"]])
         obs, _, terminated, _, info = reach.step(action[0])
@@ -91,7 +92,7 @@ def test_expert_succeeds_and_goal_image_leaves_the_state(reach):
 
 
 def test_mt10_plays_task_seed_mod_10_with_held_out_wordings(metaworld):
-    env = gym.make("metaworld/MT10", render_mode=None, held_out_instructions=True)
+    env = gym.make("metaworld/MT10", pixels=False, held_out_instructions=True)
     try:
         for seed in (1, 13):
             _, info = env.reset(seed=seed)
@@ -108,3 +109,44 @@ def test_record_mt10_two_tasks_in_one_dataset(metaworld, tmp_path):
     info = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
     assert result.total_episodes == 2 and info["robot_type"] == "metaworld/MT10"
     assert "expert_action" in info["features"] and info["features"]["observation.environment_state"]["shape"] == [40]
+
+
+def test_built_in_task_settings_are_its_class_keywords_checked_first():
+    from worldmot.envs.make import class_kwargs, make_env
+    from worldmot.errors import WorldmotError
+
+    with pytest.raises(WorldmotError, match="'no_such=1' is not a setting of this built-in task"):
+        make_env("worldmot/Reach-v0", spec_overrides=["no_such=1"])
+    with pytest.raises(WorldmotError, match="their own options"):
+        class_kwargs("worldmot/Reach-v0", ["image_size=32"])
+
+
+def test_task_set_seed_gives_positions_the_recording_never_saw(metaworld):
+    """``--env-set task_set_seed=1`` (evaluation) draws from Meta-World's other 50 positions per task."""
+    from worldmot.envs.make import make_env
+
+    def goals(env, seeds):
+        return {tuple(np.round(env.reset(seed=s)[0]["environment_state"][36:39], 5)) for s in seeds}
+
+    recorded = make_env("metaworld/reach-v3", image_size=16)
+    unseen = make_env("metaworld/reach-v3", image_size=16, spec_overrides=["task_set_seed=1"])
+    vec = make_env("metaworld/reach-v3", 2, "sync", image_size=16, spec_overrides=["task_set_seed=1"])
+    try:
+        assert recorded.unwrapped.task_set_seed == 0 and unseen.unwrapped.task_set_seed == 1
+        assert vec.get_attr("task_set_seed") == (1, 1)
+        every_recorded = {tuple(np.round(t, 5)) for t in _all_goals(recorded.unwrapped)}
+        assert len(every_recorded) == 50 and not goals(unseen, range(100_000, 100_020)) & every_recorded
+        assert goals(recorded, range(20)) <= every_recorded
+    finally:
+        for env in (recorded, unseen, vec):
+            env.close()
+
+
+def _all_goals(env):
+    """The goal of each of the 50 positions of the env's task set."""
+    sim = env._sim
+    out = []
+    for task in sim.tasks:
+        sim.env.set_task(task)
+        out.append(sim.env.reset()[0][36:39])
+    return out

@@ -7,7 +7,7 @@ success" (needs the metaworld extra).
 2. recorded steps/s of ``worldmot record --env metaworld/MT10 --policy scripted`` (rendering, the expert label
    and video encoding included), one env;
 3. success of Meta-World's scripted policies and of uniform random actions per MT10 task over ``--seeds``
-   evaluation seeds (100000 + i), without rendering (render_mode None): a check of the wrapper.
+   evaluation seeds (100000 + i), without rendering (pixels=False): a check of the wrapper.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def recorded_steps_per_s(image_size: int, episodes: int) -> tuple[float, int]:
 
 def success(task: str, policy: str, seeds: int) -> tuple[float, float]:
     """(success rate, mean decisions per episode) over ``seeds`` evaluation seeds, no rendering."""
-    env = gym.make(f"metaworld/{task}", render_mode=None)
+    env = gym.make(f"metaworld/{task}", pixels=False)
     expert = expert_of(env)
     wins, lengths = [], []
     for i in range(seeds):
