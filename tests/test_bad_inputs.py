@@ -280,3 +280,14 @@ def test_bad_input(world, tmp_path, capsys, name, argv, expect, breaker):
     assert len(lines) == 1 and lines[0].startswith(f"worldmot {argv[0]}: error: "), err[-1500:]
     assert expect in lines[0], lines[0]
     assert _snapshot(world, tmp_path) == before, "the command wrote or deleted files"
+
+
+@pytest.mark.parametrize("out", ["{file}/sub", "/proc/worldmot-out"])
+def test_record_out_that_cannot_be_made_fails_before_the_env_starts(out, tmp_path, monkeypatch):
+    import worldmot.recording as recording
+
+    (tmp_path / "file").write_text("mine")
+    monkeypatch.setattr(recording, "make_env", lambda *a, **k: pytest.fail("the env started"))
+    with pytest.raises(OSError, match=out.format(file=".*file").replace("/", ".")):
+        recording.record("worldmot/Reach-v0", "scripted", 1, out.format(file=tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -135,6 +135,20 @@ def _remove_leftovers(path: Path, kind: str) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+def check_can_create(path: str | Path) -> None:
+    """Raise OSError naming ``path`` unless a folder can be made there, before a command starts its work: its
+    nearest existing parent is probed with a hidden folder made and removed at once (this catches a file in
+    the way, a read-only or a pseudo file system such as /proc, which permission bits do not)."""
+    path = Path(path).absolute()
+    parent = next(p for p in [path, *path.parents] if p.exists())
+    if parent == path:
+        return
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".worldmot-probe-", dir=parent))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+
+
 def is_temporary(path: Path) -> bool:
     """A name this module writes through and a killed process can leave: ``.NAME.tmp``, ``.NAME.partial-*``,
     ``.NAME.old-*``."""

@@ -27,6 +27,7 @@ from worldmot.datasets.writer import LeRobotWriter
 from worldmot.envs.experts import expert_of
 from worldmot.envs.make import make_env
 from worldmot.errors import WorldmotError
+from worldmot.io import check_can_create
 from worldmot.policies.factory import make_policy as make_named_policy
 from worldmot.stepping import Step, run_episodes
 
@@ -109,6 +110,7 @@ def record(env_id: str, policy_name: str, episodes: int, out: str | Path, seed: 
     if seed < 0:
         raise WorldmotError(f"--seed {seed}: expected a number >= 0 (episode i is reset with seed + i)")
     available_codec(codec)  # an unknown name fails before the env starts
+    check_can_create(out)  # so does an --out under a file or on a read-only or pseudo file system
     make_policy = make_policy or make_named_policy
     # spawn workers (not fork): a process that already rendered (EGL) or encoded (SVT threads) can hand a held
     # lock to a forked worker, which then hangs in its first reset
