@@ -73,7 +73,7 @@ def plot_success(infos: dict[str, dict], out: Path) -> Path:
 def write_report(out: Path, cfg: DemoConfig, run: Path, infos: dict[str, dict], stage_seconds: dict[str, float]) -> Path:
     plot_success(infos, out / "success.png")
     if (run / "curves.png").exists():
-        shutil.copyfile(run / "curves.png", out / "curves.png")
+        atomic_write(out / "curves.png", lambda tmp: shutil.copyfile(run / "curves.png", tmp))
     val = last_validation(run)
     planner = infos.get("planner", {}).get("aggregated", {})
     latency = (f"{planner['plan_s_median']:.2f} s median, {planner['plan_s_p90']:.2f} s p90 per replanning step for "

@@ -22,7 +22,7 @@ from pathlib import Path
 from worldmot.demo.config import POLICIES, DemoConfig, plan_settings, train_settings
 from worldmot.demo.report import write_report
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_write, is_temporary
+from worldmot.io import atomic_write, is_temporary, remove_temporaries
 
 # every name the demo writes in OUT
 DEMO_ENTRIES = ("data", "run", "eval", "report.md", "success.png", "curves.png", "demo.rrd", "stages.json")
@@ -64,13 +64,15 @@ def record_stage(cfg: DemoConfig, out: Path) -> Path:
 
 
 def train_stage(cfg: DemoConfig, out: Path) -> Path:
+    from worldmot.checkpoint import exported_step
     from worldmot.training import checkpoints as ckpt
     from worldmot.training.loop import train
 
     run = out / "run"
     tcfg = train_settings(cfg, out)
     latest = ckpt.latest_checkpoint(run) if run.exists() else None
-    done = latest is not None and ckpt.load_checkpoint(latest)["step"] >= tcfg.steps
+    step = ckpt.load_checkpoint(latest)["step"] if latest is not None else -1
+    done = step >= tcfg.steps and exported_step(run / "model") == step  # a kill can fall between the two
     _stage(2, f"train the MoT world model ({tcfg.model.name}, {tcfg.steps} steps) -> {run}", done)
     if not done:
         if latest is None and run.exists():
@@ -117,6 +119,7 @@ def run_demo(cfg: DemoConfig, out: Path, fresh: bool = False) -> Path:
     if fresh:
         _remove_demo_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_own_temporaries(out)
     clock = StageClock(out)
     t = time.perf_counter()
     record_stage(cfg, out)
@@ -148,6 +151,15 @@ def _remove_demo_outputs(out: Path) -> None:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
+            path.unlink()
+
+
+def _remove_own_temporaries(out: Path) -> None:
+    """What a killed demo left half-written in its evaluations and its top-level files (the dataset and the
+    run clean theirs when they resume)."""
+    remove_temporaries(out / "eval")
+    for path in out.glob(".*"):
+        if is_temporary(path) and path.is_file():
             path.unlink()
 
 
