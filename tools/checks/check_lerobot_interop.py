@@ -10,7 +10,8 @@
    decoder, which needs the system FFmpeg libraries (Debian: apt-get install libavcodec-dev libavformat-dev
    libavutil-dev libswscale-dev libswresample-dev libavdevice-dev libavfilter-dev).
 2. Writes small datasets with worldmot (two cameras, subtasks, episodes of different lengths, several
-   files; one AV1 and one H.264) and the values worldmot's reader returns for them.
+   files; one AV1, one H.264, and one H.264 killed during its fourth episode's save, with stats.json ahead of
+   info.json, and resumed) and the values worldmot's reader returns for them.
 3. In the LeRobot venv: LeRobotDataset(repo_id="local/x", root=DIR), every item of every episode, with and
    without delta_timestamps, compared with worldmot's values (frames within codec tolerance).
 Exit status 0 when every check passes.
@@ -94,35 +95,73 @@ def install(venv: Path) -> Path:
     return py
 
 
+LENGTHS = [6, 11, 3, 8, 5]
+
+
 def write_datasets(out: Path) -> list[tuple[Path, Path]]:
+    """(dataset folder, expected values .npz) of each dataset the check loads with LeRobot."""
+    made = []
+    for name, codec, killed in (("libsvtav1", "libsvtav1", False), ("libx264", "libx264", False),
+                                ("libx264-killed-resumed", "libx264", True)):
+        root = out / name
+        if killed:
+            _write_killed(root, codec)
+        _write(root, codec, resume=killed)
+        np.savez(out / f"{name}.npz", **_expected(root))
+        made.append((root, out / f"{name}.npz"))
+    return made
+
+
+def _write(root: Path, codec: str, resume: bool = False) -> None:
+    """The episodes of LENGTHS the dataset does not hold yet (the recorder's contract)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from worldmot.datasets.reader import LeRobotDatasetReader
     from worldmot.datasets.writer import LeRobotWriter
 
     from datasets_helpers import features, frame  # noqa: E402
 
-    made = []
-    for codec in ("libsvtav1", "libx264"):
-        root = out / codec
-        feats = features(cams=("top", "wrist"), size=(32, 48))
-        lengths = [6, 11, 3, 8, 5]
-        with LeRobotWriter(root, 10, feats, codec=codec, episodes_per_file=2) as w:
-            for ep, n in enumerate(lengths):
-                for i in range(n):
-                    w.add_frame(frame(feats, ep, i, n), task=f"task {ep % 3}", subtask=f"sub {i // 4}")
-                w.save_episode()
-        r = LeRobotDatasetReader(root)
-        rows = [r.episode_table(e) for e in range(r.num_episodes)]
-        cat = {k: np.concatenate([t[k] for t in rows]) for k in rows[0]}
-        exp = {"n": r.num_frames, "cams": np.array(r.video_keys), "first_len": lengths[0],
-               "state": cat["observation.state"], "action": cat["action"],
-               "task": np.array([r.tasks[t] for t in cat["task_index"]]),
-               "subtask": np.array([r.subtasks[s] for s in cat["subtask_index"]])}
-        for c, cam in enumerate(r.video_keys):
-            exp[f"frames{c}"] = np.concatenate([r.episode_frames(e, cam) for e in range(r.num_episodes)])
-        np.savez(out / f"{codec}.npz", **exp)
-        made.append((root, out / f"{codec}.npz"))
-    return made
+    feats = features(cams=("top", "wrist"), size=(32, 48))
+    with LeRobotWriter(root, 10, feats, codec=codec, episodes_per_file=2, resume=resume) as w:
+        for ep in range(w.info["total_episodes"], len(LENGTHS)):
+            n = LENGTHS[ep]
+            for i in range(n):
+                w.add_frame(frame(feats, ep, i, n), task=f"task {ep % 3}", subtask=f"sub {i // 4}")
+            w.save_episode()
+
+
+def _write_killed(root: Path, codec: str) -> None:
+    """A recording killed (by fault injection) after its fourth episode's stats.json, before its info.json."""
+    import worldmot.io as wio
+
+    seen = []
+
+    def kill(point: str) -> None:
+        seen.append(point)
+        if seen.count("stats.json:renamed") == 4:
+            raise wio.Killed(point)
+
+    wio.FAULT_HOOK = kill
+    try:
+        _write(root, codec)
+        raise RuntimeError(f"{root}: the recording ended before its kill point")
+    except wio.Killed:
+        pass
+    finally:
+        wio.FAULT_HOOK = None
+
+
+def _expected(root: Path) -> dict:
+    from worldmot.datasets.reader import LeRobotDatasetReader
+
+    r = LeRobotDatasetReader(root)
+    rows = [r.episode_table(e) for e in range(r.num_episodes)]
+    cat = {k: np.concatenate([t[k] for t in rows]) for k in rows[0]}
+    exp = {"n": r.num_frames, "cams": np.array(r.video_keys), "first_len": LENGTHS[0],
+           "state": cat["observation.state"], "action": cat["action"],
+           "task": np.array([r.tasks[t] for t in cat["task_index"]]),
+           "subtask": np.array([r.subtasks[s] for s in cat["subtask_index"]])}
+    for c, cam in enumerate(r.video_keys):
+        exp[f"frames{c}"] = np.concatenate([r.episode_frames(e, cam) for e in range(r.num_episodes)])
+    return exp
 
 
 def main() -> int:
@@ -140,7 +179,8 @@ def main() -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="worldmot-interop-"))
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for root, expected in write_datasets(out):
+    made = write_datasets(out)
+    for root, expected in made:
         # cwd outside the repository: `python -c` puts the cwd on sys.path, and the repository's datasets/
         # folder would shadow Hugging Face's datasets package
         res = subprocess.run([str(py), "-c", CHECK, str(root), str(expected)], capture_output=True, text=True,
@@ -151,7 +191,7 @@ def main() -> int:
         else:
             failures += 1
             print(f"{root.name}: FAILED\n{res.stderr[-3000:]}")
-    print(json.dumps({"passed": 2 - failures, "failed": failures}))
+    print(json.dumps({"passed": len(made) - failures, "failed": failures}))
     return 1 if failures else 0
 
 
