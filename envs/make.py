@@ -7,6 +7,7 @@ A name is, in this order:
     module:Id                imports ``module`` (which registers Id), then as a Gymnasium id
     a Gymnasium id           e.g. Reacher-v5: a TaskSpec with that gym_id and every other field at its default
 Spec-driven envs are SpecEnv (envs/spec_env.py); ``spec_overrides`` (``key=value``) change fields of their spec.
+For a built-in task they are keyword arguments of its class (:func:`class_kwargs`), e.g. ``task_set_seed=1``.
 A spec-driven env is built and probed once (a reset and a step) before the env is handed out, so that a spec
 that does not fit the env is one WorldmotError before anything is written.
 """
@@ -32,9 +33,7 @@ def resolve(name: str, spec_overrides: Sequence[str] = ()) -> TaskSpec | None:
     import worldmot.envs  # noqa: F401  registers the worldmot/* ids
 
     if _own_class(name):
-        if spec_overrides:
-            raise WorldmotError(f"--env {name}: a built-in task takes no spec settings ({spec_overrides[0]!r}); "
-                                "they are for spec-driven envs")
+        class_kwargs(name, spec_overrides)  # checked here: a key the task's class does not take is one error
         return None
     if _is_spec_name(name):
         spec = load_spec(named_config("env", name), spec_overrides)
@@ -43,6 +42,35 @@ def resolve(name: str, spec_overrides: Sequence[str] = ()) -> TaskSpec | None:
         spec = load_spec(None, spec_overrides, gym_id=name)
     _registered(spec.gym_id, f"gym_id={spec.gym_id!r}")
     return spec
+
+
+# what make_env sets itself (its image_size and held_out arguments; the contract renders)
+_SET_BY_MAKE_ENV = ("image_size", "held_out_instructions", "render_mode")
+
+
+def class_kwargs(name: str, overrides: Sequence[str] = ()) -> dict:
+    """``key=value`` settings of a built-in task as keyword arguments of its class (values parsed as YAML), e.g.
+    ``task_set_seed=1`` for metaworld/* (Meta-World's other 50 positions per task: evaluation on positions the
+    recording never saw); one error for a key the class does not take."""
+    import inspect
+
+    import yaml
+
+    if not overrides:
+        return {}
+    entry = gym.registry[name].entry_point
+    module, _, cls = entry.partition(":")
+    params = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    allowed = sorted(k for k in params if k not in ("self", *_SET_BY_MAKE_ENV) and params[k].kind.name != "VAR_KEYWORD")
+    kwargs = {}
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq or key not in allowed:
+            raise WorldmotError(f"--env {name}: {item!r} is not a setting of this built-in task (key=value with "
+                                f"a key of: {', '.join(allowed) or 'none'}; image size and held-out wordings "
+                                "have their own options)")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
 
 
 def _own_class(name: str) -> bool:
@@ -124,7 +152,8 @@ def make_env(name: str, num_envs: int = 1, vectorization: str | None = None, ima
         raise WorldmotError(f"num_envs={num_envs} needs a vectorization ('sync' or 'async')")
     spec = resolve(name, spec_overrides)
     if spec is None:
-        return _make_registered(name, num_envs, vectorization, image_size, held_out, autoreset_mode)
+        return _make_registered(name, num_envs, vectorization, image_size, held_out, autoreset_mode,
+                                class_kwargs(name, spec_overrides))
     fn = functools.partial(make_spec_env, spec, _spec_limit(spec), image_size, held_out)
     first = fn()
     try:
@@ -142,10 +171,10 @@ def make_env(name: str, num_envs: int = 1, vectorization: str | None = None, ima
 
 
 def _make_registered(env_id: str, num_envs: int, vectorization: str | None, image_size: int | None,
-                     held_out: bool, autoreset_mode: gym.vector.AutoresetMode | None):
+                     held_out: bool, autoreset_mode: gym.vector.AutoresetMode | None, extra: dict | None = None):
     from worldmot.envs import make_vec
 
-    kwargs: dict = {"held_out_instructions": held_out} if held_out else {}
+    kwargs: dict = {**(extra or {}), **({"held_out_instructions": held_out} if held_out else {})}
     if image_size is not None:
         kwargs["image_size"] = image_size
     if vectorization is None:

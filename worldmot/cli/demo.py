@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", "--env-config", dest="env", default="worldmot/Reach-v0", help="an env with a "
                         "scripted expert: a worldmot task, a spec (a name in configs/env/ or a YAML file) or a Gymnasium id")
     parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="a field of a "
-                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2 (repeatable)")
+                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2, or a setting of "
+                        "a built-in task, e.g. --env-set task_set_seed=1 for metaworld/* (repeatable)")
     parser.add_argument("--episodes", type=int, default=400, help="episodes to record")
     parser.add_argument("--eval-episodes", type=int, default=50, help="episodes per policy (random, scripted, model)")
     parser.add_argument("--planner-episodes", type=int, default=10, help="episodes of the planner (the slow one)")

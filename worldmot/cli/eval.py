@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(worldmot/Reach-v0), a spec (a name in configs/env/ or a YAML file; --env-config FILE says the "
                         "same), a Gymnasium id (Reacher-v5) or module:Id")
     parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="a field of a "
-                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2 (repeatable)")
+                        "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2, or a setting of "
+                        "a built-in task, e.g. --env-set task_set_seed=1 for metaworld/* (repeatable)")
     parser.add_argument("--policy", required=True, choices=POLICIES)
     parser.add_argument("--checkpoint", help="trained run folder (or its model/ folder); needed by model and planner")
     parser.add_argument("--episodes", type=int, default=50)
