@@ -28,7 +28,7 @@ from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.datasets.windows import WindowDataset, collate_windows, split_episodes
 from worldmot.devices import wants_cuda
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_write, fault_point, remove_temporaries, restore_dir
+from worldmot.io import atomic_write, fault_point, is_temporary, remove_temporaries, restore_dir
 from worldmot.model.world_model import WorldModel
 from worldmot.sequence import pack_windows
 from worldmot.tokenizers.actions import ActionTokenizer
@@ -107,15 +107,15 @@ class StepBatches(Sampler[list[int]]):
 
 
 def dataset_dims(reader: LeRobotDatasetReader, cfg: TrainConfig) -> tuple[int, int]:
-    """(action_dim, state_dim) from info.json, with errors naming the feature."""
+    """(action_dim, state_dim) from info.json, with errors naming the feature (the state: data.state_keys())."""
     dims = []
-    for key in (cfg.data.action_key, cfg.data.state_key):
+    for key in (cfg.data.action_key, *cfg.data.state_keys()):
         if key not in reader.features:
-            raise WorldmotError(f"{reader.root}/meta/info.json: no feature {key!r} "
-                                f"(set data.action_key / data.state_key; features: {sorted(reader.features)})")
+            raise WorldmotError(f"{reader.root}/meta/info.json: no feature {key!r} (set data.action_key / "
+                                f"data.state_key / data.environment_state_key; features: {sorted(reader.features)})")
         shape = reader.features[key]["shape"]
         dims.append(int(np.prod(shape)))
-    return dims[0], dims[1]
+    return dims[0], sum(dims[1:])
 
 
 def resolve_keypoints(reader: LeRobotDatasetReader, cfg: TrainConfig, announce: bool = True) -> None:
@@ -172,10 +172,18 @@ def build_model(cfg: TrainConfig, reader: LeRobotDatasetReader, train_set: Windo
     keypoints = reader.features.get(keypoint_key(cfg))
     cfg.model.sequence.keypoints = int(np.prod(keypoints["shape"])) // 2 if keypoints else 0
     tok = ActionTokenizer.from_data(train_set.column(cfg.data.action_key), n_bins=cfg.model.sequence.action_bins)
-    st = reader.stats.get(cfg.data.state_key, {})
-    mean = np.asarray(st.get("mean", np.zeros(state_dim)), np.float32).reshape(-1)
-    std = np.maximum(np.asarray(st.get("std", np.ones(state_dim)), np.float32).reshape(-1), 1e-3)
+    mean, std = state_normalisation(reader, cfg.data.state_keys())
     return WorldModel(cfg.model, tok, state_mean=mean, state_std=std)
+
+
+def state_normalisation(reader: LeRobotDatasetReader, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of the state, each of its features' from stats.json (0 and 1 where it has none)."""
+    means, stds = [], []
+    for key in keys:
+        st, dim = reader.stats.get(key, {}), int(np.prod(reader.features[key]["shape"]))
+        means.append(np.asarray(st.get("mean", np.zeros(dim)), np.float32).reshape(-1))
+        stds.append(np.maximum(np.asarray(st.get("std", np.ones(dim)), np.float32).reshape(-1), 1e-3))
+    return np.concatenate(means), np.concatenate(stds)
 
 
 def step_randomness(model: WorldModel, cfg: TrainConfig, step: int, rows: slice) -> dict:
@@ -290,7 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     reader = LeRobotDatasetReader(dataset_folder(cfg.data.root, named))
     start_step, state = 0, None
     if resume:
-        cfg, state = _resumed(cfg, run_dir)
+        cfg, state = _resumed(cfg, run_dir, tidy=proc.main)
         start_step = state["step"] if state is not None else 0
     elif proc.main and run_dir.is_dir() and any(run_dir.iterdir()):
         held = "checkpoints" if ckpt.list_checkpoints(run_dir) else f"{sorted(p.name for p in run_dir.iterdir())[0]!r}"
@@ -304,15 +312,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     resolve_keypoints(reader, cfg, announce=proc.main)
     cameras = resolve_cameras(reader, cfg)
     resolve_expert_actions(reader, cfg)
-    require_finite(reader, [k for k in (cfg.data.action_key, cfg.data.state_key, keypoint_key(cfg),
+    require_finite(reader, [k for k in (cfg.data.action_key, *cfg.data.state_keys(), keypoint_key(cfg),
                                         cfg.data.expert_action_key) if k])
     trained_on = {"env": reader.robot_type, "features": {k: list(reader.features[k]["shape"]) for k in
-                                                         (cfg.data.action_key, cfg.data.state_key)},
-                  "cameras": cameras}
+                                                         (cfg.data.action_key, *cfg.data.state_keys())},
+                  "cameras": cameras, "state_keys": cfg.data.state_keys()}
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
     kw = dict(cameras=cameras, image_size=seq.image_size if len(cameras) > 1 else None, resize=seq.resize,
-              chunk=seq.chunk, state_key=cfg.data.state_key, action_key=cfg.data.action_key,
+              chunk=seq.chunk, state_key=cfg.data.state_keys(), action_key=cfg.data.action_key,
               keypoint_key=keypoint_key(cfg), expert_action_key=cfg.data.expert_action_key)
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
     torch.manual_seed(cfg.seed)
@@ -397,13 +405,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return run_dir
 
 
-def _resumed(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict | None]:
+def _resumed(cfg: TrainConfig, run_dir: Path, tidy: bool = True) -> tuple[TrainConfig, dict | None]:
     """(the config the run was started with, the state of its newest complete checkpoint). The run keeps its
     config but for its length and its validation, checkpoint and logging cadence (a longer run is allowed).
-    A run killed before its first checkpoint starts over: (cfg, None). What a kill left is cleaned first."""
-    ckpt.clean_partial(run_dir)
-    restore_dir(run_dir / "model")  # before the temporaries go: a model folder a kill left moved aside
-    remove_temporaries(run_dir)
+    A run killed before its first checkpoint starts over: (cfg, None). ``tidy``: first clean what a kill left
+    (rank 0 alone: the other ranks would race it)."""
+    if tidy:
+        ckpt.clean_partial(run_dir)
+        restore_dir(run_dir / "model")  # before the temporaries go: a model folder a kill left moved aside
+        remove_temporaries(run_dir)
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is None and _killed_before_first_checkpoint(run_dir):
         return cfg, None
@@ -412,7 +422,8 @@ def _resumed(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict | None]
     state = ckpt.load_checkpoint(latest)
     saved = from_yaml_text(TrainConfig, state["config_yaml"], source=str(latest / "config.yaml"))
     saved.steps, saved.val, saved.checkpoint_every, saved.log_every = cfg.steps, cfg.val, cfg.checkpoint_every, cfg.log_every
-    ckpt.prune(run_dir, saved.keep_checkpoints)  # a kill between a checkpoint's save and the pruning it ends with
+    if tidy:
+        ckpt.prune(run_dir, saved.keep_checkpoints)  # a kill between a checkpoint's save and its pruning
     return saved, state
 
 
@@ -425,9 +436,10 @@ def _plot_curves(run_dir: Path) -> None:
 def _killed_before_first_checkpoint(run_dir: Path) -> bool:
     """The run folder holds only what a run writes before its first checkpoint (the metrics, an empty
     checkpoints/, its Rerun recording): nothing anyone could want back, so it may start over."""
-    names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    names = {p.name for p in run_dir.iterdir() if not is_temporary(p)} if run_dir.is_dir() else set()
     early = {"metrics.jsonl", "checkpoints"} | {p.name for p in run_dir.glob("train*.rrd")}  # rerun=true's
-    empty_checkpoints = not any((run_dir / "checkpoints").iterdir()) if "checkpoints" in names else True
+    checkpoints = run_dir / "checkpoints"
+    empty_checkpoints = all(is_temporary(p) for p in checkpoints.iterdir()) if checkpoints.is_dir() else True
     return bool(names) and names <= early and empty_checkpoints
 
 
