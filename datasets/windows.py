@@ -78,7 +78,7 @@ class WindowDataset(Dataset):
 
     def __init__(self, reader: LeRobotDatasetReader | str, camera: str | None = None, n_steps: int = 3,
                  chunk: int = 4, episodes: list[int] | None = None, stride: int = 1,
-                 state_key: str = "observation.state", action_key: str = "action",
+                 state_key: str | list[str] = "observation.state", action_key: str = "action",
                  reward_key: str = "next.reward", success_key: str = "next.success", normalize_actions: bool = False,
                  keypoint_key: str = "observation.keypoints", expert_action_key: str = "expert_action",
                  cameras: list[str] | None = None, image_size: int | None = None, resize: str = "crop"):
@@ -95,7 +95,9 @@ class WindowDataset(Dataset):
                                 "fitted to one square size to stack)")
         self.camera = self.cameras[0]
         self.image_size, self.resize = image_size, resize
-        for key in (state_key, action_key):
+        # several state keys: the state is their concatenation (the proprioceptive state, then privileged state)
+        self.state_keys = [state_key] if isinstance(state_key, str) else list(state_key)
+        for key in (*self.state_keys, action_key):
             if key not in r.features:
                 raise WorldmotError(f"{r.root}/meta/info.json: no feature {key!r}")
         if n_steps < 1 or chunk < 1 or stride < 1:
@@ -104,7 +106,7 @@ class WindowDataset(Dataset):
         self.episode_ids = list(range(r.num_episodes)) if episodes is None else [int(e) for e in episodes]
         for e in self.episode_ids:
             r.episode(e)  # range check
-        keys = [state_key, action_key, "task_index"]
+        keys = [*self.state_keys, action_key, "task_index"]
         self.reward_key = reward_key if reward_key in r.features else None
         self.success_key = success_key if success_key in r.features else None
         self.subtask_key = "subtask_index" if "subtask_index" in r.features and r.subtasks else None
@@ -117,7 +119,7 @@ class WindowDataset(Dataset):
             table = r.episode_table(e, keys)
             for k in keys:
                 self._cols[k].append(table[k])
-        self.state_key, self.action_key = state_key, action_key
+        self.action_key = action_key
         # the action tokenizer's own map (q01/q99 of stats.json to [-1, 1]), so both agree on the range
         self.action_norm = ActionTokenizer.from_stats(r.stats, key=action_key) if normalize_actions else None
         self._lo, self._hi = _reward_range(r, reward_key)
@@ -136,6 +138,11 @@ class WindowDataset(Dataset):
     def _actions(self, rows: np.ndarray) -> torch.Tensor:
         actions = torch.from_numpy(np.asarray(rows, dtype=np.float32))
         return actions if self.action_norm is None else self.action_norm.normalize(actions)
+
+    def _states(self, col: dict[str, np.ndarray], f: np.ndarray) -> np.ndarray:
+        """(n_steps, S) float32 states at frames ``f``: the state keys' values side by side."""
+        parts = [np.asarray(col[k][f], dtype=np.float32) for k in self.state_keys]
+        return parts[0] if len(parts) == 1 else np.concatenate([p.reshape(len(f), -1) for p in parts], -1)
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         i, t0 = self._index[idx]
@@ -171,7 +178,7 @@ class WindowDataset(Dataset):
             **extra,
             "frames": torch.from_numpy(frames),
             "frame_is_pad": torch.from_numpy(frame_is_pad),
-            "states": torch.from_numpy(np.asarray(col[self.state_key][f], dtype=np.float32)),
+            "states": torch.from_numpy(self._states(col, f)),
             "actions": self._actions(col[self.action_key][rows]),
             "action_is_pad": torch.from_numpy(action_is_pad),
             "instruction": self.reader.tasks[int(col["task_index"][t0])],

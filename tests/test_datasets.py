@@ -228,7 +228,7 @@ def test_killed_recording_keeps_every_completed_episode(tmp_path):
 
 def test_reads_dataset_written_by_lerobot():
     """tests/fixtures/lerobot_v30_tiny was written by LeRobot 0.4.4 (tools/checks/make_lerobot_fixture.py): two
-    cameras of different sizes, an extra feature, episodes of 5, 9, 3 frames in one file."""
+    cameras of different sizes (AV1), observation.environment_state, episodes of 5, 9, 3 frames in one file."""
     r = LeRobotDatasetReader(FIXTURE)
     assert r.version == "v3.0" and r.fps == 10
     assert r.camera_keys == ["observation.images.top", "observation.images.wrist"]
@@ -241,7 +241,7 @@ def test_reads_dataset_written_by_lerobot():
         wrist = r.episode_frames(ep, "observation.images.wrist", [n - 1])
         assert wrist.shape == (1, 24, 32, 3) and abs(int(wrist[0, 5, 5, 1]) - (20 * ep + 10 * (n - 1))) <= 3
         t = r.episode_table(ep)
-        assert t["observation.extra"].shape == (n, 5) and t["index"][0] == r.episode(ep).dataset_from_index
+        assert t["observation.environment_state"].shape == (n, 5) and t["index"][0] == r.episode(ep).dataset_from_index
     assert r.stats["observation.images.top"]["mean"].shape == (3, 1, 1)
 
 

@@ -1,5 +1,6 @@
 """Write tests/fixtures/lerobot_v30_tiny with LeRobot's own writer: three episodes (5, 9 and 3 frames), two
-cameras of different sizes, a named state and an unnamed extra vector, reward and success, two tasks.
+cameras of different sizes (AV1), a named state, an unnamed environment state (privileged: where the objects are),
+reward and success, two tasks, no keypoints.
 
 Run in a venv that has lerobot (the one tools/checks/check_lerobot_interop.py sets up), not the project's:
 
@@ -29,7 +30,7 @@ def main() -> None:
         "observation.images.top": {"dtype": "video", "shape": (32, 48, 3), "names": ["height", "width", "channels"]},
         "observation.images.wrist": {"dtype": "video", "shape": (24, 32, 3), "names": ["height", "width", "channels"]},
         "observation.state": {"dtype": "float32", "shape": (3,), "names": ["x", "y", "z"]},
-        "observation.extra": {"dtype": "float32", "shape": (5,), "names": None},
+        "observation.environment_state": {"dtype": "float32", "shape": (5,), "names": None},
         "action": {"dtype": "float32", "shape": (2,), "names": ["dx", "dy"]},
         "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
         "next.success": {"dtype": "bool", "shape": (1,), "names": None},
@@ -42,7 +43,7 @@ def main() -> None:
                 "observation.images.top": np.full((32, 48, 3), (v, 255 - v, 100), np.uint8),
                 "observation.images.wrist": np.full((24, 32, 3), (50, v, 200), np.uint8),
                 "observation.state": np.array([e, i, e + i], np.float32),
-                "observation.extra": np.arange(5, dtype=np.float32) * i,
+                "observation.environment_state": np.arange(5, dtype=np.float32) * i + e,
                 "action": np.array([i / 10, -i / 10], np.float32),
                 "next.reward": np.array([i / (n - 1)], np.float32),
                 "next.success": np.array([i == n - 1]),

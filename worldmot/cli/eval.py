@@ -1,4 +1,5 @@
-"""``worldmot eval``: run a policy for N seeded episodes in the simulator; write eval_info.json, videos, .rrd."""
+"""``worldmot eval``: run a policy for N seeded episodes in the simulator (or in the model, from the simulator's
+starts or a dataset's episodes); write eval_info.json, videos, .rrd."""
 from __future__ import annotations
 
 import argparse
@@ -8,17 +9,20 @@ POLICIES = ("random", "scripted", "model", "planner")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", "--env-config", dest="env", required=True, help="the env: a worldmot task "
+    parser.add_argument("--env", "--env-config", dest="env", help="the env: a worldmot task "
                         "(worldmot/Reach-v0), a spec (a name in configs/env/ or a YAML file; --env-config FILE says the "
                         "same), a Gymnasium id (Reacher-v5) or module:Id")
     parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="a field of a "
                         "spec-driven env's spec, e.g. --env-set image_size=32 --env-set frame_skip=2, or a setting of "
                         "a built-in task, e.g. --env-set task_set_seed=1 for metaworld/* (repeatable)")
+    parser.add_argument("--dataset", help="instead of --env, with --in-model: start from the episodes of this LeRobot "
+                        "dataset (a folder or a Hub id): their first frames, states and tasks; the goal is each "
+                        "episode's last frame; episode i is the dataset's (--seed + i) mod its episodes")
     parser.add_argument("--policy", required=True, choices=POLICIES)
     parser.add_argument("--checkpoint", help="trained run folder (or its model/ folder); needed by model and planner")
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=100_000, help="episode i is reset with seed + i (unseen by "
-                        "recordings, which start at 0)")
+    parser.add_argument("--seed", type=int, help="episode i is reset with seed + i (default 100000: unseen by "
+                        "recordings, which start at 0; with --dataset, default 0: the dataset's first episode)")
     parser.add_argument("--num-envs", type=int, default=10, help="episodes run side by side (one batched policy call)")
     parser.add_argument("--out", help="output folder (default: eval/<env>-<policy>)")
     parser.add_argument("--held-out-instructions", action="store_true", help="the wordings held out of recording")
@@ -59,6 +63,10 @@ def main(args: argparse.Namespace) -> int:
     from worldmot.evaluation.run import evaluate, summary_line
     from worldmot.planning import PlannerConfig
 
+    if (args.env is None) == (args.dataset is None):
+        raise WorldmotError("expected --env ENV (the simulator) or --dataset DATASET (its episodes, --in-model)")
+    if args.seed is None:
+        args.seed = 0 if args.dataset else 100_000
     if args.episodes < 1 or args.num_envs < 1:
         raise WorldmotError(f"--episodes {args.episodes} --num-envs {args.num_envs}: expected positive numbers")
     if args.videos < 0:
@@ -80,10 +88,12 @@ def main(args: argparse.Namespace) -> int:
         from worldmot.devices import wants_cuda
 
         model = load_model(args.checkpoint, device="cuda" if wants_cuda(args.device, "--device ") else "cpu")
-    out = Path(args.out or f"eval/{args.env.replace('/', '_')}-{args.policy}{'-in-model' if args.in_model else ''}")
-    info = evaluate(args.env, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
+    name = f"dataset/{Path(args.dataset.split('@')[0]).name}" if args.dataset else args.env
+    out = Path(args.out or f"eval/{name.replace('/', '_')}-{args.policy}{'-in-model' if args.in_model else ''}")
+    info = evaluate(name, args.policy, out, model=model, plan=plan, episodes=args.episodes, seed=args.seed,
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
                     rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model,
-                    judge=args.judge, reason=args.reason, transfer=args.transfer, spec_overrides=args.env_set)
+                    judge=args.judge, reason=args.reason, transfer=args.transfer, spec_overrides=args.env_set,
+                    dataset=args.dataset)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

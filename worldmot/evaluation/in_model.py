@@ -14,7 +14,11 @@ the reward. Success is judged by the model in one of two ways (``judge``):
 - "token": its probability of the <success> token passes ``success_threshold``. Episodes end at success,
   so a recording shows that token once per successful episode, and a tiny model rarely predicts it.
 
-Between chunk boundaries the observation keeps the last imagined frame (the model's unit of time).
+Between chunk boundaries the observation keeps the last imagined frame (the model's unit of time). A model of
+several cameras reads the cameras its model folder names (trained_on.cameras) and imagines each; the goal
+image then holds them side by side, as the model draws them.
+
+The simulator only gives the starts: a dataset's episodes do as well (DatasetStarts, dataset_starts.py).
 
 What a policy may read besides the frame: ``agent_pos`` is integrated from the actions where the env is a
 kinematic tabletop task (``max_step`` metres per unit action, the effector's own odometry), elsewhere it is
@@ -33,6 +37,7 @@ import torch
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
+from worldmot.policies.chunked import model_cameras
 
 # normalised state distance under which judge="goal" counts an imagined frame as the goal reached. On true
 # Reach frames (tools/probes/calibrate_goal_judge.py, 30 scripted + 30 random episodes) the read-out is 0.12 from the
@@ -65,18 +70,24 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         self.obs = {"pixels": {k: np.array(v) for k, v in obs["pixels"].items()},
                     "agent_pos": np.array(obs["agent_pos"], np.float32),
                     "environment_state": np.array(obs["environment_state"], np.float32)}
-        self.camera = next(iter(self.obs["pixels"]))
-        self._start(self.model.tokenize_frames(self.obs["pixels"][self.camera]),
-                    torch.as_tensor(self.obs["agent_pos"]))
+        self.cameras = model_cameras(self.model, None) if self.model.cameras > 1 else [next(iter(self.obs["pixels"]))]
+        self._start(self.model.tokenize_frames(self._views(self.obs["pixels"])), torch.as_tensor(self.obs["agent_pos"]))
         self.frame_pos = self.obs["agent_pos"].copy()  # the effector's odometry when the newest frame was taken
         if self.judge == "goal":
-            goals = np.stack(self.sim.call("render_goal"))
+            goals = self._model_input(side_by_side_views(np.stack(self.sim.call("render_goal")), self.model.cameras))
             self.goal_state = imagination.start(self.model, self.tasks, self.model.tokenize_frames(goals)).state
         self.pending: list[np.ndarray] = []
         self.t = 0
         B = self.num_envs
         self.progress, self.success = np.zeros(B, np.float32), np.zeros(B, bool)
         return self.obs, info
+
+    def _views(self, pixels: dict):
+        return self._model_input([pixels[name] for name in self.cameras])
+
+    def _model_input(self, views: list[np.ndarray]):
+        """What tokenize_frames reads: the one camera's frames, or the list of each camera's frames."""
+        return views if self.model.cameras > 1 else views[0]
 
     def _start(self, frame_tokens: torch.Tensor, states: torch.Tensor | None) -> None:
         horizon = max(1, self.model.cfg.sequence.n_steps - 1)
@@ -111,7 +122,9 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         imagination.write_step(im, torch.as_tensor(chunk))
         frame = imagination.imagine_frame(im, self.flow_steps)
         pixels = self.model.detokenize_frames(frame).float().clamp(-1, 1)
-        self.obs["pixels"][self.camera] = ((pixels + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        frames = ((pixels + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for name, view in zip(self.cameras, side_by_side_views(frames, self.model.cameras)):
+            self.obs["pixels"][name] = view
         self.progress = im.progress().float().cpu().numpy()
         if self.judge == "goal":
             done = self.model.state_distance(im.state, self.goal_state) < self.goal_tolerance
@@ -130,3 +143,10 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
 
     def close(self, **kwargs: Any) -> None:
         self.sim.close()
+
+
+def side_by_side_views(frames: np.ndarray, cameras: int) -> list[np.ndarray]:
+    """Frames (..., H, Nc*W, 3) of Nc cameras side by side -> the list of the Nc views."""
+    if frames.shape[-2] % cameras:
+        raise WorldmotError(f"images of width {frames.shape[-2]}: expected {cameras} cameras side by side")
+    return list(np.split(frames, cameras, axis=-2))

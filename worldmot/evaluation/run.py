@@ -25,7 +25,7 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
              plan: PlannerConfig | None = None, episodes: int = 50, seed: int = 100_000, num_envs: int = 10,
              held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None,
              in_model: bool = False, judge: str = "goal", reason: bool = False, transfer: bool = False,
-             spec_overrides: Sequence[str] = ()) -> dict:
+             spec_overrides: Sequence[str] = (), dataset: str | None = None) -> dict:
     """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info.
 
     ``in_model``: in the world model's imagination instead of the simulator (the same seeded starts; see
@@ -33,11 +33,19 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
     ``reason``: the model policy writes its reasoning before its actions (ModelPolicy). ``transfer``: run a
     model on an env or features other than those it was trained on (otherwise a one-line error).
     ``spec_overrides``: ``key=value`` fields of a spec-driven env's spec. An env without a goal image (a spec
-    without a goal recipe) is planned with the progress cost and judged in the model by its success token."""
-    from worldmot.policies import make_policy
-
+    without a goal recipe) is planned with the progress cost and judged in the model by its success token.
+    ``dataset``: a LeRobot dataset (folder or Hub id) whose episodes give the starts instead of the simulator
+    (``env_id`` then only names the run; in the model only: DatasetStarts), the goal its episodes' last frames."""
     if in_model and model is None:
         raise WorldmotError("--in-model needs --checkpoint RUN: the world model to evaluate in")
+    if dataset is not None and not in_model:
+        raise WorldmotError(f"--dataset {dataset}: a dataset has no simulator; evaluate in the model (--in-model)")
+    if dataset is not None:
+        from worldmot.evaluation.dataset_starts import DatasetStarts
+
+        starts = DatasetStarts(model, dataset, min(num_envs, episodes))
+        return _evaluate_in(starts, starts.max_steps, env_id, policy_name, out, model, plan, episodes, seed,
+                            held_out, videos, rrd, {**(extra or {}), "dataset": dataset}, judge, reason)
     # sync: one process, the policy batches over the sub-envs and headless rendering is cheap
     env = make_env(env_id, min(num_envs, episodes), "sync", held_out=held_out, spec_overrides=spec_overrides,
                    image_size=model.cfg.sequence.image_size if model is not None else None)
@@ -52,10 +60,21 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
         except WorldmotError:
             env.close()
             raise
+    return _evaluate_in(env, max_episode_steps(env_id, spec_overrides) if in_model else None, env_id, policy_name,
+                        out, model, plan, episodes, seed, held_out, videos, rrd, extra, judge, reason, has_goal)
+
+
+def _evaluate_in(env, imagined_steps: int | None, env_id: str, policy_name: str, out: Path, model, plan, episodes: int,
+                 seed: int, held_out: bool, videos: int, rrd: bool, extra: dict | None, judge: str, reason: bool,
+                 has_goal: bool = True) -> dict:
+    """The episodes in ``env``, inside the model for ``imagined_steps`` steps where given; the output folder."""
+    from worldmot.policies import make_policy
+
+    in_model = imagined_steps is not None
     if in_model:
         from worldmot.evaluation.in_model import ImaginedVectorEnv
 
-        env = ImaginedVectorEnv(model, env, max_steps=max_episode_steps(env_id, spec_overrides), judge=judge)
+        env = ImaginedVectorEnv(model, env, max_steps=imagined_steps, judge=judge)
     try:
         policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd, reason=reason)
         # after the policy's checks (a model that does not fit the env writes nothing), before the episodes run

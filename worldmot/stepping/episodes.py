@@ -54,7 +54,7 @@ class Episode:
         final = last.next_observation
         return cls(
             instruction=first.task,
-            frames=np.stack([s.observation["pixels"]["top"] for s in steps]),
+            frames=np.stack([main_view(s.observation["pixels"]) for s in steps]),
             states=np.stack([s.observation["agent_pos"] for s in steps]).astype(np.float32),
             environment_states=np.stack([s.observation["environment_state"] for s in steps]).astype(np.float32),
             actions=np.stack([s.action for s in steps]),
@@ -62,7 +62,7 @@ class Episode:
             progress=np.asarray([s.progress for s in steps], np.float32),
             successes=np.asarray([s.success for s in steps], bool),
             subtasks=[s.reasoning for s in steps],
-            final_frame=final["pixels"]["top"],
+            final_frame=main_view(final["pixels"]),
             final_state=np.asarray(final["agent_pos"], np.float32),
             final_environment_state=np.asarray(final["environment_state"], np.float32),
             terminated=last.terminated,
@@ -70,6 +70,11 @@ class Episode:
             goal_frame=first.goal,
             seed=first.seed,
         )
+
+
+def main_view(pixels: dict) -> np.ndarray:
+    """The camera an episode keeps: "top" (worldmot's envs' camera), else the first (a dataset's own names)."""
+    return pixels["top"] if "top" in pixels else next(iter(pixels.values()))
 
 
 class EpisodeCollector:

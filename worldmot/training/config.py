@@ -14,6 +14,9 @@ class DataConfig:
     # empty: data.camera if set, else every camera of the dataset
     cameras: list[str] = field(default_factory=list)
     state_key: str = "observation.state"  # feature key of the proprioceptive state
+    # feature key of privileged state appended to the proprioceptive state (observation.environment_state:
+    # where the objects are, which a robot does not sense); empty: not read, the model sees only state_key
+    environment_state_key: str = ""
     action_key: str = "action"  # feature key of the executed action
     # image (u, v) of the objects the instruction names, if the dataset has it: the model is taught to find
     # them in each frame (ModelConfig.lambda_keypoint); absent: no such loss
@@ -25,6 +28,10 @@ class DataConfig:
     val_fraction: float = 0.1  # held-out episodes for validation
     num_workers: int = 2  # DataLoader worker processes that decode video
     stride: int = 1  # window start every `stride` env steps
+
+    def state_keys(self) -> list[str]:
+        """The features whose concatenation is the model's state, in order."""
+        return [self.state_key] + ([self.environment_state_key] if self.environment_state_key else [])
 
 
 @dataclass
