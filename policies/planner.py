@@ -30,7 +30,8 @@ class PlanTrace:
 
 class PlannerPolicy(ChunkedPolicy):
     """With ``cost="goal"`` the observation must carry "goal" (B, H, W, 3) images (``env.render_goal()``); a
-    model of several cameras needs a dict of them, one per camera (the keys of observation["pixels"]).
+    model of several cameras needs a dict of them, one per camera (the keys of observation["pixels"]), or one
+    image of them side by side, left to right, as the model draws them (a dataset's goals: DatasetStarts).
 
     ``trace=True`` keeps a :class:`PlanTrace` per replanning step in ``traces`` (cleared by reset) for
     rollout recordings.
@@ -53,6 +54,8 @@ class PlannerPolicy(ChunkedPolicy):
         goals = observation.get("goal")
         if isinstance(goals, dict):
             goals = [self._batched(goals[name]) for name in self.camera]
+        elif goals is not None and isinstance(self.camera, list):  # one image, the cameras side by side
+            goals = list(np.split(self._batched(goals), len(self.camera), axis=-2))
         elif goals is not None:
             goals = self._batched(goals)
         actions = self.planner.plan(tasks, frames, states, goals)

@@ -60,7 +60,7 @@ def test_environment_state_is_read_when_a_key_asks(tmp_path):
 
 
 @pytest.mark.parametrize("policy, extra", [("model", ["--judge", "token"]),
-                                           ("planner", ["candidates=4", "iterations=1", "elites=2"])])
+                                           ("planner", ["cost=goal", "candidates=4", "iterations=1", "elites=2"])])
 def test_evaluates_in_the_model_from_the_dataset_episodes(run, tmp_path, policy, extra):
     info = evaluate(run, tmp_path / policy, policy, *extra)
     assert info["env"] == "dataset/lerobot_v30_tiny" and info["dataset"] == str(FIXTURE) and info["in_model"]
@@ -69,6 +69,8 @@ def test_evaluates_in_the_model_from_the_dataset_episodes(run, tmp_path, policy,
     assert [e["instruction"] for e in episodes] == [TASKS[0], TASKS[1], TASKS[0]]  # episodes 0, 1, 2 in order
     assert all(1 <= e["steps"] <= 9 for e in episodes)  # at most the longest episode
     assert info["overall"]["n_episodes"] == 3 and (tmp_path / policy / "eval.rrd").is_file()
+    if policy == "planner":
+        assert info["plan"]["cost"] == "goal"  # toward the episodes' last frames, both cameras
 
 
 def test_a_dataset_that_does_not_fit_the_model_is_one_line(run, tmp_path, capsys):

@@ -68,12 +68,16 @@ class DatasetStarts(gym.vector.VectorEnv):
     def _episode_start(self, ep: int) -> dict:
         """The first frame of each camera, the state, the task and the goal (the last frames) of episode ``ep``."""
         r, last = self.reader, self.reader.episode(ep).length - 1
-        fitted = {c: fit_frames(r.episode_frames(ep, c, [0, last]), self.image_size, self.resize) for c in self.cameras}
-        table = r.episode_table(ep, [*self.state_keys, "task_index"] + ([self.env_state_key] if self.env_state_key else []))
-        state = np.concatenate([np.asarray(table[k][0], np.float32).reshape(-1) for k in self.state_keys])
-        env_state = np.asarray(table[self.env_state_key][0], np.float32).reshape(-1) if self.env_state_key else np.zeros(0, np.float32)
-        return {"frames": {c: f[0] for c, f in fitted.items()}, "goal": np.concatenate([f[1] for f in fitted.values()], 1),
-                "state": state, "environment_state": env_state, "task": r.tasks[int(table["task_index"][0])]}
+        # fitted as training fits them, so that the imagined frames that follow have the same size
+        fitted = [fit_frames(r.episode_frames(ep, c, [0, last]), self.image_size, self.resize) for c in self.cameras]
+        vectors = [*self.state_keys, *([self.env_state_key] if self.env_state_key else [])]
+        table = r.episode_table(ep, [*vectors, "task_index"])
+        first = {k: np.asarray(table[k][0], np.float32).reshape(-1) for k in vectors}
+        return {"frames": {c: f[0] for c, f in zip(self.cameras, fitted)},
+                "goal": np.concatenate([f[1] for f in fitted], 1),  # side by side, as the model draws them
+                "state": np.concatenate([first[k] for k in self.state_keys]),
+                "environment_state": first[self.env_state_key] if self.env_state_key else np.zeros(0, np.float32),
+                "task": r.tasks[int(table["task_index"][0])]}
 
     def step(self, actions):
         raise WorldmotError(f"{self.reader.root}: a dataset has no simulator to step (run it inside the world model)")
