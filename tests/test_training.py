@@ -266,7 +266,7 @@ def test_resume_without_checkpoint_and_reuse_of_a_run_folder(dataset, tmp_path):
     with pytest.raises(WorldmotError, match="no checkpoint to resume from"):
         train(load_train_config(overrides(dataset, run, "steps=2")), resume=True)
     train(load_train_config(overrides(dataset, run, "steps=2", "checkpoint_every=2", "val.every=2")))
-    with pytest.raises(WorldmotError, match="already holds checkpoints"):
+    with pytest.raises(WorldmotError, match="not empty, holds checkpoints"):
         train(load_train_config(overrides(dataset, run, "steps=2")))
 
 
