@@ -13,14 +13,19 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from worldmot.evaluation.agreement import agreement, find_eval_infos, pair_up, report_markdown
+    from worldmot.evaluation.agreement import (agreement, find_eval_infos, pair_up, pair_up_per_task,
+                                                 per_task_markdown, report_markdown)
     from worldmot.io import atomic_write
 
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails first
-    pairs = pair_up(find_eval_infos(args.paths))
+    infos = find_eval_infos(args.paths)
+    pairs = pair_up(infos)
     stats = agreement(pairs)
-    text = report_markdown(pairs, stats)
+    task_pairs = pair_up_per_task(infos)  # multi-task envs (per_task in eval_info.json): policy x task
+    text = report_markdown(pairs, stats) + per_task_markdown(task_pairs)
+    if len(task_pairs) >= 2:
+        stats = {**stats, "per_task": {**agreement(task_pairs), "pairs": task_pairs}}
     print(text, end="")
     if args.out:
         out = Path(args.out)

@@ -53,6 +53,23 @@ def pair_up(infos: list[tuple[Path, dict]]) -> list[dict]:
     return sorted(pairs, key=lambda p: (str(p["policy"]), p["world_model"]))
 
 
+def pair_up_per_task(infos: list[tuple[Path, dict]]) -> list[dict]:
+    """As :func:`pair_up`, one pair per task for multi-task envs (eval_info.json's ``per_task``, e.g.
+    metaworld/MT10): [{policy, world_model, task, sim, model}]; empty where no evaluation has per_task."""
+    sim = {(_policy_key(i), t["task"]): float(t["metrics"]["pc_success"])
+           for _, i in infos if not i.get("in_model") for t in i.get("per_task", ())}
+    pairs = []
+    for _, info in infos:
+        if not info.get("in_model"):
+            continue
+        key = _policy_key(info)
+        for t in info.get("per_task", ()):
+            if (key, t["task"]) in sim:
+                pairs.append({"policy": list(key), "world_model": str(info.get("checkpoint")), "task": t["task"],
+                              "sim": sim[key, t["task"]], "model": float(t["metrics"]["pc_success"])})
+    return sorted(pairs, key=lambda p: (str(p["policy"]), p["world_model"], p["task"]))
+
+
 def ranks(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n, ties sharing their average rank (as Spearman's rho needs)."""
     order = np.argsort(x, kind="stable")
@@ -88,6 +105,17 @@ def _settings(plan: dict) -> str:
 
     default = asdict(PlannerConfig())
     return " ".join(f"{k}={v}" for k, v in plan.items() if default.get(k) != v)
+
+
+def per_task_markdown(pairs: list[dict]) -> str:
+    """The per-task pairs' agreement, one line (empty without per-task pairs; "" for fewer than 2)."""
+    if len(pairs) < 2:
+        return ""
+    stats = agreement(pairs)
+    policies = len({str(p["policy"]) for p in pairs})
+    r = "undefined (one side constant)" if np.isnan(stats["pearson_r"]) else (
+        f"{stats['pearson_r']:.3f}, rank agreement (Spearman rho) = {stats['spearman_rho']:.3f}")
+    return f"Per task: Pearson r = {r} over {stats['n']} (policy, task) pairs of {policies} policies.\n"
 
 
 def report_markdown(pairs: list[dict], stats: dict) -> str:
