@@ -35,7 +35,7 @@ class Wrapper:
 @pytest.mark.parametrize("override, match", [
     (["model.widht=3"], r"unknown config key 'model.widht'"),
     (["model.width=wide"], r"config key 'model.width' has the wrong type"),
-    (["model=huge"], r"model=huge: no config huge.yaml"),
+    (["model=huge"], r"model=huge: no config .*huge.yaml"),
     (["model.width"], r"expected key=value"),
 ])
 def test_bad_overrides_name_the_key(override, match):
@@ -74,3 +74,21 @@ def test_configs_are_named_the_same_way_everywhere(tmp_path, monkeypatch):
         named_config("plan", "nope")
     with pytest.raises(ConfigError, match="gone.yaml: config file not found"):
         named_config("plan", "gone.yaml")
+
+
+def test_a_group_is_named_by_a_builtin_name_or_a_yaml_path(tmp_path):
+    from worldmot.training.config import TrainConfig
+
+    mine = tmp_path / "my_model.yaml"
+    mine.write_text("name: mine\nwidth: 96\nheads: 3\n")
+    cfg = load_config(TrainConfig, overrides=[f"model={mine}", "run_dir=r", "data.root=d"])
+    assert (cfg.model.name, cfg.model.width, cfg.model.heads) == ("mine", 96, 3)
+    run = tmp_path / "run.yaml"
+    run.write_text(f"model: {mine}\nsteps: 7\n")
+    cfg = load_config(TrainConfig, files=[run], overrides=["run_dir=r", "data.root=d"])
+    assert cfg.model.width == 96 and cfg.steps == 7
+    assert load_config(TrainConfig, overrides=["model=small", "run_dir=r", "data.root=d"]).model.name == "small"
+    with pytest.raises(ConfigError, match="model=nope: no config .*nope.yaml \\(expected a YAML file or one of"):
+        load_config(TrainConfig, overrides=["model=nope"])
+    with pytest.raises(ConfigError, match="gone.yaml"):
+        load_config(TrainConfig, overrides=[f"model={tmp_path / 'gone.yaml'}"])

@@ -200,8 +200,12 @@ def _one_line(err: OmegaConfBaseException) -> str:
 
 
 def _group_file(base: Path, group: str, name: str) -> Path | None:
-    path = base / group / f"{name}.yaml"
-    return path if (base / group).is_dir() else None
+    """The file a group value names: a YAML path (``model=my/model.yaml``) or a built-in name (``model=small``);
+    None where ``group`` is not a config group."""
+    if not (base / group).is_dir():
+        return None
+    path = Path(name)
+    return path if path.suffix in (".yaml", ".yml") else base / group / f"{name}.yaml"
 
 
 def _merge_override(conf: DictConfig, item: str, base: Path) -> DictConfig:
@@ -212,7 +216,7 @@ def _merge_override(conf: DictConfig, item: str, base: Path) -> DictConfig:
     if group_file is not None:
         if not group_file.exists():
             choices = sorted(p.stem for p in (base / key).glob("*.yaml"))
-            raise ConfigError(f"{key}={value}: no config {group_file.name} in {base / key} (choices: {choices})")
+            raise ConfigError(f"{key}={value}: no config {group_file} (expected a YAML file or one of {choices})")
         return OmegaConf.merge(conf, {key: OmegaConf.load(group_file)})
     return OmegaConf.merge(conf, OmegaConf.from_dotlist([item]))
 
@@ -266,11 +270,12 @@ def merge_config(
 
 
 def _resolve_groups(loaded: DictConfig, base: Path) -> DictConfig:
-    """A YAML value ``model: tiny`` where configs/model/ exists means "the file configs/model/tiny.yaml"."""
+    """A YAML value ``model: tiny`` where configs/model/ exists means "the file configs/model/tiny.yaml" (a
+    value ending in .yaml is a file path, as on the command line)."""
     out = {}
     for key, value in loaded.items():
-        if isinstance(value, str) and (base / str(key)).is_dir():
-            path = base / str(key) / f"{value}.yaml"
+        path = _group_file(base, str(key), value) if isinstance(value, str) else None
+        if path is not None:
             if not path.exists():
                 raise ConfigError(f"{key}: {value}: no config {path}")
             out[key] = OmegaConf.load(path)
