@@ -35,13 +35,22 @@ def test_every_key_says_what_it_does(schema):
     assert len({k.key for k in keys}) == len(keys)
 
 
-def test_train_help_lists_every_key_with_its_default(capsys):
+def help_of(command: str, capsys) -> str:
     with pytest.raises(SystemExit) as done:
-        cli_main(["train", "--help"])
+        cli_main([command, "--help"])
     assert done.value.code == 0
-    out = capsys.readouterr().out
-    for key in config_keys(TrainConfig, merge_config(TrainConfig)):
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command,schema", [("train", TrainConfig), ("eval", PlannerConfig)])
+def test_help_lists_every_key(capsys, command, schema):
+    out = help_of(command, capsys)
+    for key in config_keys(schema, merge_config(schema)):
         assert f"\n  {key.key} = " in out, key.key
+
+
+def test_train_help_shows_the_default_runs_values(capsys):
+    out = help_of("train", capsys)
     assert "  steps = 600    # optimizer steps of the run" in out  # the default run's value (configs/train/tiny.yaml)
     assert "  optim.lr = 0.002    # peak learning rate" in out
     assert "model=NAME (base, dense, small, tiny, two_path)" in out
@@ -69,11 +78,3 @@ def test_first_sentence_is_one_short_line():
     assert first_sentence("a (e.g. b) c") == "a (e.g. b) c"
     assert len(first_sentence("word " * 100)) <= 100
 
-
-def test_eval_help_lists_every_planner_key(capsys):
-    with pytest.raises(SystemExit) as done:
-        cli_main(["eval", "--help"])
-    assert done.value.code == 0
-    out = capsys.readouterr().out
-    for key in config_keys(PlannerConfig, merge_config(PlannerConfig)):
-        assert f"\n  {key.key} = " in out, key.key
