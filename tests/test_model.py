@@ -172,9 +172,13 @@ def lean_blocks(cfg):
     return cfg
 
 
-@pytest.mark.parametrize("experts, lean, cameras", [(FULL, False, 1), (TWO_PATH, False, 1), (DENSE, False, 1),
-                                                    (FULL, True, 1), (FULL, False, 2)],
-                         ids=["full", "two_path", "dense", "full_lean_blocks", "full_two_cameras"])
+# every expert map, the GPU configs' lean blocks and two cameras: the variants the trunk must treat alike
+MODEL_VARIANTS = pytest.mark.parametrize(
+    "experts, lean, cameras", [(FULL, False, 1), (TWO_PATH, False, 1), (DENSE, False, 1), (FULL, True, 1), (FULL, False, 2)],
+    ids=["full", "two_path", "dense", "full_lean_blocks", "full_two_cameras"])
+
+
+@MODEL_VARIANTS
 def test_mot_forward_equals_token_by_token_reference(experts, lean, cameras):
     cfg = small_config(experts, cameras=cameras)
     model = make_model(lean_blocks(cfg) if lean else cfg)
@@ -387,9 +391,7 @@ def test_the_training_forward_is_one_graph():
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
 
-@pytest.mark.parametrize("experts, lean, cameras", [(FULL, False, 1), (TWO_PATH, False, 1), (DENSE, False, 1),
-                                                    (FULL, True, 1), (FULL, False, 2)],
-                         ids=["full", "two_path", "dense", "full_lean_blocks", "full_two_cameras"])
+@MODEL_VARIANTS
 def test_every_parameter_gets_a_gradient(experts, lean, cameras):
     """DDP refuses parameters that get no gradient, and weight decay would shrink them for nothing."""
     cfg = small_config(experts, cameras=cameras)
