@@ -16,12 +16,27 @@ from worldmot.policies.base import is_batched, tasks_of
 
 
 CAMERA_PREFIX = "observation.images."  # a dataset's camera feature is this + the env's pixels key
+# the env observation key that holds each dataset state feature (LeRobot's env convention)
+OBSERVATION_KEYS = {"observation.state": "agent_pos", "observation.environment_state": "environment_state"}
+
+
+def state_observation_keys(model: WorldModel) -> list[str]:
+    """The observation keys whose concatenation is the model's state, in order: those of the features its
+    model folder records it was trained on (trained_on.state_keys; folders without it: observation.state)."""
+    features = list((getattr(model, "trained_on", None) or {}).get("state_keys") or ["observation.state"])
+    for feature in features:
+        if feature not in OBSERVATION_KEYS:
+            raise WorldmotError(f"the model's state reads {feature!r}, which no env observation holds "
+                                f"(trained_on.state_keys in model_meta.json; expected {sorted(OBSERVATION_KEYS)})")
+    return [OBSERVATION_KEYS[f] for f in features]
 
 
 def observation_arrays(observation: dict[str, Any], camera: str | list[str] | None,
+                       state_keys: list[str] | tuple[str, ...] = ("agent_pos",),
                        ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray | None]:
     """frames and states (B, S) (or None) from a single or batched observation. ``camera``: one pixels key
-    (None: the first) -> frames (B, H, W, 3) uint8; a list of keys (several cameras) -> a list of such arrays."""
+    (None: the first) -> frames (B, H, W, 3) uint8; a list of keys (several cameras) -> a list of such arrays.
+    ``state_keys``: the observation keys concatenated into the state (None where there is no agent_pos)."""
     pixels = observation.get("pixels")
     if not isinstance(pixels, dict) or not pixels:
         raise WorldmotError("observation['pixels']: expected a dict of camera images (LeRobot's env convention)")
@@ -30,8 +45,12 @@ def observation_arrays(observation: dict[str, Any], camera: str | list[str] | No
         if name not in pixels:
             raise WorldmotError(f"observation['pixels']: no camera {name!r}; has {sorted(pixels)}")
     views = [np.asarray(pixels[name]) for name in names]
-    state = observation.get("agent_pos")
-    state = None if state is None else np.asarray(state, np.float32)
+    state = None
+    if "agent_pos" in observation:
+        for key in state_keys:
+            if key not in observation:
+                raise WorldmotError(f"observation[{key!r}]: missing (the model's state reads it); has {sorted(observation)}")
+        state = np.concatenate([np.asarray(observation[k], np.float32) for k in state_keys], axis=-1)
     if not is_batched(observation):
         views, state = [v[None] for v in views], None if state is None else state[None]
     return (views if isinstance(camera, list) else views[0]), state
@@ -56,7 +75,8 @@ def check_model_fits(model: WorldModel, action_dim: int, state_dim: int | None) 
     if seq.action_dim != action_dim:
         raise WorldmotError(f"model action_dim={seq.action_dim} does not fit the env's action space ({action_dim} dims)")
     if state_dim is not None and seq.state_dim != state_dim:
-        raise WorldmotError(f"model state_dim={seq.state_dim} does not fit the env's agent_pos ({state_dim} dims)")
+        raise WorldmotError(f"model state_dim={seq.state_dim} does not fit the env's "
+                            f"{' + '.join(state_observation_keys(model))} ({state_dim} dims)")
 
 
 class ChunkedPolicy:
@@ -64,6 +84,7 @@ class ChunkedPolicy:
 
     def __init__(self, model: WorldModel, camera: str | None = None, use_state: bool = True):
         self.model, self.camera, self.use_state = model, model_cameras(model, camera), use_state
+        self.state_keys = state_observation_keys(model)
         self.reasoning: str | list[str] | None = None
         self.queue: np.ndarray | None = None  # (B, L, A) actions still to play
         self._reasons: list[str] | None = None
@@ -80,7 +101,7 @@ class ChunkedPolicy:
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         batched = is_batched(observation)
         if self.queue is None or self.queue.shape[1] == 0:
-            frames, states = observation_arrays(observation, self.camera)
+            frames, states = observation_arrays(observation, self.camera, self.state_keys)
             self.queue, self._reasons = self.decide(tasks_of(observation), frames, states if self.use_state else None,
                                                     observation)
         action, self.queue = self.queue[:, 0], self.queue[:, 1:]

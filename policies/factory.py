@@ -53,14 +53,22 @@ register_policy("scripted", _scripted)
 
 
 def _fitted_model(env, model):
-    from worldmot.policies.chunked import check_model_fits
+    from worldmot.policies.chunked import check_model_fits, state_observation_keys
 
     if model is None:
         raise WorldmotError("this policy needs a trained world model (--checkpoint RUN)")
     space = single_action_space(env)
     obs_space = env.single_observation_space if isinstance(env, gym.vector.VectorEnv) else env.observation_space
-    state = obs_space.spaces.get("agent_pos") if isinstance(obs_space, gym.spaces.Dict) else None
-    check_model_fits(model, int(space.shape[0]), None if state is None else int(state.shape[0]))
+    spaces = obs_space.spaces if isinstance(obs_space, gym.spaces.Dict) else {}
+    state_dim = None
+    if "agent_pos" in spaces:
+        keys = state_observation_keys(model)
+        missing = [k for k in keys if k not in spaces]
+        if missing:
+            raise WorldmotError(f"the model's state reads observation[{missing[0]!r}], which this env does not have "
+                                f"(its observation keys: {sorted(spaces)})")
+        state_dim = sum(int(spaces[k].shape[0]) for k in keys)
+    check_model_fits(model, int(space.shape[0]), state_dim)
     return model
 
 

@@ -129,3 +129,36 @@ def test_a_builtin_spec_by_name_is_the_registered_task(name, task):
     np.testing.assert_array_equal(a["pixels"]["top"], b["pixels"]["top"])
     np.testing.assert_array_equal(by_spec.unwrapped.render_goal(), registered.unwrapped.render_goal())
     assert info_a == info_b and max_episode_steps(name) == max_episode_steps(task)
+
+
+def test_a_model_trained_with_the_environment_state_reads_it_in_the_simulator_and_in_the_model(spec, tmp_path):
+    """data.environment_state_key: the policies' state is agent_pos then environment_state, as in training; in
+    the model both are read off the imagined frame, so the scripted expert acts on the imagined goal."""
+    import torch
+
+    from worldmot.checkpoint import load_model
+    from worldmot.envs.make import make_env as make
+    from worldmot.evaluation.in_model import ImaginedVectorEnv
+    from worldmot.evaluation.run import evaluate
+    from worldmot.recording import record
+    from worldmot.training.loop import train
+    from worldmot.training.settings import load_train_config
+
+    data = tmp_path / "data"
+    record(str(spec), "scripted", 4, data, progress=False, policy_kwargs={"action_noise": 0.3})
+    run = train(load_train_config([f"data.root={data}", f"run_dir={tmp_path / 'run'}", *SMALL, "steps=2",
+                                   "data.environment_state_key=observation.environment_state"]))
+    model = load_model(run)
+    assert model.cfg.sequence.state_dim == 4 and model.trained_on["state_keys"][1] == "observation.environment_state"
+    for policy in ("model", "planner"):
+        result = evaluate(str(spec), policy, tmp_path / policy, model=model, episodes=2, num_envs=2, videos=0, rrd=False)
+        assert result["aggregated"]["n_episodes"] == 2
+    env = ImaginedVectorEnv(model, make(str(spec), 2, "sync"), max_steps=4, judge="token")
+    obs, _ = env.reset(seed=5)
+    start_goal = obs["environment_state"].copy()
+    obs, *_ = env.step(np.zeros((2, 2), np.float32))
+    obs, *_ = env.step(np.zeros((2, 2), np.float32))  # a whole chunk: one imagined frame
+    read = (env.im.state * model.state_std + model.state_mean).float().numpy()
+    np.testing.assert_allclose(np.concatenate([obs["agent_pos"], obs["environment_state"]], -1), read, rtol=1e-6)
+    assert not np.array_equal(obs["environment_state"], start_goal)
+    env.close()

@@ -22,9 +22,10 @@ The simulator only gives the starts: a dataset's episodes do as well (DatasetSta
 
 What a policy may read besides the frame: ``agent_pos`` is integrated from the actions where the env is a
 kinematic tabletop task (``max_step`` metres per unit action, the effector's own odometry), elsewhere it is
-the state the model reads off its newest imagined frame; ``environment_state`` stays what it was at reset
-(right for Reach, whose targets do not move; the scripted Push expert in imagination believes the block
-never moves).
+the state the model reads off its newest imagined frame; ``environment_state`` is read off it as well where
+the model was trained with it in its state (data.environment_state_key: the scripted expert then acts on the
+imagined object positions), else it stays what it was at reset (right for Reach, whose targets do not move;
+the scripted Push expert in imagination believes the block never moves).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import torch
 from worldmot.errors import WorldmotError
 from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
-from worldmot.policies.chunked import model_cameras
+from worldmot.policies.chunked import model_cameras, state_observation_keys
 
 # normalised state distance under which judge="goal" counts an imagined frame as the goal reached. On true
 # Reach frames (tools/probes/calibrate_goal_judge.py, 30 scripted + 30 random episodes) the read-out is 0.12 from the
@@ -71,7 +72,8 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
                     "agent_pos": np.array(obs["agent_pos"], np.float32),
                     "environment_state": np.array(obs["environment_state"], np.float32)}
         self.cameras = model_cameras(self.model, None) if self.model.cameras > 1 else [next(iter(self.obs["pixels"]))]
-        self._start(self.model.tokenize_frames(self._views(self.obs["pixels"])), torch.as_tensor(self.obs["agent_pos"]))
+        self.state_keys = state_observation_keys(self.model)
+        self._start(self.model.tokenize_frames(self._views(self.obs["pixels"])), self._state(self.obs["agent_pos"]))
         self.frame_pos = self.obs["agent_pos"].copy()  # the effector's odometry when the newest frame was taken
         if self.judge == "goal":
             goals = self._model_input(side_by_side_views(np.stack(self.sim.call("render_goal")), self.model.cameras))
@@ -88,6 +90,20 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
     def _model_input(self, views: list[np.ndarray]):
         """What tokenize_frames reads: the one camera's frames, or the list of each camera's frames."""
         return views if self.model.cameras > 1 else views[0]
+
+    def _state(self, agent_pos: np.ndarray) -> torch.Tensor:
+        """(B, S) the model's state: ``agent_pos`` then the other observation keys it reads, as they are now."""
+        rest = [self.obs[k] for k in self.state_keys if k != "agent_pos"]
+        return torch.as_tensor(np.concatenate([agent_pos, *rest], axis=-1), dtype=torch.float32)
+
+    def _read_state(self, state: np.ndarray) -> None:
+        """Split the model's read-out state (B, S) back into the observation keys it concatenates, so the
+        policies (and the scripted expert, on environment_state) see the imagined state."""
+        start = 0
+        for key in self.state_keys:
+            width = self.obs[key].shape[-1]
+            self.obs[key] = state[:, start:start + width].astype(np.float32)
+            start += width
 
     def _start(self, frame_tokens: torch.Tensor, states: torch.Tensor | None) -> None:
         horizon = max(1, self.model.cfg.sequence.n_steps - 1)
@@ -116,7 +132,7 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         if im.step + 1 >= im.layout.n_steps:  # the window is full: restart from the newest frame
             # with the effector's odometry as its state where there is one: restarted without a state, the
             # model lost track of the effector within a few windows (random actions judged 30% successful)
-            odometry = torch.as_tensor(self.frame_pos) if self.max_step is not None else None
+            odometry = self._state(self.frame_pos) if self.max_step is not None else None
             self._start(im.last_frame, odometry)
             im = self.im
         imagination.write_step(im, torch.as_tensor(chunk))
@@ -133,7 +149,7 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         self.success = self.success | done.cpu().numpy()
         self.frame_pos = self.obs["agent_pos"].copy()
         if self.max_step is None:
-            self.obs["agent_pos"] = (im.state * self.model.state_std + self.model.state_mean).cpu().numpy()
+            self._read_state((im.state * self.model.state_std + self.model.state_mean).float().cpu().numpy())
 
     def call(self, name: str, *args: Any, **kwargs: Any):
         return self.sim.call(name, *args, **kwargs)

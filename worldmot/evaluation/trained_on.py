@@ -19,6 +19,8 @@ def env_features(env: gym.Env | gym.vector.VectorEnv) -> dict[str, list[int]]:
     feats = {"action": [int(act.shape[0])]}
     if isinstance(obs, gym.spaces.Dict) and "agent_pos" in obs.spaces:
         feats["observation.state"] = [int(obs["agent_pos"].shape[0])]
+    if isinstance(obs, gym.spaces.Dict) and "environment_state" in obs.spaces:
+        feats["observation.environment_state"] = [int(obs["environment_state"].shape[0])]
     return feats
 
 
