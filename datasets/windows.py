@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from worldmot.datasets.reader import LeRobotDatasetReader
 from worldmot.errors import WorldmotError
-from worldmot.tokenizers.frames import fit_frames
+from worldmot.tokenizers.frames import fit_frames, fit_points
 from worldmot.tokenizers.actions import ActionTokenizer
 
 
@@ -68,7 +68,8 @@ class WindowDataset(Dataset):
     (n_steps, state_dim), actions float32 (n_steps, chunk, action_dim), action_is_pad bool (n_steps, chunk),
     instruction str, subtasks list[str] (n_steps), progress float32 (n_steps,), success bool (n_steps,),
     episode_index int, frame_index int (t0); keypoints float32 (n_steps, 2N) where the dataset has
-    ``keypoint_key`` (image (u, v) in [0, 1] of the N objects the instruction names); expert_actions float32
+    ``keypoint_key`` (image (u, v) in [0, 1] of the N objects the instruction names, on the first camera's frame as
+    fitted to a square by ``resize``); expert_actions float32
     (n_steps, chunk, action_dim) where the dataset has ``expert_action_key`` (what the scripted expert would
     have done at each step, beside the executed actions: the AR policy's targets). Padded positions
     repeat the episode's last row (as LeRobot).
@@ -170,8 +171,11 @@ class WindowDataset(Dataset):
         frames = self._frames(ep, unique_f)[inverse]
         rows = np.minimum(act_idx, length - 1)
         extra = {}
-        if self.keypoint_key:
-            extra["keypoints"] = torch.from_numpy(np.asarray(col[self.keypoint_key][f], dtype=np.float32))
+        if self.keypoint_key:  # points of the first camera's image, as the model sees it (cropped or letterboxed)
+            height, width = self.reader.features[self.camera]["shape"][:2]
+            size = self.image_size or max(height, width)  # no size given: only the crop or the bars matter
+            uv = fit_points(col[self.keypoint_key][f], int(height), int(width), int(size), self.resize)
+            extra["keypoints"] = torch.from_numpy(uv)
         if self.expert_action_key:
             extra["expert_actions"] = self._actions(col[self.expert_action_key][rows])
         return {

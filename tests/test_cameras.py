@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import worldmot
 from datasets_helpers import features, pixel, write_dataset
@@ -17,7 +19,7 @@ from worldmot.errors import WorldmotError
 from worldmot.model import imagination
 from worldmot.planning import PlannerConfig
 from worldmot.policies.planner import PlannerPolicy
-from worldmot.tokenizers.frames import fit_frames
+from worldmot.tokenizers.frames import fit_frames, fit_points
 from worldmot.training.loop import train
 from worldmot.training.settings import load_train_config
 from worldmot.viz.dataset import dataset_to_rrd
@@ -38,6 +40,36 @@ def test_crop_keeps_the_centred_square_and_letterbox_the_whole_frame():
         np.testing.assert_array_equal(fit_frames(square, 8, rule), square)
     with pytest.raises(WorldmotError, match=r"resize='stretch'"):
         fit_frames(square, 8, "stretch")
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(6, 40), w=st.integers(6, 40), fy=st.floats(0.05, 0.95), fx=st.floats(0.05, 0.95),
+       rule=st.sampled_from(["crop", "letterbox"]))
+def test_a_point_lands_where_the_fitted_frame_shows_it(h, w, fy, fx, rule):
+    """fit_points moves an image point to where fit_frames draws that spot of the image (within a pixel)."""
+    y, x = int(fy * h), int(fx * w)
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[y, x] = 255
+    S = 32
+    u, v = fit_points(np.array([(x + 0.5) / w, (y + 0.5) / h]), h, w, S, rule)
+    fitted = fit_frames(frame, S, rule)[0, ..., 0].astype(float)
+    if fitted.sum() == 0:  # cropped away (or shrunk to nothing): the point is outside the square
+        assert rule == "crop" and not (0 <= u <= 1 and 0 <= v <= 1)
+        return
+    ys, xs = np.nonzero(fitted)
+    cy, cx = (np.average(ys, weights=fitted[ys, xs]) + 0.5) / S, (np.average(xs, weights=fitted[ys, xs]) + 0.5) / S
+    assert abs(u - cx) * S <= 1.0 and abs(v - cy) * S <= 1.0, (u * S, cx * S, v * S, cy * S)
+
+
+def test_keypoints_of_a_non_square_camera_are_where_the_model_sees_them(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root, [6], features(size=(16, 24), keypoints=1))  # 16 high, 24 wide
+    raw = WindowDataset(root, n_steps=1, chunk=1).reader.episode_table(0, ["observation.keypoints"])
+    u, v = np.asarray(raw["observation.keypoints"][0])
+    # crop: the centred 16x16 of the 24 columns; letterbox at 12: 12x8 between bars of 2 rows
+    for rule, expected in {"crop": [(u * 24 - 4) / 16, v], "letterbox": [u, (v * 8 + 2) / 12]}.items():
+        got = WindowDataset(root, n_steps=1, chunk=1, image_size=12, resize=rule)[0]["keypoints"][0].numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,27 @@ def fit_frames(frames, image_size: int, resize: str = "crop") -> np.ndarray:
     return _crop_square(a, int(image_size)) if resize == "crop" else _letterbox(a, int(image_size))
 
 
+def fit_points(uv, height: int, width: int, image_size: int, resize: str = "crop") -> np.ndarray:
+    """Image points (..., 2N) as (u, v) pairs in [0, 1] of an H x W frame -> the same points in [0, 1] of the
+    S x S frame :func:`fit_frames` makes of it by ``resize``, with its integer crop offsets and bar sizes (crop:
+    points outside the square fall outside [0, 1]). A square frame's points are returned as they are."""
+    if resize not in RESIZE_RULES:
+        raise WorldmotError(f"resize={resize!r}: expected one of {list(RESIZE_RULES)}")
+    p = np.asarray(uv, np.float32)
+    if height == width:
+        return p
+    if resize == "crop":
+        m = min(height, width)
+        x0, y0, sx, sy, size = (width - m) // 2, (height - m) // 2, width, height, m
+    else:
+        s, long = int(image_size), max(height, width)
+        rh, rw = max(1, round(height * s / long)), max(1, round(width * s / long))
+        x0, y0, sx, sy, size = -((s - rw) // 2), -((s - rh) // 2), rw, rh, s
+    scale, offset = np.array([sx, sy], np.float32), np.array([x0, y0], np.float32)
+    pairs = p.reshape(*p.shape[:-1], -1, 2)
+    return ((pairs * scale - offset) / size).reshape(p.shape).astype(np.float32)
+
+
 def _resize_each(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """uint8 (N, H, W, 3) -> (N, h, w, 3), area interpolation when shrinking, bilinear when enlarging."""
     if a.shape[1:3] == (h, w):

@@ -319,7 +319,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                   "cameras": cameras, "state_keys": cfg.data.state_keys()}
     train_eps, val_eps = split_episodes(reader.num_episodes, cfg.data.val_fraction, cfg.seed)
     seq = cfg.model.sequence
-    kw = dict(cameras=cameras, image_size=seq.image_size if len(cameras) > 1 else None, resize=seq.resize,
+    kw = dict(cameras=cameras, image_size=seq.image_size, resize=seq.resize,
               chunk=seq.chunk, state_key=cfg.data.state_keys(), action_key=cfg.data.action_key,
               keypoint_key=keypoint_key(cfg), expert_action_key=cfg.data.expert_action_key)
     train_set = WindowDataset(reader, n_steps=seq.n_steps, episodes=train_eps, stride=cfg.data.stride, **kw)
