@@ -16,19 +16,14 @@ from worldmot.policies.base import is_batched, tasks_of
 
 
 CAMERA_PREFIX = "observation.images."  # a dataset's camera feature is this + the env's pixels key
-# the env observation key that holds each dataset state feature (LeRobot's env convention)
-OBSERVATION_KEYS = {"observation.state": "agent_pos", "observation.environment_state": "environment_state"}
 
 
 def state_observation_keys(model: WorldModel) -> list[str]:
-    """The observation keys whose concatenation is the model's state, in order: those of the features its
-    model folder records it was trained on (trained_on.state_keys; folders without it: observation.state)."""
-    features = list((getattr(model, "trained_on", None) or {}).get("state_keys") or ["observation.state"])
-    for feature in features:
-        if feature not in OBSERVATION_KEYS:
-            raise WorldmotError(f"the model's state reads {feature!r}, which no env observation holds "
-                                f"(trained_on.state_keys in model_meta.json; expected {sorted(OBSERVATION_KEYS)})")
-    return [OBSERVATION_KEYS[f] for f in features]
+    """The observation keys whose concatenation is the model's state, in order: ``agent_pos`` (the features'
+    proprioceptive state, data.state_key), then ``environment_state`` where the model folder records a
+    privileged state feature besides it (trained_on.state_keys: data.environment_state_key)."""
+    features = (getattr(model, "trained_on", None) or {}).get("state_keys") or ["observation.state"]
+    return ["agent_pos", "environment_state"][:len(features)]
 
 
 def observation_arrays(observation: dict[str, Any], camera: str | list[str] | None,

@@ -57,6 +57,9 @@ def test_environment_state_is_read_when_a_key_asks(tmp_path):
     assert "state_dim: 8" in (tmp_path / "run" / "model" / "config.yaml").read_text()
     info = evaluate(tmp_path / "run", tmp_path / "eval", "random")  # the starts carry both states
     assert info["aggregated"]["n_episodes"] == 3
+    # the AR policy reads agent_pos then environment_state, as the model's state was trained
+    info = evaluate(tmp_path / "run", tmp_path / "eval_model", "model", "--judge", "token")
+    assert info["aggregated"]["n_episodes"] == 3
 
 
 @pytest.mark.parametrize("policy, extra", [("model", ["--judge", "token"]),

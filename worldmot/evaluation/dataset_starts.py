@@ -38,7 +38,10 @@ class DatasetStarts(gym.vector.VectorEnv):
         self.num_envs, self.metadata = num_envs, {"render_fps": r.fps}
         self.image_size, self.resize = model.cfg.sequence.image_size, model.cfg.sequence.resize
         self.max_steps = max(e.length for e in r.episodes)  # as long as the longest demonstration
-        self.env_state_key = "observation.environment_state" if "observation.environment_state" in r.features else None
+        # the policies' agent_pos is the proprioceptive feature, environment_state the privileged one: the
+        # model's second state feature where it was trained with one, else the dataset's standard one
+        default_env = "observation.environment_state" if "observation.environment_state" in r.features else None
+        self.env_state_key = self.state_keys[1] if len(self.state_keys) > 1 else default_env
         self.single_action_space = _action_box(r, action_key)
         self.single_observation_space = self._observation_space()
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
@@ -48,7 +51,7 @@ class DatasetStarts(gym.vector.VectorEnv):
     def _observation_space(self) -> gym.spaces.Dict:
         S = self.image_size
         frame = gym.spaces.Box(0, 255, (S, S, 3), np.uint8)
-        state_dim = sum(int(np.prod(self.reader.features[k]["shape"])) for k in self.state_keys)
+        state_dim = int(np.prod(self.reader.features[self.state_keys[0]]["shape"]))
         env_dim = int(np.prod(self.reader.features[self.env_state_key]["shape"])) if self.env_state_key else 0
         return gym.spaces.Dict({
             "pixels": gym.spaces.Dict({_pixels_key(c): frame for c in self.cameras}),
@@ -70,12 +73,12 @@ class DatasetStarts(gym.vector.VectorEnv):
         r, last = self.reader, self.reader.episode(ep).length - 1
         # fitted as training fits them, so that the imagined frames that follow have the same size
         fitted = [fit_frames(r.episode_frames(ep, c, [0, last]), self.image_size, self.resize) for c in self.cameras]
-        vectors = [*self.state_keys, *([self.env_state_key] if self.env_state_key else [])]
+        vectors = [self.state_keys[0], *([self.env_state_key] if self.env_state_key else [])]
         table = r.episode_table(ep, [*vectors, "task_index"])
         first = {k: np.asarray(table[k][0], np.float32).reshape(-1) for k in vectors}
         return {"frames": {c: f[0] for c, f in zip(self.cameras, fitted)},
                 "goal": np.concatenate([f[1] for f in fitted], 1),  # side by side, as the model draws them
-                "state": np.concatenate([first[k] for k in self.state_keys]),
+                "state": first[self.state_keys[0]],
                 "environment_state": first[self.env_state_key] if self.env_state_key else np.zeros(0, np.float32),
                 "task": r.tasks[int(table["task_index"][0])]}
 
