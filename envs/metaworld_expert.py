@@ -2,6 +2,8 @@
 
 The env's ``environment_state`` is Meta-World's raw 39-value observation followed by the task's index in
 metaworld_tasks.TASKS (metaworld.py), so one expert serves every task, and a batch may mix tasks (MT10).
+The instruction names the task too (every wording belongs to one task) and is taken first: in the world
+model the state is read off imagined frames, where the index is only approximately right.
 ``metaworld`` is imported on the first call, not at import: worldmot.envs.experts imports this module.
 """
 from __future__ import annotations
@@ -10,15 +12,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worldmot.envs.metaworld_tasks import TASKS
+from worldmot.envs.metaworld_tasks import INSTRUCTIONS, TASKS
+from worldmot.errors import WorldmotError
 from worldmot.reasoning import format_position
 
 RAW = 39  # Meta-World's observation: hand xyz, gripper, two objects' pose (14), the previous frame's 18, goal xyz
 
 
-def task_of_state(environment_state: np.ndarray) -> str:
-    """The Meta-World task whose ``environment_state`` this is."""
-    return TASKS[int(round(float(environment_state[RAW])))]
+TASK_OF_WORDING = {w: task for task, both in INSTRUCTIONS.items() for wordings in both for w in wordings}
+
+
+def task_of(environment_state: np.ndarray, instruction: str = "") -> str:
+    """The Meta-World task of ``instruction`` where it is one of the tasks' wordings, else of the task index
+    that ends ``environment_state``."""
+    if instruction in TASK_OF_WORDING:
+        return TASK_OF_WORDING[instruction]
+    index = int(round(float(environment_state[RAW])))
+    if not 0 <= index < len(TASKS):
+        raise WorldmotError(f"environment_state[{RAW}]={environment_state[RAW]:.2f}: expected the index of a "
+                            f"Meta-World task (0-{len(TASKS) - 1}), or an instruction of one")
+    return TASKS[index]
 
 
 @dataclass
@@ -37,8 +50,11 @@ class MetaWorldExpert:
 
     def __call__(self, agent_pos, environment_state, tasks):
         actions, subtasks = [], []
-        for s in np.asarray(environment_state, np.float64):
+        states = np.asarray(environment_state, np.float64)
+        instructions = list(tasks) if tasks is not None else [""] * len(states)
+        for s, instruction in zip(states, instructions, strict=True):
             raw = s[:RAW]
-            actions.append(np.clip(self.policy(task_of_state(s)).get_action(raw), -1.0, 1.0).astype(np.float32))
+            task = task_of(s, instruction)
+            actions.append(np.clip(self.policy(task).get_action(raw), -1.0, 1.0).astype(np.float32))
             subtasks.append(f"object {format_position(raw[4:6])} goal {format_position(raw[36:38])}")
         return np.stack(actions), subtasks

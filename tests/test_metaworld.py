@@ -35,6 +35,21 @@ def test_task_table_wordings_and_groups():
     assert set(MT10) <= set(TASKS) and group_of("peg-insert-side-v3") == "medium"
 
 
+def test_the_expert_takes_the_task_from_the_instruction_before_the_state_index():
+    """In the world model the task index is read off imagined frames (here 57.3: no task); the wording is exact."""
+    from worldmot.envs.metaworld_expert import RAW, task_of
+    from worldmot.errors import WorldmotError
+
+    state = np.zeros(RAW + 1)
+    state[RAW] = TASKS.index("drawer-open-v3")
+    assert task_of(state) == "drawer-open-v3"
+    state[RAW] = 57.3
+    wording = INSTRUCTIONS["window-close-v3"][1][0]  # a held-out wording names its task as well
+    assert task_of(state, wording) == "window-close-v3"
+    with pytest.raises(WorldmotError, match=r"environment_state\[39\]=57.30: expected the index of a Meta-World task"):
+        task_of(state, "do something")
+
+
 def test_missing_extra_is_one_line_naming_it():
     message = envs.missing_extra("metaworld/MT10")
     if "metaworld/MT10" in gym.registry:
