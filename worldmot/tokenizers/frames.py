@@ -67,16 +67,17 @@ def fit_points(uv, height: int, width: int, image_size: int, resize: str = "crop
     p = np.asarray(uv, np.float32)
     if height == width:
         return p
+    # the fitted image's side, the source's size in its pixels, and where the source's origin lands in it
     if resize == "crop":
-        m = min(height, width)
-        x0, y0, sx, sy, size = (width - m) // 2, (height - m) // 2, width, height, m
+        side = min(height, width)
+        span, origin = (width, height), (-((width - side) // 2), -((height - side) // 2))
     else:
-        s, long = int(image_size), max(height, width)
-        rh, rw = max(1, round(height * s / long)), max(1, round(width * s / long))
-        x0, y0, sx, sy, size = -((s - rw) // 2), -((s - rh) // 2), rw, rh, s
-    scale, offset = np.array([sx, sy], np.float32), np.array([x0, y0], np.float32)
+        side, long = int(image_size), max(height, width)
+        rh, rw = max(1, round(height * side / long)), max(1, round(width * side / long))
+        span, origin = (rw, rh), ((side - rw) // 2, (side - rh) // 2)
+    scale, offset = np.array(span, np.float32), np.array(origin, np.float32)
     pairs = p.reshape(*p.shape[:-1], -1, 2)
-    return ((pairs * scale - offset) / size).reshape(p.shape).astype(np.float32)
+    return ((pairs * scale + offset) / side).reshape(p.shape).astype(np.float32)
 
 
 def _resize_each(a: np.ndarray, h: int, w: int) -> np.ndarray:
