@@ -112,6 +112,9 @@ class WindowDataset(Dataset):
         self.success_key = success_key if success_key in r.features else None
         self.subtask_key = "subtask_index" if "subtask_index" in r.features and r.subtasks else None
         self.keypoint_key = keypoint_key if keypoint_key in r.features else None
+        height, width = (int(n) for n in r.features[self.camera]["shape"][:2])
+        # (H, W, S) of fit_points; no size given: only the crop or the bars matter
+        self._keypoint_frame = (height, width, int(image_size or max(height, width)))
         self.expert_action_key = expert_action_key if expert_action_key in r.features else None
         keys += [k for k in (self.reward_key, self.success_key, self.subtask_key, self.keypoint_key,
                              self.expert_action_key) if k]
@@ -172,9 +175,7 @@ class WindowDataset(Dataset):
         rows = np.minimum(act_idx, length - 1)
         extra = {}
         if self.keypoint_key:  # points of the first camera's image, as the model sees it (cropped or letterboxed)
-            height, width = self.reader.features[self.camera]["shape"][:2]
-            size = self.image_size or max(height, width)  # no size given: only the crop or the bars matter
-            uv = fit_points(col[self.keypoint_key][f], int(height), int(width), int(size), self.resize)
+            uv = fit_points(col[self.keypoint_key][f], *self._keypoint_frame, self.resize)
             extra["keypoints"] = torch.from_numpy(uv)
         if self.expert_action_key:
             extra["expert_actions"] = self._actions(col[self.expert_action_key][rows])

@@ -12,21 +12,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worldmot.envs.metaworld_tasks import INSTRUCTIONS, TASKS
+from worldmot.envs.metaworld_tasks import TASKS, task_of_wording
 from worldmot.errors import WorldmotError
 from worldmot.reasoning import format_position
 
 RAW = 39  # Meta-World's observation: hand xyz, gripper, two objects' pose (14), the previous frame's 18, goal xyz
 
 
-TASK_OF_WORDING = {w: task for task, both in INSTRUCTIONS.items() for wordings in both for w in wordings}
-
-
 def task_of(environment_state: np.ndarray, instruction: str = "") -> str:
     """The Meta-World task of ``instruction`` where it is one of the tasks' wordings, else of the task index
     that ends ``environment_state``."""
-    if instruction in TASK_OF_WORDING:
-        return TASK_OF_WORDING[instruction]
+    task = task_of_wording(instruction)
+    if task is not None:
+        return task
     index = int(round(float(environment_state[RAW])))
     if not 0 <= index < len(TASKS):
         raise WorldmotError(f"environment_state[{RAW}]={environment_state[RAW]:.2f}: expected the index of a "
@@ -50,9 +48,7 @@ class MetaWorldExpert:
 
     def __call__(self, agent_pos, environment_state, tasks):
         actions, subtasks = [], []
-        states = np.asarray(environment_state, np.float64)
-        instructions = list(tasks) if tasks is not None else [""] * len(states)
-        for s, instruction in zip(states, instructions, strict=True):
+        for s, instruction in zip(np.asarray(environment_state, np.float64), tasks, strict=True):
             raw = s[:RAW]
             task = task_of(s, instruction)
             actions.append(np.clip(self.policy(task).get_action(raw), -1.0, 1.0).astype(np.float32))

@@ -147,3 +147,12 @@ def wordings(task: str, held_out: bool) -> tuple[str, ...]:
     """The training (or held-out) wordings of ``task``'s instruction."""
     train, held = INSTRUCTIONS[task]
     return held if held_out else train
+
+
+# every wording, training or held out, belongs to one task
+_TASK_OF_WORDING = {w: task for task, both in INSTRUCTIONS.items() for ws in both for w in ws}
+
+
+def task_of_wording(instruction: str) -> str | None:
+    """The task whose instruction ``instruction`` is (None: no task's wording)."""
+    return _TASK_OF_WORDING.get(instruction)

@@ -31,6 +31,8 @@ def reach(metaworld):
 def test_task_table_wordings_and_groups():
     for task, (train, held) in INSTRUCTIONS.items():
         assert len(train) >= 2 and held and not set(train) & set(held), task
+    every = [w for both in INSTRUCTIONS.values() for ws in both for w in ws]
+    assert len(set(every)) == len(every)  # a wording names its task (the expert in the model relies on it)
     assert sorted(t for ts in GROUPS.values() for t in ts) == sorted(TASKS)
     assert set(MT10) <= set(TASKS) and group_of("peg-insert-side-v3") == "medium"
 
