@@ -466,6 +466,31 @@ def test_imagined_env_judges_success_by_the_state_read_off_frame_and_goal(monkey
     assert lengths[0.6] == [(C, True)] * 2  # judged at the first imagined frame
 
 
+def test_a_calibrated_goal_tolerance_is_the_models_default_until_the_weights_are_exported_again(tmp_path):
+    """The tolerance kept with a model (goal_judge.json) judges its in-model episodes; --goal-tolerance wins; a new
+    export of the weights (a resumed training) drops the calibration of the old ones."""
+    from worldmot.checkpoint import load_model, write_goal_tolerance
+    from worldmot.evaluation.in_model import GOAL_TOLERANCE, ImaginedVectorEnv
+    from worldmot.envs.make import make_env
+
+    model = make_model(small_config(state_dim=2))
+    save_model(model, tmp_path / "run" / "model")
+    write_goal_tolerance(tmp_path / "run", {"tolerance": 0.9})  # a run folder names its model/
+    calibrated = load_model(tmp_path / "run")
+    assert calibrated.goal_tolerance == 0.9
+    for tolerance, expected in ((None, 0.9), (0.5, 0.5)):
+        env = ImaginedVectorEnv(calibrated, make_env("worldmot/Reach-v0", 1, "sync", image_size=16), max_steps=2,
+                                goal_tolerance=tolerance)
+        assert env.goal_tolerance == expected
+        env.close()
+    save_model(model, tmp_path / "run" / "model")
+    assert load_model(tmp_path / "run").goal_tolerance is None
+    env = ImaginedVectorEnv(load_model(tmp_path / "run"), make_env("worldmot/Reach-v0", 1, "sync", image_size=16),
+                            max_steps=2)
+    assert env.goal_tolerance == GOAL_TOLERANCE
+    env.close()
+
+
 def test_eval_in_model_and_the_agreement_report(tmp_path):
     model = make_model(small_config(state_dim=2))
     save_model(model, tmp_path / "m")
@@ -478,6 +503,7 @@ def test_eval_in_model_and_the_agreement_report(tmp_path):
         assert res.returncode == 0, res.stderr[-2000:]
         info = json.loads((tmp_path / f"{policy}-model" / "eval_info.json").read_text())
         assert info["in_model"] is True and info["checkpoint"] == str(tmp_path / "m")
+        assert info["judge"] == "goal" and info["goal_tolerance"] == 0.3
     res = subprocess.run([sys.executable, "-m", "worldmot", "eval-report", str(tmp_path), "--out", str(tmp_path / "r.md")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

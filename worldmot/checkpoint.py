@@ -13,9 +13,11 @@ from safetensors.torch import load_file, save_file
 
 from worldmot.config import ModelConfig, from_yaml_text, to_yaml
 from worldmot.errors import WorldmotError
-from worldmot.io import atomic_dir, settled_dir
+from worldmot.io import atomic_dir, atomic_write, settled_dir
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "model_meta.json"
+# written after training, by tools/probes/calibrate_goal_judge.py --write; a new export of the weights drops it
+GOAL_JUDGE = "goal_judge.json"
 FORMAT = 1
 
 
@@ -40,9 +42,7 @@ def save_model(model, path: str | Path, trained_on: dict | None = None, step: in
 
 def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, torch.Tensor]]:
     """(config, meta, weights) of a saved model folder, each checked; errors name the file."""
-    path = settled_dir(path)  # a kill while an export replaced this folder: the version it replaced
-    if not (path / WEIGHTS).exists() and (settled_dir(path / "model") / WEIGHTS).exists():
-        path = settled_dir(path / "model")  # a training run folder: its exported model
+    path = model_dir(path)
     for name in (WEIGHTS, CONFIG, META):
         if not (path / name).is_file():
             raise WorldmotError(f"{path / name}: missing (expected a model folder written by worldmot)")
@@ -58,6 +58,33 @@ def read_model_files(path: str | Path) -> tuple[ModelConfig, dict, dict[str, tor
     except (SafetensorError, OSError) as e:
         raise WorldmotError(f"{path / WEIGHTS}: unreadable safetensors file ({e})") from None
     return cfg, meta, weights
+
+
+def model_dir(path: str | Path) -> Path:
+    """The model folder ``path`` names: itself, or a training run folder's exported model/."""
+    path = settled_dir(path)  # a kill while an export replaced this folder: the version it replaced
+    if not (path / WEIGHTS).exists() and (settled_dir(path / "model") / WEIGHTS).exists():
+        path = settled_dir(path / "model")
+    return path
+
+
+def read_goal_tolerance(path: str | Path) -> float | None:
+    """The goal judge's tolerance calibrated for the model folder at ``path`` (None: not calibrated)."""
+    file = model_dir(path) / GOAL_JUDGE
+    if not file.is_file():
+        return None
+    try:
+        tolerance = json.loads(file.read_text())["tolerance"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise WorldmotError(f"{file}: expected JSON with a number 'tolerance' ({type(e).__name__}: {e})") from None
+    if not isinstance(tolerance, (int, float)) or not tolerance > 0:
+        raise WorldmotError(f"{file}: tolerance {tolerance!r}, expected a positive number")
+    return float(tolerance)
+
+
+def write_goal_tolerance(path: str | Path, calibration: dict) -> Path:
+    """Keep ``calibration`` ({"tolerance": float, ...how it was measured}) with the model folder at ``path``."""
+    return atomic_write(model_dir(path) / GOAL_JUDGE, lambda tmp: tmp.write_text(json.dumps(calibration, indent=1)))
 
 
 def exported_step(path: str | Path) -> int | None:
@@ -85,6 +112,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         raise WorldmotError(f"{Path(path) / WEIGHTS}: weights do not fit the config "
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.trained_on = meta.get("trained_on")
+    model.goal_tolerance = read_goal_tolerance(path)
     return model.to(device).eval()
 
 

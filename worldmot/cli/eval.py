@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge", choices=("goal", "token"), default="goal", help="--in-model: success when the "
                         "state the model reads off its imagined frame comes near the state it reads off the goal image "
                         "(goal), or when its <success> token passes 0.5 (token)")
+    parser.add_argument("--goal-tolerance", type=float, help="--judge goal: the read-out distance that counts as "
+                        "the goal reached (default: the model's calibrated one, MODEL/goal_judge.json, else 0.3)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs "
                         "(auto: CUDA where available; planning on CUDA uses bf16 autocast)")
     parser.add_argument("--reason", action="store_true", help="--policy model: write its reasoning before each "
@@ -71,6 +73,9 @@ def main(args: argparse.Namespace) -> int:
         raise WorldmotError(f"--episodes {args.episodes} --num-envs {args.num_envs}: expected positive numbers")
     if args.videos < 0:
         raise WorldmotError(f"--videos {args.videos}: expected a count >= 0")
+    if args.goal_tolerance is not None and not (args.in_model and args.judge == "goal" and args.goal_tolerance > 0):
+        raise WorldmotError(f"--goal-tolerance {args.goal_tolerance}: expected a positive distance, with --in-model "
+                            f"and --judge goal")
     if args.reason and args.policy != "model":
         raise WorldmotError(f"--reason: for --policy model only (got --policy {args.policy})")
     if args.overrides and args.policy != "planner":
@@ -94,6 +99,6 @@ def main(args: argparse.Namespace) -> int:
                     num_envs=args.num_envs, held_out=args.held_out_instructions, videos=args.videos,
                     rrd=not args.no_rrd, extra={"checkpoint": args.checkpoint}, in_model=args.in_model,
                     judge=args.judge, reason=args.reason, transfer=args.transfer, spec_overrides=args.env_set,
-                    dataset=args.dataset)
+                    dataset=args.dataset, goal_tolerance=args.goal_tolerance)
     print(f"{summary_line(info)}\n{out / 'eval_info.json'}")
     return 0

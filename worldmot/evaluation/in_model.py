@@ -10,7 +10,10 @@ the reward. Success is judged by the model in one of two ways (``judge``):
 
 - "goal" (default): the state the model reads off the imagined frame (WorldModel.read_state) comes within
   ``goal_tolerance`` of the state it reads off the episode's goal image (WorldModel.state_distance:
-  normalised units, each dimension weighted by how well the model reads it);
+  normalised units, each dimension weighted by how well the model reads it). The distance at a true success
+  grows with the state's size (about 0.1 on Reach's 4 numbers, 0.3-0.6 on Meta-World's 44), so the tolerance
+  is the model's own where it was calibrated (tools/probes/calibrate_goal_judge.py --write:
+  MODEL/goal_judge.json), else GOAL_TOLERANCE;
 - "token": its probability of the <success> token passes ``success_threshold``. Episodes end at success,
   so a recording shows that token once per successful episode, and a tiny model rarely predicts it.
 
@@ -40,15 +43,16 @@ from worldmot.model import imagination
 from worldmot.model.world_model import WorldModel
 from worldmot.policies.chunked import model_cameras, state_observation_keys
 
-# normalised state distance under which judge="goal" counts an imagined frame as the goal reached. On true
-# Reach frames (tools/probes/calibrate_goal_judge.py, 30 scripted + 30 random episodes) the read-out is 0.12 from the
+# normalised state distance under which judge="goal" counts an imagined frame as the goal reached, for a model
+# without a calibrated tolerance of its own. On true Reach frames (tools/probes/calibrate_goal_judge.py, 30 scripted + 30 random episodes) the read-out is 0.12 from the
 # goal's at a true success (median; 90th percentile 0.20), and 0.3 judged every episode right (0.2: 98%)
 GOAL_TOLERANCE = 0.3
 
 
 class ImaginedVectorEnv(gym.vector.VectorEnv):
     def __init__(self, model: WorldModel, sim: gym.vector.VectorEnv, max_steps: int, flow_steps: int = 1,
-                 judge: str = "goal", goal_tolerance: float = GOAL_TOLERANCE, success_threshold: float = 0.5):
+                 judge: str = "goal", goal_tolerance: float | None = None, success_threshold: float = 0.5):
+        """``goal_tolerance`` None: the model's calibrated one (model.goal_tolerance), else GOAL_TOLERANCE."""
         if judge not in ("goal", "token"):
             raise WorldmotError(f"judge={judge!r}: expected 'goal' or 'token'")
         self.model, self.sim = model, sim
@@ -57,7 +61,11 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         self.single_observation_space, self.observation_space = sim.single_observation_space, sim.observation_space
         self.metadata = sim.metadata
         self.max_steps, self.flow_steps, self.success_threshold = max_steps, flow_steps, success_threshold
-        self.judge, self.goal_tolerance = judge, goal_tolerance
+        if goal_tolerance is None:
+            goal_tolerance = getattr(model, "goal_tolerance", None) or GOAL_TOLERANCE
+        if not goal_tolerance > 0:
+            raise WorldmotError(f"goal_tolerance={goal_tolerance}: expected a positive distance")
+        self.judge, self.goal_tolerance = judge, float(goal_tolerance)
         self.chunk = model.cfg.sequence.chunk
         try:
             self.max_step = float(sim.get_attr("max_step")[0])

@@ -25,11 +25,13 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
              plan: PlannerConfig | None = None, episodes: int = 50, seed: int = 100_000, num_envs: int = 10,
              held_out: bool = False, videos: int = 2, rrd: bool = True, extra: dict | None = None,
              in_model: bool = False, judge: str = "goal", reason: bool = False, transfer: bool = False,
-             spec_overrides: Sequence[str] = (), dataset: str | None = None) -> dict:
+             spec_overrides: Sequence[str] = (), dataset: str | None = None,
+             goal_tolerance: float | None = None) -> dict:
     """Run ``episodes`` seeded episodes of ``policy_name`` and write the output folder; returns eval_info.
 
     ``in_model``: in the world model's imagination instead of the simulator (the same seeded starts; see
-    in_model.py); ``model`` is then the world model every policy runs in, and ``judge`` how it judges success.
+    in_model.py); ``model`` is then the world model every policy runs in, and ``judge`` how it judges success
+    (``goal_tolerance``: judge "goal"'s, None: the model's calibrated one, else the default).
     ``reason``: the model policy writes its reasoning before its actions (ModelPolicy). ``transfer``: run a
     model on an env or features other than those it was trained on (otherwise a one-line error).
     ``spec_overrides``: ``key=value`` fields of a spec-driven env's spec. An env without a goal image (a spec
@@ -45,7 +47,8 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
 
         starts = DatasetStarts(model, dataset, min(num_envs, episodes))
         return _evaluate_in(starts, starts.max_steps, env_id, policy_name, out, model, plan, episodes, seed,
-                            held_out, videos, rrd, {**(extra or {}), "dataset": dataset}, judge, reason)
+                            held_out, videos, rrd, {**(extra or {}), "dataset": dataset}, judge, reason,
+                            goal_tolerance=goal_tolerance)
     # sync: one process, the policy batches over the sub-envs and headless rendering is cheap
     env = make_env(env_id, min(num_envs, episodes), "sync", held_out=held_out, spec_overrides=spec_overrides,
                    image_size=model.cfg.sequence.image_size if model is not None else None)
@@ -61,12 +64,13 @@ def evaluate(env_id: str, policy_name: str, out: Path, *, model: WorldModel | No
             env.close()
             raise
     return _evaluate_in(env, max_episode_steps(env_id, spec_overrides) if in_model else None, env_id, policy_name,
-                        out, model, plan, episodes, seed, held_out, videos, rrd, extra, judge, reason, has_goal)
+                        out, model, plan, episodes, seed, held_out, videos, rrd, extra, judge, reason, has_goal,
+                        goal_tolerance)
 
 
 def _evaluate_in(env, imagined_steps: int | None, env_id: str, policy_name: str, out: Path, model, plan, episodes: int,
                  seed: int, held_out: bool, videos: int, rrd: bool, extra: dict | None, judge: str, reason: bool,
-                 has_goal: bool = True) -> dict:
+                 has_goal: bool = True, goal_tolerance: float | None = None) -> dict:
     """The episodes in ``env``, inside the model for ``imagined_steps`` steps where given; the output folder."""
     from worldmot.policies import make_policy
 
@@ -74,7 +78,8 @@ def _evaluate_in(env, imagined_steps: int | None, env_id: str, policy_name: str,
     if in_model:
         from worldmot.evaluation.in_model import ImaginedVectorEnv
 
-        env = ImaginedVectorEnv(model, env, max_steps=imagined_steps, judge=judge)
+        env = ImaginedVectorEnv(model, env, max_steps=imagined_steps, judge=judge, goal_tolerance=goal_tolerance)
+        judged = {"judge": judge, **({"goal_tolerance": env.goal_tolerance} if judge == "goal" else {})}
     try:
         policy = make_policy(policy_name, env, model=model, plan=plan, seed=seed, trace=rrd, reason=reason)
         # after the policy's checks (a model that does not fit the env writes nothing), before the episodes run
@@ -87,7 +92,7 @@ def _evaluate_in(env, imagined_steps: int | None, env_id: str, policy_name: str,
         labels = episode_tasks(env, env_id, result.episodes)  # per_task, per_group, overall as lerobot-eval
     finally:
         env.close()
-    extra = {**(extra or {}), "seed": seed, "in_model": in_model, **({"judge": judge} if in_model else {}),
+    extra = {**(extra or {}), "seed": seed, "in_model": in_model, **(judged if in_model else {}),
              **({"reason": reason} if policy_name == "model" else {})}
     if plan is not None and policy_name == "planner":
         extra["plan"] = asdict(plan)
