@@ -18,6 +18,7 @@ from worldmot.io import atomic_dir, atomic_write, settled_dir
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "model_meta.json"
 # written after training, by tools/probes/calibrate_goal_judge.py --write; a new export of the weights drops it
 GOAL_JUDGE = "goal_judge.json"
+REWRITE_JUDGE = "calibrate again (tools/probes/calibrate_goal_judge.py --write) or delete the file"
 FORMAT = 1
 
 
@@ -76,9 +77,10 @@ def read_goal_tolerance(path: str | Path) -> float | None:
     try:
         tolerance = json.loads(file.read_text())["tolerance"]
     except (ValueError, KeyError, TypeError) as e:
-        raise WorldmotError(f"{file}: expected JSON with a number 'tolerance' ({type(e).__name__}: {e})") from None
+        raise WorldmotError(f"{file}: expected JSON with a number 'tolerance' ({type(e).__name__}: {e}); "
+                            f"{REWRITE_JUDGE}") from None
     if not isinstance(tolerance, (int, float)) or not tolerance > 0:
-        raise WorldmotError(f"{file}: tolerance {tolerance!r}, expected a positive number")
+        raise WorldmotError(f"{file}: tolerance {tolerance!r}, expected a positive number; {REWRITE_JUDGE}")
     return float(tolerance)
 
 

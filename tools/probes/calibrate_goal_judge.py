@@ -35,10 +35,16 @@ def distances_to_goal(model, instruction: str, frames: np.ndarray, goal: np.ndar
     return model.state_distance(state[1:], state[:1]).numpy()
 
 
+def judged_right(rows: list[tuple], tolerance: float) -> float:
+    """The share of episodes whose judged success (any frame within ``tolerance``) is their true success.
+    rows: (policy, true success, min distance, ...)."""
+    return float(np.mean([(r[2] < tolerance) == r[1] for r in rows]))
+
+
 def best_tolerance(rows: list[tuple], tolerances: list[float]) -> tuple[float, float]:
     """(tolerance, share of episodes judged right) of the candidate judging most episodes right; among equals the
-    middle one (the widest margin either side). rows: (policy, true success, min distance, ...)."""
-    right = [float(np.mean([(r[2] < tol) == r[1] for r in rows])) for tol in tolerances]
+    middle one (the widest margin either side)."""
+    right = [judged_right(rows, tol) for tol in tolerances]
     best = [tol for tol, share in zip(tolerances, right) if share == max(right)]
     return best[(len(best) - 1) // 2], max(right)
 
@@ -76,7 +82,7 @@ def main() -> None:
     print("| tolerance | episodes judged right | scripted judged successful | random judged successful |")
     print("|---|---|---|---|")
     for tol in args.tolerances:
-        right = np.mean([(r[2] < tol) == r[1] for r in rows])
+        right = judged_right(rows, tol)
         rate = {n: np.mean([r[2] < tol for r in rows if r[0] == n]) for n in ("scripted", "random")}
         print(f"| {tol} | {right:.0%} | {rate['scripted']:.0%} | {rate['random']:.0%} |")
     truth = {n: float(np.mean([r[1] for r in rows if r[0] == n])) for n in ("scripted", "random")}

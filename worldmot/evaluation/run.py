@@ -75,6 +75,7 @@ def _evaluate_in(env, imagined_steps: int | None, env_id: str, policy_name: str,
     from worldmot.policies import make_policy
 
     in_model = imagined_steps is not None
+    judged = {}  # how the model judged success, in the model only
     if in_model:
         from worldmot.evaluation.in_model import ImaginedVectorEnv
 
@@ -92,7 +93,7 @@ def _evaluate_in(env, imagined_steps: int | None, env_id: str, policy_name: str,
         labels = episode_tasks(env, env_id, result.episodes)  # per_task, per_group, overall as lerobot-eval
     finally:
         env.close()
-    extra = {**(extra or {}), "seed": seed, "in_model": in_model, **(judged if in_model else {}),
+    extra = {**(extra or {}), "seed": seed, "in_model": in_model, **judged,
              **({"reason": reason} if policy_name == "model" else {})}
     if plan is not None and policy_name == "planner":
         extra["plan"] = asdict(plan)
